@@ -1,0 +1,33 @@
+//! The library's error type: every message is one line that names the file (and line or
+//! tensor) and says what was expected.
+
+use std::path::Path;
+
+/// Errors raised by the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad user input: a file, a flag, a checkpoint that does not match its config.
+    #[error("{0}")]
+    Input(String),
+    /// An I/O failure on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A libtorch failure.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Result with the library's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,125 @@
+//! The `prefix-subspace` command line: parses, calls the library, prints.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use prefix_subspace::embed::{embed_texts, parse_device};
+use prefix_subspace::model::{Encoder, Pooling, TextTokenizer};
+use prefix_subspace::paths;
+
+#[derive(Parser)]
+#[command(name = "prefix-subspace", version, about = "Few-shot fine-tuning of pretrained transformers with a simplex of deep prefixes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum PoolArg {
+    /// The pooling the model folder declares (sentence-transformers), else the first token.
+    Auto,
+    /// Mean over real tokens.
+    Mean,
+    /// The first token ([CLS] / <s>).
+    Cls,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print sentence embeddings, one JSON array per line.
+    Embed {
+        /// Hugging Face model folder (config.json, model.safetensors, tokenizer files).
+        /// Default: the installed all-MiniLM-L6-v2.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Pooling of the final hidden states.
+        #[arg(long, value_enum, default_value = "auto")]
+        pool: PoolArg,
+        /// Scale each embedding to unit length.
+        #[arg(long)]
+        normalize: bool,
+        /// Read texts from a file, one per line ("-" for stdin). Without TEXT or --input, stdin is read.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Truncate inputs to this many tokens.
+        #[arg(long, default_value_t = 256)]
+        max_len: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Texts to embed.
+        texts: Vec<String>,
+    },
+}
+
+fn model_dir(model: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = model.unwrap_or_else(paths::default_model);
+    if !dir.is_dir() {
+        bail!(
+            "{}: model folder not found (run scripts/setup.sh to install the default model, or pass --model DIR)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
+    let reader: Box<dyn BufRead> = match input.as_deref() {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
+        )),
+    };
+    let name = input.map(|p| p.display().to_string()).unwrap_or_else(|| "<stdin>".into());
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{name}:{}: not valid UTF-8 text", i + 1))?;
+        let line = line.trim_end_matches('\r');
+        if !line.trim().is_empty() {
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Embed { model, pool, normalize, input, max_len, batch_size, device, texts } => {
+            let dir = model_dir(model)?;
+            let device = parse_device(&device)?;
+            let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
+            if texts.is_empty() {
+                bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
+            }
+            let encoder = Encoder::load(&dir, device)?;
+            let tokenizer = TextTokenizer::from_dir(&dir, max_len)?;
+            let pooling = match pool {
+                PoolArg::Auto => Pooling::auto(&dir),
+                PoolArg::Mean => Pooling::Mean,
+                PoolArg::Cls => Pooling::Cls,
+            };
+            let emb = embed_texts(&encoder, &tokenizer, &texts, pooling, normalize, batch_size)?;
+            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&emb)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for r in rows {
+                serde_json::to_writer(&mut out, &r)?;
+                writeln!(out)?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

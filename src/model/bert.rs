@@ -1,0 +1,686 @@
+//! A frozen BERT / RoBERTa encoder (post-LayerNorm) whose every attention layer accepts a
+//! per-example deep prefix: trainable keys and values placed in front of the projected
+//! keys and values of the real tokens.
+//!
+//! Structs mirror the checkpoint's tensor names (`embeddings.*`, `encoder.layer.N.*`), so
+//! loading is a lookup by name. Weights are plain tensors without `requires_grad`: no
+//! gradient is ever computed for them unless [`Encoder::set_trainable`] asks for it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use tch::{Device, Kind, Tensor};
+
+use super::load::Weights;
+use crate::error::{Error, Result};
+
+/// Which family a checkpoint belongs to: decides position ids and tensor-name prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Arch {
+    /// BERT: positions 0..T-1, token types.
+    Bert,
+    /// RoBERTa: positions start after the padding index and skip padding.
+    Roberta,
+}
+
+/// The subset of a Hugging Face `config.json` the encoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// `bert`, `roberta` (anything else is rejected).
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// Hidden size H (= heads × head dim).
+    pub hidden_size: i64,
+    /// Number of transformer layers L.
+    pub num_hidden_layers: i64,
+    /// Number of attention heads.
+    pub num_attention_heads: i64,
+    /// Feed-forward inner size.
+    pub intermediate_size: i64,
+    /// Activation of the feed-forward block (`gelu`, `gelu_new`, `relu`).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Number of learned absolute positions.
+    pub max_position_embeddings: i64,
+    /// Number of token types (1 for RoBERTa).
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: i64,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Padding token id (RoBERTa positions are offset from it).
+    #[serde(default)]
+    pub pad_token_id: i64,
+    /// Dropout on hidden states (used only when training with backbone dropout on).
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities (likewise).
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    /// Only `absolute` is supported.
+    #[serde(default = "default_pos_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> i64 {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_pos_type() -> String {
+    "absolute".into()
+}
+
+impl Config {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: Config = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}:{}: {}", path.display(), e.line(), e)))?;
+        cfg.arch().map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(Error::Input(format!(
+                "{}: hidden_size {} is not a multiple of num_attention_heads {}",
+                path.display(),
+                cfg.hidden_size,
+                cfg.num_attention_heads
+            )));
+        }
+        if cfg.position_embedding_type != "absolute" {
+            return Err(Error::Input(format!(
+                "{}: position_embedding_type \"{}\" is not supported (expected \"absolute\")",
+                path.display(),
+                cfg.position_embedding_type
+            )));
+        }
+        Activation::parse(&cfg.hidden_act)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        Ok(cfg)
+    }
+
+    /// The architecture family, from `model_type`.
+    pub fn arch(&self) -> std::result::Result<Arch, String> {
+        match self.model_type.as_str() {
+            "bert" => Ok(Arch::Bert),
+            "roberta" | "xlm-roberta" => Ok(Arch::Roberta),
+            other => Err(format!(
+                "unsupported architecture model_type \"{other}\" (supported: bert, roberta)"
+            )),
+        }
+    }
+
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    Gelu,
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Self::GeluTanh),
+            "relu" => Ok(Self::Relu),
+            other => Err(format!(
+                "hidden_act \"{other}\" is not supported (expected gelu, gelu_new or relu)"
+            )),
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Self::Gelu => x.gelu("none"),
+            Self::GeluTanh => x.gelu("tanh"),
+            Self::Relu => x.relu(),
+        }
+    }
+}
+
+/// Where the real tokens' position ids start when a prefix is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
+    /// Positions 0..T-1: the prefix is not text (the default).
+    #[default]
+    Unshifted,
+    /// Positions p..p+T-1, as Hugging Face BERT does with `past_key_values` (what PEFT runs).
+    Shifted,
+}
+
+/// A dense layer `y = x Wᵀ + b` with the checkpoint's `(out, in)` weight.
+#[derive(Debug)]
+pub struct Linear {
+    /// `(out, in)`.
+    pub weight: Tensor,
+    /// `(out,)`.
+    pub bias: Tensor,
+}
+
+impl Linear {
+    fn load(w: &mut Weights, name: &str, out_dim: i64, in_dim: i64) -> Result<Self> {
+        Ok(Self {
+            weight: w.take(&format!("{name}.weight"), &[out_dim, in_dim])?,
+            bias: w.take(&format!("{name}.bias"), &[out_dim])?,
+        })
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// LayerNorm with the checkpoint's `weight` / `bias` (older `gamma` / `beta` accepted).
+#[derive(Debug)]
+pub struct LayerNorm {
+    /// Scale.
+    pub weight: Tensor,
+    /// Shift.
+    pub bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn load(w: &mut Weights, name: &str, dim: i64, eps: f64) -> Result<Self> {
+        let weight = w.take_any(&[&format!("{name}.weight"), &format!("{name}.gamma")], &[dim])?;
+        let bias = w.take_any(&[&format!("{name}.bias"), &format!("{name}.beta")], &[dim])?;
+        Ok(Self { weight, bias, eps })
+    }
+
+    /// Applies the normalisation over the last dimension.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let d = *x.size().last().expect("tensor has a last dimension");
+        x.layer_norm([d], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+/// Word + position + token-type embeddings, then LayerNorm.
+#[derive(Debug)]
+pub struct Embeddings {
+    /// `(vocab, H)`.
+    pub word_embeddings: Tensor,
+    /// `(max_positions, H)`.
+    pub position_embeddings: Tensor,
+    /// `(type_vocab, H)`.
+    pub token_type_embeddings: Tensor,
+    /// Final LayerNorm.
+    pub layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(w: &mut Weights, cfg: &Config) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            word_embeddings: w.take("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            position_embeddings: w.take(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, h],
+            )?,
+            token_type_embeddings: w.take(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab_size, h],
+            )?,
+            layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
+        })
+    }
+}
+
+/// Self-attention with an optional per-example prefix in front of the keys and values.
+#[derive(Debug)]
+pub struct SelfAttention {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    heads: i64,
+    head_dim: i64,
+}
+
+impl SelfAttention {
+    /// `x: (B, T, H)`, `mask: (B, 1, 1, p+T)` additive, `prefix: Some((k, v))` each `(B, p, H)`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        prefix: Option<(&Tensor, &Tensor)>,
+        dropout: f64,
+    ) -> Tensor {
+        let (b, t, h) = x.size3().expect("hidden states are (B, T, H)");
+        let split = |y: Tensor| y.view([b, -1, self.heads, self.head_dim]).transpose(1, 2);
+        let q = split(self.query.forward(x));
+        let mut k = self.key.forward(x);
+        let mut v = self.value.forward(x);
+        if let Some((pk, pv)) = prefix {
+            k = Tensor::cat(&[pk, &k], 1);
+            v = Tensor::cat(&[pv, &v], 1);
+        }
+        let (k, v) = (split(k), split(v));
+        let ctx = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(mask),
+            dropout,
+            false,
+            None,
+            false,
+        );
+        ctx.transpose(1, 2).reshape([b, t, h])
+    }
+}
+
+/// One post-LN transformer layer, named as in the checkpoint.
+#[derive(Debug)]
+pub struct Layer {
+    /// `attention.self`.
+    pub attention: SelfAttention,
+    /// `attention.output.dense`.
+    pub attention_output: Linear,
+    /// `attention.output.LayerNorm`.
+    pub attention_norm: LayerNorm,
+    /// `intermediate.dense`.
+    pub intermediate: Linear,
+    /// `output.dense`.
+    pub output: Linear,
+    /// `output.LayerNorm`.
+    pub output_norm: LayerNorm,
+    act: Activation,
+}
+
+impl Layer {
+    fn load(w: &mut Weights, cfg: &Config, i: i64) -> Result<Self> {
+        let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        let p = format!("encoder.layer.{i}");
+        Ok(Self {
+            attention: SelfAttention {
+                query: Linear::load(w, &format!("{p}.attention.self.query"), h, h)?,
+                key: Linear::load(w, &format!("{p}.attention.self.key"), h, h)?,
+                value: Linear::load(w, &format!("{p}.attention.self.value"), h, h)?,
+                heads: cfg.num_attention_heads,
+                head_dim: cfg.head_dim(),
+            },
+            attention_output: Linear::load(w, &format!("{p}.attention.output.dense"), h, h)?,
+            attention_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
+            intermediate: Linear::load(w, &format!("{p}.intermediate.dense"), f, h)?,
+            output: Linear::load(w, &format!("{p}.output.dense"), h, f)?,
+            output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps)?,
+            act: Activation::parse(&cfg.hidden_act).map_err(Error::Input)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        prefix: Option<(&Tensor, &Tensor)>,
+        drop: Dropout,
+    ) -> Tensor {
+        let a = self.attention.forward(x, mask, prefix, drop.attention);
+        let a = drop.hidden(&self.attention_output.forward(&a));
+        let x = self.attention_norm.forward(&(a + x));
+        let f = self.act.apply(&self.intermediate.forward(&x));
+        let f = drop.hidden(&self.output.forward(&f));
+        self.output_norm.forward(&(f + x))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Dropout {
+    hidden: f64,
+    attention: f64,
+}
+
+impl Dropout {
+    fn hidden(&self, x: &Tensor) -> Tensor {
+        if self.hidden > 0.0 {
+            x.dropout(self.hidden, true)
+        } else {
+            x.shallow_clone()
+        }
+    }
+}
+
+/// A tokenised, padded batch.
+#[derive(Debug)]
+pub struct Batch {
+    /// `(B, T)` int64 token ids.
+    pub input_ids: Tensor,
+    /// `(B, T)` int64, 1 for real tokens, 0 for padding.
+    pub attention_mask: Tensor,
+    /// `(B, T)` int64 segment ids.
+    pub token_type_ids: Tensor,
+}
+
+impl Batch {
+    /// Moves the batch to a device.
+    pub fn to(&self, device: Device) -> Batch {
+        Batch {
+            input_ids: self.input_ids.to(device),
+            attention_mask: self.attention_mask.to(device),
+            token_type_ids: self.token_type_ids.to(device),
+        }
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> i64 {
+        self.input_ids.size()[0]
+    }
+
+    /// True when the batch holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Options for one forward pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forward {
+    /// Apply the checkpoint's hidden and attention dropout (training mode).
+    pub dropout: bool,
+    /// Position ids of the real tokens when a prefix is present.
+    pub positions: Positions,
+}
+
+/// The frozen encoder: embeddings and L layers.
+#[derive(Debug)]
+pub struct Encoder {
+    /// The checkpoint's configuration.
+    pub config: Config,
+    /// BERT or RoBERTa.
+    pub arch: Arch,
+    /// Input embeddings.
+    pub embeddings: Embeddings,
+    /// Transformer layers.
+    pub layers: Vec<Layer>,
+    device: Device,
+}
+
+impl Encoder {
+    /// Loads `config.json` and `model.safetensors` from a Hugging Face model folder.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        if !cfg_path.is_file() {
+            return Err(Error::Input(format!(
+                "{}: model folder has no config.json (expected a Hugging Face model folder with config.json and model.safetensors)",
+                dir.display()
+            )));
+        }
+        let config = Config::from_file(&cfg_path)?;
+        let st_path = dir.join("model.safetensors");
+        if !st_path.is_file() {
+            return Err(Error::Input(format!(
+                "{}: model folder has no model.safetensors (only safetensors weights are read; convert pytorch_model.bin first)",
+                dir.display()
+            )));
+        }
+        let mut weights = Weights::read(&st_path, device)?;
+        Self::from_weights(config, &mut weights, device)
+    }
+
+    /// Builds the encoder from already-read weights (checked against the config).
+    pub fn from_weights(config: Config, w: &mut Weights, device: Device) -> Result<Self> {
+        let arch = config.arch().map_err(Error::Input)?;
+        w.strip_prefix(match arch {
+            Arch::Bert => "bert.",
+            Arch::Roberta => "roberta.",
+        });
+        let embeddings = Embeddings::load(w, &config)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(w, &config, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { config, arch, embeddings, layers, device })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Number of layers L.
+    pub fn num_layers(&self) -> i64 {
+        self.config.num_hidden_layers
+    }
+
+    /// Hidden size H.
+    pub fn hidden_size(&self) -> i64 {
+        self.config.hidden_size
+    }
+
+    /// All weight tensors, with their checkpoint names (unprefixed).
+    pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out: Vec<(String, &Tensor)> = vec![
+            ("embeddings.word_embeddings.weight".into(), &self.embeddings.word_embeddings),
+            ("embeddings.position_embeddings.weight".into(), &self.embeddings.position_embeddings),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                &self.embeddings.token_type_embeddings,
+            ),
+            ("embeddings.LayerNorm.weight".into(), &self.embeddings.layer_norm.weight),
+            ("embeddings.LayerNorm.bias".into(), &self.embeddings.layer_norm.bias),
+        ];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            let lin = [
+                ("attention.self.query", &l.attention.query),
+                ("attention.self.key", &l.attention.key),
+                ("attention.self.value", &l.attention.value),
+                ("attention.output.dense", &l.attention_output),
+                ("intermediate.dense", &l.intermediate),
+                ("output.dense", &l.output),
+            ];
+            for (n, lin) in lin {
+                out.push((format!("{p}.{n}.weight"), &lin.weight));
+                out.push((format!("{p}.{n}.bias"), &lin.bias));
+            }
+            for (n, ln) in [("attention.output.LayerNorm", &l.attention_norm), ("output.LayerNorm", &l.output_norm)] {
+                out.push((format!("{p}.{n}.weight"), &ln.weight));
+                out.push((format!("{p}.{n}.bias"), &ln.bias));
+            }
+        }
+        out
+    }
+
+    /// Position ids `(B, T)` for the real tokens, `offset` = prefix length when shifted.
+    fn position_ids(&self, batch: &Batch, offset: i64) -> Tensor {
+        let (b, t) = batch.input_ids.size2().expect("input ids are (B, T)");
+        match self.arch {
+            Arch::Bert => (Tensor::arange(t, (Kind::Int64, self.device)) + offset)
+                .unsqueeze(0)
+                .expand([b, t], true),
+            Arch::Roberta => {
+                // As HF `create_position_ids_from_input_ids`: count real tokens after padding_idx.
+                let m = batch.input_ids.ne(self.config.pad_token_id).to_kind(Kind::Int64);
+                (m.cumsum(1, Kind::Int64) + offset) * &m + self.config.pad_token_id
+            }
+        }
+    }
+
+    /// Embeds a batch: `(B, T, H)`.
+    pub fn embed(&self, batch: &Batch, position_offset: i64, dropout: bool) -> Tensor {
+        let e = &self.embeddings;
+        let pos = self.position_ids(batch, position_offset);
+        let x = Tensor::embedding(&e.word_embeddings, &batch.input_ids, -1, false, false)
+            + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false)
+            + Tensor::embedding(&e.token_type_embeddings, &batch.token_type_ids, -1, false, false);
+        let x = e.layer_norm.forward(&x);
+        if dropout && self.config.hidden_dropout_prob > 0.0 {
+            x.dropout(self.config.hidden_dropout_prob, true)
+        } else {
+            x
+        }
+    }
+
+    /// Runs the encoder and returns the final hidden states `(B, T, H)`.
+    ///
+    /// `prefix`, when given, is `(L, 2, B, p, H)` (or `(L, 2, 1, p, H)`, broadcast over the
+    /// batch): for layer l, `prefix[l][0]` are the keys and `prefix[l][1]` the values put in
+    /// front of the projected keys and values of that layer. A length-0 prefix is the same
+    /// as none.
+    pub fn forward(&self, batch: &Batch, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
+        self.forward_embedded(&self.embed(batch, self.offset(prefix, opts), opts.dropout), &batch.attention_mask, prefix, opts)
+    }
+
+    fn offset(&self, prefix: Option<&Tensor>, opts: Forward) -> i64 {
+        match (prefix, opts.positions) {
+            (Some(p), Positions::Shifted) => p.size()[3],
+            _ => 0,
+        }
+    }
+
+    /// Runs the layers on already-embedded inputs `x: (B, T, H)` (used by prompt tuning,
+    /// which puts trainable vectors in front of the input embeddings).
+    pub fn forward_embedded(
+        &self,
+        x: &Tensor,
+        attention_mask: &Tensor,
+        prefix: Option<&Tensor>,
+        opts: Forward,
+    ) -> Tensor {
+        let (b, _t, _h) = x.size3().expect("embeddings are (B, T, H)");
+        let p = prefix.map(|p| p.size()[3]).unwrap_or(0);
+        if let Some(pr) = prefix {
+            let s = pr.size();
+            assert!(
+                s.len() == 5
+                    && s[0] == self.num_layers()
+                    && s[1] == 2
+                    && (s[2] == b || s[2] == 1)
+                    && s[4] == self.hidden_size(),
+                "prefix must be (L={}, 2, B={b} or 1, p, H={}), got {s:?}",
+                self.num_layers(),
+                self.hidden_size()
+            );
+        }
+        let mask = attention_mask.to_kind(Kind::Float);
+        let mask = if p > 0 {
+            Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, self.device)), mask], 1)
+        } else {
+            mask
+        };
+        let additive = additive_mask(&mask);
+        let drop = Dropout {
+            hidden: if opts.dropout { self.config.hidden_dropout_prob } else { 0.0 },
+            attention: if opts.dropout { self.config.attention_probs_dropout_prob } else { 0.0 },
+        };
+        let mut h = x.shallow_clone();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let kv = match prefix {
+                Some(pr) if p > 0 => {
+                    let pl = pr.get(l as i64);
+                    let (pk, pv) = (pl.get(0), pl.get(1));
+                    let (pk, pv) = if pk.size()[0] != b {
+                        (pk.expand([b, p, -1], false), pv.expand([b, p, -1], false))
+                    } else {
+                        (pk, pv)
+                    };
+                    Some((pk, pv))
+                }
+                _ => None,
+            };
+            h = layer.forward(&h, &additive, kv.as_ref().map(|(k, v)| (k, v)), drop);
+        }
+        h
+    }
+
+    /// Per-layer projected keys and values of `batch` as a prefix `(L, 2, B, T, H)`:
+    /// running another input with this prefix is the same as attending to `batch`'s tokens.
+    pub fn keys_values(&self, batch: &Batch) -> Tensor {
+        let x = self.embed(batch, 0, false);
+        let additive = additive_mask(&batch.attention_mask.to_kind(Kind::Float));
+        let drop = Dropout { hidden: 0.0, attention: 0.0 };
+        let mut h = x;
+        let mut kvs = Vec::new();
+        for layer in &self.layers {
+            let k = layer.attention.key.forward(&h);
+            let v = layer.attention.value.forward(&h);
+            kvs.push(Tensor::stack(&[k, v], 0));
+            h = layer.forward(&h, &additive, None, drop);
+        }
+        Tensor::stack(&kvs, 0)
+    }
+
+    /// Makes every weight trainable (full fine-tuning) or frozen again; returns them.
+    pub fn set_trainable(&mut self, trainable: bool) -> Vec<Tensor> {
+        let tensors: Vec<Tensor> = self.named_tensors().into_iter().map(|(_, t)| t.shallow_clone()).collect();
+        for t in &tensors {
+            let _ = t.shallow_clone().set_requires_grad(trainable);
+        }
+        tensors
+    }
+}
+
+/// Additive attention mask `(B, 1, 1, S)` from a `(B, S)` 0/1 float mask: 0 where
+/// attended, the most negative float elsewhere (as Hugging Face does).
+fn additive_mask(mask: &Tensor) -> Tensor {
+    let b = mask.size()[0];
+    ((mask.neg() + 1.0) * f64::from(f32::MIN)).view([b, 1, 1, -1])
+}
+
+/// Pooling of the final hidden states into one vector per example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean over real (non-padding) tokens.
+    Mean,
+    /// The first token ([CLS] / `<s>`).
+    Cls,
+}
+
+impl Pooling {
+    /// Pools `(B, T, H)` hidden states with the `(B, T)` attention mask into `(B, H)`.
+    pub fn pool(self, hidden: &Tensor, attention_mask: &Tensor) -> Tensor {
+        match self {
+            Pooling::Cls => hidden.select(1, 0),
+            Pooling::Mean => {
+                let m = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
+                (hidden * &m).sum_dim_intlist(1, false, None) / m.sum_dim_intlist(1, false, None).clamp_min(1.0)
+            }
+        }
+    }
+
+    /// The pooling a model folder declares (sentence-transformers `1_Pooling/config.json`),
+    /// if any.
+    pub fn declared(dir: &Path) -> Option<Pooling> {
+        let modules: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).ok()?).ok()?;
+        let pool_dir = modules.as_array()?.iter().find_map(|m| {
+            let ty = m.get("type")?.as_str()?;
+            ty.ends_with("Pooling").then(|| m.get("path")?.as_str().map(str::to_string))?
+        })?;
+        let cfg: HashMap<String, serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(pool_dir).join("config.json")).ok()?,
+        )
+        .ok()?;
+        let on = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+        if on("pooling_mode_mean_tokens") {
+            Some(Pooling::Mean)
+        } else if on("pooling_mode_cls_token") {
+            Some(Pooling::Cls)
+        } else {
+            None
+        }
+    }
+
+    /// `auto` resolution: the declared pooling, else the first token.
+    pub fn auto(dir: &Path) -> Pooling {
+        Self::declared(dir).unwrap_or(Pooling::Cls)
+    }
+}

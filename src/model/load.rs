@@ -1,0 +1,92 @@
+//! Reading `model.safetensors` into frozen tensors, with errors that name the tensor.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// The tensors of one checkpoint file, taken out one by one by the modules that own them.
+#[derive(Debug)]
+pub struct Weights {
+    path: PathBuf,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Weights {
+    /// Reads every tensor of a safetensors file as float32 on `device`, without gradients.
+    pub fn read(path: &Path, device: Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+            Error::Input(format!(
+                "{}: not a valid safetensors file ({e}); the file may be truncated or corrupted: download it again",
+                path.display()
+            ))
+        })?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let kind = match view.dtype() {
+                safetensors::Dtype::F32 => Kind::Float,
+                safetensors::Dtype::F16 => Kind::Half,
+                safetensors::Dtype::BF16 => Kind::BFloat16,
+                safetensors::Dtype::F64 => Kind::Double,
+                safetensors::Dtype::I64 => Kind::Int64,
+                safetensors::Dtype::I32 => Kind::Int,
+                other => {
+                    return Err(Error::Input(format!(
+                        "{}: tensor \"{name}\" has unsupported dtype {other:?}",
+                        path.display()
+                    )))
+                }
+            };
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+            let t = if t.is_floating_point() { t.to_kind(Kind::Float) } else { t };
+            tensors.insert(name, t.to_device(device));
+        }
+        Ok(Self { path: path.to_path_buf(), tensors })
+    }
+
+    /// Wraps tensors already in memory (tests, conversions).
+    pub fn from_tensors(path: &Path, tensors: HashMap<String, Tensor>) -> Self {
+        Self { path: path.to_path_buf(), tensors }
+    }
+
+    /// Renames `prefix.X` to `X` (checkpoints saved from a task model carry `bert.` etc.).
+    pub fn strip_prefix(&mut self, prefix: &str) {
+        let names: Vec<String> = self.tensors.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        for n in names {
+            if let Some(t) = self.tensors.remove(&n) {
+                self.tensors.insert(n[prefix.len()..].to_string(), t);
+            }
+        }
+    }
+
+    /// Takes the tensor `name`, checking its shape.
+    pub fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        self.take_any(&[name], shape)
+    }
+
+    /// Takes the first of `names` present, checking its shape.
+    pub fn take_any(&mut self, names: &[&str], shape: &[i64]) -> Result<Tensor> {
+        for name in names {
+            if let Some(t) = self.tensors.remove(*name) {
+                if t.size() != shape {
+                    return Err(Error::Input(format!(
+                        "{}: tensor \"{name}\" has shape {:?} but config.json implies {:?}",
+                        self.path.display(),
+                        t.size(),
+                        shape
+                    )));
+                }
+                return Ok(t);
+            }
+        }
+        Err(Error::Input(format!(
+            "{}: missing tensor \"{}\" (with or without a bert./roberta. prefix); is this the checkpoint config.json describes?",
+            self.path.display(),
+            names[0]
+        )))
+    }
+}

@@ -1,0 +1,8 @@
+//! The frozen encoder, its checkpoint loader and its tokenizer.
+
+pub mod bert;
+pub mod load;
+pub mod tokenizer;
+
+pub use bert::{Arch, Batch, Config, Encoder, Forward, Pooling, Positions};
+pub use tokenizer::TextTokenizer;

@@ -1,0 +1,155 @@
+//! Tokenisation with the `tokenizers` crate: from `tokenizer.json`, or `vocab.txt`
+//! (WordPiece, BERT), or `vocab.json` + `merges.txt` (byte-level BPE, RoBERTa). Single
+//! sentences and pairs, truncation to a maximum length, dynamic padding per batch.
+
+use std::path::Path;
+
+use tch::{Device, Tensor};
+use tokenizers::models::bpe::BPE;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::processors::roberta::RobertaProcessing;
+use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
+
+use super::bert::Batch;
+use crate::error::{Error, Result};
+
+/// A tokenizer with the model's special tokens, truncation, and our own padding.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pad_id: i64,
+    max_len: usize,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer").field("pad_id", &self.pad_id).field("max_len", &self.max_len).finish()
+    }
+}
+
+fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Input(format!("{}: cannot build a tokenizer: {e}", path.display()))
+}
+
+impl TextTokenizer {
+    /// Loads the tokenizer of a model folder, truncating inputs to `max_len` tokens.
+    pub fn from_dir(dir: &Path, max_len: usize) -> Result<Self> {
+        let tj = dir.join("tokenizer.json");
+        let vocab_txt = dir.join("vocab.txt");
+        let (vocab_json, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let lower = lowercase_flag(dir);
+        let mut inner = if tj.is_file() {
+            Tokenizer::from_file(&tj).map_err(|e| tok_err(&tj, e))?
+        } else if vocab_txt.is_file() {
+            let p = vocab_txt.to_string_lossy().to_string();
+            let wp = WordPiece::from_file(&p).unk_token("[UNK]".into()).build().map_err(|e| tok_err(&vocab_txt, e))?;
+            let mut t = Tokenizer::new(wp);
+            t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower.unwrap_or(true))))
+                .map_err(|e| tok_err(&vocab_txt, e))?;
+            t.with_pre_tokenizer(Some(BertPreTokenizer));
+            let id = |s: &str| {
+                t.token_to_id(s)
+                    .ok_or_else(|| tok_err(&vocab_txt, format!("special token {s} is not in the vocabulary")))
+            };
+            let (sep, cls) = (id("[SEP]")?, id("[CLS]")?);
+            t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+            t
+        } else if vocab_json.is_file() && merges.is_file() {
+            let bpe = BPE::from_file(&vocab_json.to_string_lossy(), &merges.to_string_lossy())
+                .build()
+                .map_err(|e| tok_err(&vocab_json, e))?;
+            let mut t = Tokenizer::new(bpe);
+            t.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            let id = |s: &str| {
+                t.token_to_id(s)
+                    .ok_or_else(|| tok_err(&vocab_json, format!("special token {s} is not in the vocabulary")))
+            };
+            let (sep, cls) = (id("</s>")?, id("<s>")?);
+            t.with_post_processor(Some(
+                RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls)).trim_offsets(true),
+            ));
+            t
+        } else {
+            return Err(Error::Input(format!(
+                "{}: no tokenizer found (expected tokenizer.json, or vocab.txt, or vocab.json + merges.txt)",
+                dir.display()
+            )));
+        };
+        // Our own truncation; no built-in padding (we pad each batch to its own longest).
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                ..Default::default()
+            }))
+            .map_err(|e| tok_err(dir, e))?;
+        inner.with_padding(None);
+        let pad_id = ["[PAD]", "<pad>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t))
+            .map(i64::from)
+            .unwrap_or(0);
+        Ok(Self { inner, pad_id, max_len })
+    }
+
+    /// The padding token id.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
+    /// The truncation length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Token ids and type ids of one input (a sentence, or a pair).
+    pub fn encode(&self, a: &str, b: Option<&str>) -> Result<(Vec<i64>, Vec<i64>)> {
+        let input: EncodeInput = match b {
+            Some(b) => (a, b).into(),
+            None => a.into(),
+        };
+        let enc = self
+            .inner
+            .encode(input, true)
+            .map_err(|e| Error::Input(format!("cannot tokenise \"{}\": {e}", a.chars().take(60).collect::<String>())))?;
+        Ok((
+            enc.get_ids().iter().map(|&i| i64::from(i)).collect(),
+            enc.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
+        ))
+    }
+
+    /// Tokenises and pads a batch of inputs to the longest one.
+    pub fn batch(&self, inputs: &[(&str, Option<&str>)], device: Device) -> Result<Batch> {
+        let enc = inputs.iter().map(|(a, b)| self.encode(a, *b)).collect::<Result<Vec<_>>>()?;
+        Ok(pad_batch(&enc, self.pad_id, device))
+    }
+}
+
+/// Pads already-tokenised `(ids, type_ids)` pairs into a batch (dynamic padding).
+pub fn pad_batch(enc: &[(Vec<i64>, Vec<i64>)], pad_id: i64, device: Device) -> Batch {
+    let b = enc.len();
+    let t = enc.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let mut ids = vec![pad_id; b * t];
+    let mut types = vec![0i64; b * t];
+    let mut mask = vec![0i64; b * t];
+    for (r, (i, ty)) in enc.iter().enumerate() {
+        ids[r * t..r * t + i.len()].copy_from_slice(i);
+        types[r * t..r * t + ty.len()].copy_from_slice(ty);
+        mask[r * t..r * t + i.len()].iter_mut().for_each(|m| *m = 1);
+    }
+    let shape = [b as i64, t as i64];
+    Batch {
+        input_ids: Tensor::from_slice(&ids).view(shape).to(device),
+        attention_mask: Tensor::from_slice(&mask).view(shape).to(device),
+        token_type_ids: Tensor::from_slice(&types).view(shape).to(device),
+    }
+}
+
+fn lowercase_flag(dir: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("do_lower_case")?.as_bool()
+}
