@@ -95,3 +95,11 @@ export LIBTORCH_BYPASS_VERSION_CHECK=1
 export PREFIX_SUBSPACE_HOME="$HOME_DIR"
 ENV
 say "ready: libtorch, model and demo data in $HOME_DIR"
+
+# Build the release binary against the cached libtorch (skipped with SETUP_NO_BUILD=1).
+if [ -z "${SETUP_NO_BUILD:-}" ]; then
+  say "building prefix-subspace (release)"
+  (cd "$ROOT" && . "$HOME_DIR/env.sh" && cargo build --release --quiet) \
+    || die "cargo build failed (see the messages above)."
+  say "binary: $ROOT/target/release/prefix-subspace"
+fi

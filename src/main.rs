@@ -10,7 +10,11 @@ use prefix_subspace::model::{Encoder, Pooling, TextTokenizer};
 use prefix_subspace::paths;
 
 #[derive(Parser)]
-#[command(name = "prefix-subspace", version, about = "Few-shot fine-tuning of pretrained transformers with a simplex of deep prefixes")]
+#[command(
+    name = "prefix-subspace",
+    version,
+    about = "Few-shot fine-tuning of pretrained transformers with a simplex of deep prefixes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,7 +80,9 @@ fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
             std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
         )),
     };
-    let name = input.map(|p| p.display().to_string()).unwrap_or_else(|| "<stdin>".into());
+    let name = input
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<stdin>".into());
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{name}:{}: not valid UTF-8 text", i + 1))?;
@@ -90,10 +96,23 @@ fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Embed { model, pool, normalize, input, max_len, batch_size, device, texts } => {
+        Command::Embed {
+            model,
+            pool,
+            normalize,
+            input,
+            max_len,
+            batch_size,
+            device,
+            texts,
+        } => {
             let dir = model_dir(model)?;
             let device = parse_device(&device)?;
-            let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
+            let texts = if texts.is_empty() || input.is_some() {
+                read_lines(input)?
+            } else {
+                texts
+            };
             if texts.is_empty() {
                 bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
             }

@@ -86,7 +86,8 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: Config = serde_json::from_str(&text)
             .map_err(|e| Error::Input(format!("{}:{}: {}", path.display(), e.line(), e)))?;
-        cfg.arch().map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        cfg.arch()
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         if cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::Input(format!(
                 "{}: hidden_size {} is not a multiple of num_attention_heads {}",
@@ -198,7 +199,10 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     fn load(w: &mut Weights, name: &str, dim: i64, eps: f64) -> Result<Self> {
-        let weight = w.take_any(&[&format!("{name}.weight"), &format!("{name}.gamma")], &[dim])?;
+        let weight = w.take_any(
+            &[&format!("{name}.weight"), &format!("{name}.gamma")],
+            &[dim],
+        )?;
         let bias = w.take_any(&[&format!("{name}.bias"), &format!("{name}.beta")], &[dim])?;
         Ok(Self { weight, bias, eps })
     }
@@ -446,7 +450,13 @@ impl Encoder {
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(w, &config, i))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { config, arch, embeddings, layers, device })
+        Ok(Self {
+            config,
+            arch,
+            embeddings,
+            layers,
+            device,
+        })
     }
 
     /// The device the weights live on.
@@ -467,14 +477,26 @@ impl Encoder {
     /// All weight tensors, with their checkpoint names (unprefixed).
     pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out: Vec<(String, &Tensor)> = vec![
-            ("embeddings.word_embeddings.weight".into(), &self.embeddings.word_embeddings),
-            ("embeddings.position_embeddings.weight".into(), &self.embeddings.position_embeddings),
+            (
+                "embeddings.word_embeddings.weight".into(),
+                &self.embeddings.word_embeddings,
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                &self.embeddings.position_embeddings,
+            ),
             (
                 "embeddings.token_type_embeddings.weight".into(),
                 &self.embeddings.token_type_embeddings,
             ),
-            ("embeddings.LayerNorm.weight".into(), &self.embeddings.layer_norm.weight),
-            ("embeddings.LayerNorm.bias".into(), &self.embeddings.layer_norm.bias),
+            (
+                "embeddings.LayerNorm.weight".into(),
+                &self.embeddings.layer_norm.weight,
+            ),
+            (
+                "embeddings.LayerNorm.bias".into(),
+                &self.embeddings.layer_norm.bias,
+            ),
         ];
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("encoder.layer.{i}");
@@ -490,7 +512,10 @@ impl Encoder {
                 out.push((format!("{p}.{n}.weight"), &lin.weight));
                 out.push((format!("{p}.{n}.bias"), &lin.bias));
             }
-            for (n, ln) in [("attention.output.LayerNorm", &l.attention_norm), ("output.LayerNorm", &l.output_norm)] {
+            for (n, ln) in [
+                ("attention.output.LayerNorm", &l.attention_norm),
+                ("output.LayerNorm", &l.output_norm),
+            ] {
                 out.push((format!("{p}.{n}.weight"), &ln.weight));
                 out.push((format!("{p}.{n}.bias"), &ln.bias));
             }
@@ -507,7 +532,10 @@ impl Encoder {
                 .expand([b, t], true),
             Arch::Roberta => {
                 // As HF `create_position_ids_from_input_ids`: count real tokens after padding_idx.
-                let m = batch.input_ids.ne(self.config.pad_token_id).to_kind(Kind::Int64);
+                let m = batch
+                    .input_ids
+                    .ne(self.config.pad_token_id)
+                    .to_kind(Kind::Int64);
                 (m.cumsum(1, Kind::Int64) + offset) * &m + self.config.pad_token_id
             }
         }
@@ -519,7 +547,13 @@ impl Encoder {
         let pos = self.position_ids(batch, position_offset);
         let x = Tensor::embedding(&e.word_embeddings, &batch.input_ids, -1, false, false)
             + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false)
-            + Tensor::embedding(&e.token_type_embeddings, &batch.token_type_ids, -1, false, false);
+            + Tensor::embedding(
+                &e.token_type_embeddings,
+                &batch.token_type_ids,
+                -1,
+                false,
+                false,
+            );
         let x = e.layer_norm.forward(&x);
         if dropout && self.config.hidden_dropout_prob > 0.0 {
             x.dropout(self.config.hidden_dropout_prob, true)
@@ -535,7 +569,12 @@ impl Encoder {
     /// front of the projected keys and values of that layer. A length-0 prefix is the same
     /// as none.
     pub fn forward(&self, batch: &Batch, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
-        self.forward_embedded(&self.embed(batch, self.offset(prefix, opts), opts.dropout), &batch.attention_mask, prefix, opts)
+        self.forward_embedded(
+            &self.embed(batch, self.offset(prefix, opts), opts.dropout),
+            &batch.attention_mask,
+            prefix,
+            opts,
+        )
     }
 
     fn offset(&self, prefix: Option<&Tensor>, opts: Forward) -> i64 {
@@ -575,10 +614,33 @@ impl Encoder {
         } else {
             mask
         };
-        let additive = additive_mask(&mask);
+        self.run_layers(x, &additive_mask(&mask), prefix, opts)
+    }
+
+    /// Runs the layers on embedded inputs `x: (B, T, H)` with an explicit additive mask
+    /// `(B, 1, 1 or T, p+T)` (0 = attend, very negative = masked) and an optional prefix
+    /// `(L, 2, B or 1, p, H)`. [`Encoder::forward`] is the usual entry point; this one lets
+    /// callers use any attention pattern.
+    pub fn run_layers(
+        &self,
+        x: &Tensor,
+        additive: &Tensor,
+        prefix: Option<&Tensor>,
+        opts: Forward,
+    ) -> Tensor {
+        let (b, _t, _h) = x.size3().expect("embeddings are (B, T, H)");
+        let p = prefix.map(|p| p.size()[3]).unwrap_or(0);
         let drop = Dropout {
-            hidden: if opts.dropout { self.config.hidden_dropout_prob } else { 0.0 },
-            attention: if opts.dropout { self.config.attention_probs_dropout_prob } else { 0.0 },
+            hidden: if opts.dropout {
+                self.config.hidden_dropout_prob
+            } else {
+                0.0
+            },
+            attention: if opts.dropout {
+                self.config.attention_probs_dropout_prob
+            } else {
+                0.0
+            },
         };
         let mut h = x.shallow_clone();
         for (l, layer) in self.layers.iter().enumerate() {
@@ -586,16 +648,15 @@ impl Encoder {
                 Some(pr) if p > 0 => {
                     let pl = pr.get(l as i64);
                     let (pk, pv) = (pl.get(0), pl.get(1));
-                    let (pk, pv) = if pk.size()[0] != b {
-                        (pk.expand([b, p, -1], false), pv.expand([b, p, -1], false))
+                    if pk.size()[0] != b {
+                        Some((pk.expand([b, p, -1], false), pv.expand([b, p, -1], false)))
                     } else {
-                        (pk, pv)
-                    };
-                    Some((pk, pv))
+                        Some((pk, pv))
+                    }
                 }
                 _ => None,
             };
-            h = layer.forward(&h, &additive, kv.as_ref().map(|(k, v)| (k, v)), drop);
+            h = layer.forward(&h, additive, kv.as_ref().map(|(k, v)| (k, v)), drop);
         }
         h
     }
@@ -605,7 +666,10 @@ impl Encoder {
     pub fn keys_values(&self, batch: &Batch) -> Tensor {
         let x = self.embed(batch, 0, false);
         let additive = additive_mask(&batch.attention_mask.to_kind(Kind::Float));
-        let drop = Dropout { hidden: 0.0, attention: 0.0 };
+        let drop = Dropout {
+            hidden: 0.0,
+            attention: 0.0,
+        };
         let mut h = x;
         let mut kvs = Vec::new();
         for layer in &self.layers {
@@ -619,7 +683,11 @@ impl Encoder {
 
     /// Makes every weight trainable (full fine-tuning) or frozen again; returns them.
     pub fn set_trainable(&mut self, trainable: bool) -> Vec<Tensor> {
-        let tensors: Vec<Tensor> = self.named_tensors().into_iter().map(|(_, t)| t.shallow_clone()).collect();
+        let tensors: Vec<Tensor> = self
+            .named_tensors()
+            .into_iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
         for t in &tensors {
             let _ = t.shallow_clone().set_requires_grad(trainable);
         }
@@ -651,7 +719,8 @@ impl Pooling {
             Pooling::Cls => hidden.select(1, 0),
             Pooling::Mean => {
                 let m = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
-                (hidden * &m).sum_dim_intlist(1, false, None) / m.sum_dim_intlist(1, false, None).clamp_min(1.0)
+                (hidden * &m).sum_dim_intlist(1, false, None)
+                    / m.sum_dim_intlist(1, false, None).clamp_min(1.0)
             }
         }
     }
@@ -663,7 +732,8 @@ impl Pooling {
             serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).ok()?).ok()?;
         let pool_dir = modules.as_array()?.iter().find_map(|m| {
             let ty = m.get("type")?.as_str()?;
-            ty.ends_with("Pooling").then(|| m.get("path")?.as_str().map(str::to_string))?
+            ty.ends_with("Pooling")
+                .then(|| m.get("path")?.as_str().map(str::to_string))?
         })?;
         let cfg: HashMap<String, serde_json::Value> = serde_json::from_str(
             &std::fs::read_to_string(dir.join(pool_dir).join("config.json")).ok()?,
