@@ -17,6 +17,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A data file that cannot be read as expected (names file and line).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// A libtorch failure.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
