@@ -1,11 +1,16 @@
 //! prefix-subspace: few-shot fine-tuning of a frozen BERT/RoBERTa encoder by learning a
 //! simplex of deep prefixes (Falissard, Guigue, Soulier, EMNLP 2023 Findings).
 
+pub mod config;
 pub mod data;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod paths;
+pub mod subspace;
+pub mod task;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use prefix_subspace::config::{Method, Protocol, RunConfig};
 use prefix_subspace::embed::{embed_texts, parse_device};
+use prefix_subspace::eval::{outputs, score, Encoded};
 use prefix_subspace::model::{Encoder, Pooling, TextTokenizer};
 use prefix_subspace::paths;
+use prefix_subspace::subspace::At;
+use prefix_subspace::train::{evaluate_all, train, write_atomic, Session};
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +63,211 @@ enum Command {
         /// Texts to embed.
         texts: Vec<String>,
     },
+    /// Train a prefix subspace (or plain prefix tuning) on a few-shot sample and test it.
+    Train(TrainArgs),
+    /// Evaluate a trained run at a point of the simplex, on its dev or test split.
+    Eval {
+        /// The run directory written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// centroid | vertex:I | ensemble:M | alpha:A,B,... | sweep:STEP (vertex 0 → 1) | all.
+        #[arg(long, default_value = "centroid")]
+        at: String,
+        /// dev or test.
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
+    /// Predict labels for new texts with a trained run (JSONL out: label, probabilities).
+    Predict {
+        /// The run directory written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// One text per line (a tab separates the two texts of a pair), or JSONL objects with
+        /// "text_a" (or "text") and "text_b"; "-" = stdin.
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+        /// Where to write the JSONL predictions; "-" = stdout.
+        #[arg(long, default_value = "-")]
+        output: PathBuf,
+        /// centroid | vertex:I | ensemble:M | alpha:A,B,...
+        #[arg(long, default_value = "centroid")]
+        at: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, polarity (demo data) or user.
+    #[arg(long)]
+    task: Option<String>,
+    /// Folder holding the GLUE task folders (default: $GLUE_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// subspace or prefix.
+    #[arg(long)]
+    method: Option<String>,
+    /// K: examples per class (per-class protocol) or in total (--protocol total).
+    #[arg(long)]
+    shots: Option<usize>,
+    /// per-class (LM-BFF) or total.
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Seed of the few-shot sample.
+    #[arg(long)]
+    split_seed: Option<u64>,
+    /// Training seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of vertices n.
+    #[arg(long)]
+    vertices: Option<usize>,
+    /// Sample from a partial train file (train.subset.tsv) when the full one is missing.
+    #[arg(long)]
+    allow_partial_train: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// A TOML config file (keys as in a run's config.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config key, e.g. --set beta=0 --set granularity=example.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The run directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<RunConfig> {
+        let base = match &self.config {
+            Some(p) => RunConfig::from_file(p)?,
+            None => RunConfig::default(),
+        };
+        let mut c = base.apply_overrides(&self.sets)?;
+        if let Some(t) = &self.task {
+            c.task = t.clone();
+        }
+        if let Some(d) = &self.data_dir {
+            c.data_dir = Some(d.clone());
+        }
+        if let Some(m) = &self.model {
+            c.model = Some(m.clone());
+        }
+        if let Some(m) = &self.method {
+            c.method = match m.as_str() {
+                "subspace" => Method::Subspace,
+                "prefix" => Method::Prefix,
+                other => bail!("unknown method \"{other}\" (expected subspace or prefix)"),
+            };
+        }
+        if let Some(p) = &self.protocol {
+            c.protocol = match p.as_str() {
+                "per-class" => Protocol::PerClass,
+                "total" => Protocol::Total,
+                other => bail!("unknown protocol \"{other}\" (expected per-class or total)"),
+            };
+        }
+        c.shots = self.shots.unwrap_or(c.shots);
+        c.split_seed = self.split_seed.unwrap_or(c.split_seed);
+        c.seed = self.seed.unwrap_or(c.seed);
+        c.vertices = self.vertices.unwrap_or(c.vertices);
+        c.allow_partial_train |= self.allow_partial_train;
+        if let Some(d) = &self.device {
+            c.device = d.clone();
+        }
+        Ok(c)
+    }
+}
+
+fn parse_at(s: &str) -> Result<(At, usize)> {
+    let bad =
+        || anyhow::anyhow!("--at {s}: expected centroid, vertex:I, ensemble:M or alpha:A,B,...");
+    Ok(match s.split_once(':') {
+        None if s == "centroid" => (At::Centroid, 1),
+        Some(("vertex", i)) => (At::Vertex(i.parse().map_err(|_| bad())?), 1),
+        Some(("ensemble", m)) => (At::Sample, m.parse().map_err(|_| bad())?),
+        Some(("alpha", a)) => {
+            let v = a
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| bad())?;
+            if v.iter().any(|x| *x < 0.0) || v.iter().sum::<f64>() <= 0.0 {
+                bail!("--at {s}: alpha weights must be non-negative and not all zero");
+            }
+            (At::Alpha(v), 1)
+        }
+        _ => return Err(bad()),
+    })
+}
+
+fn check_at(at: &At, n: usize, arg: &str) -> Result<()> {
+    match at {
+        At::Vertex(i) if *i >= n => bail!("--at {arg}: this run has {n} vertices (0..{})", n - 1),
+        At::Alpha(a) if a.len() != n => bail!("--at {arg}: give {n} weights, one per vertex"),
+        _ => Ok(()),
+    }
+}
+
+/// Reopens a run directory: its config, data (the same split, checked by hash) and weights.
+fn open_run(
+    run: &std::path::Path,
+) -> Result<(
+    Session,
+    tch::nn::VarStore,
+    prefix_subspace::subspace::Subspace,
+)> {
+    let cfg_path = run.join("config.toml");
+    if !cfg_path.is_file() {
+        bail!(
+            "{}: not a run directory (no config.toml); train one with `prefix-subspace train`",
+            run.display()
+        );
+    }
+    let cfg = RunConfig::from_file(&cfg_path)?;
+    let session = Session::open(cfg)?;
+    let split_path = run.join("split.json");
+    if let Ok(text) = std::fs::read_to_string(&split_path) {
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: invalid JSON", split_path.display()))?;
+        let hash = session.task.split.split_hash();
+        if v.get("hash").and_then(|h| h.as_str()) != Some(hash.as_str()) {
+            bail!("{}: the data now gives a different few-shot split (hash {hash}): the data files changed since training", split_path.display());
+        }
+    }
+    let (vs, s) = session.load_subspace(&run.join("checkpoint.safetensors"))?;
+    Ok((session, vs, s))
+}
+
+fn print_table(results: &serde_json::Value) {
+    let metrics_of = |v: &serde_json::Value| -> String {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| format!("{k} {:.4}", x.as_f64().unwrap_or(f64::NAN)))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            })
+            .unwrap_or_default()
+    };
+    for key in ["test", "test_matched", "test_mismatched"] {
+        if let Some(t) = results.get(key).and_then(|t| t.as_object()) {
+            println!("{key}:");
+            for (at, m) in t {
+                println!("  {at:<10} {}", metrics_of(m));
+            }
+        }
+    }
 }
 
 fn model_dir(model: Option<PathBuf>) -> Result<PathBuf> {
@@ -131,6 +340,174 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out)?;
             }
             out.flush()?;
+        }
+        Command::Train(args) => {
+            let cfg = args.config()?;
+            let out = args.out.clone();
+            if out.exists()
+                && std::fs::read_dir(&out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                if !args.overwrite {
+                    bail!("{}: run directory exists and is not empty (pass --overwrite to replace it)", out.display());
+                }
+            }
+            // Everything that can fail on bad input fails here, before anything is written.
+            let session = Session::open(cfg)?;
+            for n in &session.task.notes {
+                eprintln!("note: {n}");
+            }
+            if args.overwrite && out.exists() {
+                std::fs::remove_dir_all(&out)
+                    .with_context(|| format!("{}: cannot remove", out.display()))?;
+            }
+            let results = train(&session, &out, args.quiet)?;
+            println!(
+                "{} {} (n = {}), {} train / {} dev examples, split seed {}, seed {}: best dev {} at epoch {}, {:.1} s",
+                results["task"].as_str().unwrap_or(""),
+                results["method"].as_str().unwrap_or(""),
+                results["vertices"],
+                results["train_examples"],
+                results["dev_examples"],
+                results["split_seed"],
+                results["seed"],
+                results["dev_selection"],
+                results["best_epoch"],
+                results["train_seconds"].as_f64().unwrap_or(0.0)
+            );
+            print_table(&results);
+            println!("run directory: {}", out.display());
+        }
+        Command::Eval { run, at, split } => {
+            let (session, _vs, subspace) = open_run(&run)?;
+            let data: Vec<(String, Encoded)> = match split.as_str() {
+                "dev" => vec![(
+                    "dev".into(),
+                    Encoded::new(&session.tokenizer, &session.task.split.dev)?,
+                )],
+                "test" => session
+                    .task
+                    .tests
+                    .iter()
+                    .map(|(n, ex)| Ok((n.clone(), Encoded::new(&session.tokenizer, ex)?)))
+                    .collect::<Result<_>>()?,
+                other => bail!("--split {other}: expected dev or test"),
+            };
+            let (enc, pad, bs) = (
+                &session.encoder,
+                session.tokenizer.pad_id(),
+                session.cfg.eval_batch_size,
+            );
+            let metrics = &session.task.metrics;
+            let mut report = serde_json::Map::new();
+            for (name, d) in &data {
+                let value = if at == "all" {
+                    evaluate_all(&session, &subspace, d, &session.cfg)?
+                } else if let Some(step) = at.strip_prefix("sweep:") {
+                    let step: f64 = step.parse().map_err(|_| {
+                        anyhow::anyhow!("--at {at}: expected sweep:STEP, e.g. sweep:0.05")
+                    })?;
+                    if subspace.n < 2 || !(step > 0.0 && step <= 1.0) {
+                        bail!("--at {at}: a sweep needs at least 2 vertices and a step in (0, 1]");
+                    }
+                    let k = (1.0 / step).round() as usize;
+                    let rows: Vec<serde_json::Value> = (0..=k)
+                        .map(|i| {
+                            let t = i as f64 / k as f64;
+                            let mut a = vec![0.0; subspace.n];
+                            a[0] = 1.0 - t;
+                            a[1] = t;
+                            let o = outputs(enc, &subspace, d, &At::Alpha(a), 1, bs, pad);
+                            serde_json::json!({"t": t, "metrics": score(&o, &d.labels, metrics, false)})
+                        })
+                        .collect();
+                    serde_json::Value::Array(rows)
+                } else {
+                    let (point, m) = parse_at(&at)?;
+                    check_at(&point, subspace.n, &at)?;
+                    let o = outputs(enc, &subspace, d, &point, m, bs, pad);
+                    serde_json::json!(score(&o, &d.labels, metrics, false))
+                };
+                report.insert(name.clone(), value);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::Value::Object(report))?
+            );
+        }
+        Command::Predict {
+            run,
+            input,
+            output,
+            at,
+        } => {
+            let (session, _vs, subspace) = open_run(&run)?;
+            let (point, m) = parse_at(&at)?;
+            check_at(&point, subspace.n, &at)?;
+            let lines = read_lines(Some(input.clone()))?;
+            let mut examples = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                let (a, b) = if line.trim_start().starts_with('{') {
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .with_context(|| format!("{}:{}: invalid JSON", input.display(), i + 1))?;
+                    let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                    let a = get("text_a")
+                        .or_else(|| get("text"))
+                        .or_else(|| get("sentence"))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "{}:{}: expected a \"text_a\" (or \"text\") string field",
+                                input.display(),
+                                i + 1
+                            )
+                        })?;
+                    (a, get("text_b"))
+                } else {
+                    match line.split_once('\t') {
+                        Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                        None => (line.clone(), None),
+                    }
+                };
+                examples.push(prefix_subspace::data::Example {
+                    id: format!("{}:{}", input.display(), i + 1),
+                    text_a: a,
+                    text_b: b,
+                    label: prefix_subspace::data::Label::Class(0),
+                });
+            }
+            let d = Encoded::new(&session.tokenizer, &examples)?;
+            let o = outputs(
+                &session.encoder,
+                &subspace,
+                &d,
+                &point,
+                m,
+                session.cfg.eval_batch_size,
+                session.tokenizer.pad_id(),
+            );
+            let mean = o.mean_dim(1, false, tch::Kind::Float);
+            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&mean)?;
+            let names = &session.task.label_names;
+            let mut text = String::new();
+            for r in rows {
+                let v = if names.is_empty() {
+                    serde_json::json!({"score": r[0]})
+                } else {
+                    let best = r
+                        .iter()
+                        .enumerate()
+                        .fold(0, |bi, (i, p)| if *p > r[bi] { i } else { bi });
+                    serde_json::json!({"label": names[best], "probabilities": names.iter().cloned().zip(r.iter().map(|p| serde_json::json!(p))).collect::<serde_json::Map<String, serde_json::Value>>()})
+                };
+                text.push_str(&v.to_string());
+                text.push('\n');
+            }
+            if output.as_os_str() == "-" {
+                print!("{text}");
+            } else {
+                write_atomic(&output, text.as_bytes())?;
+            }
         }
     }
     Ok(())

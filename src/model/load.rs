@@ -63,6 +63,11 @@ impl Weights {
         }
     }
 
+    /// All remaining tensors by name.
+    pub fn into_map(self) -> std::collections::BTreeMap<String, Tensor> {
+        self.tensors.into_iter().collect()
+    }
+
     /// Renames `prefix.X` to `X` (checkpoints saved from a task model carry `bert.` etc.).
     pub fn strip_prefix(&mut self, prefix: &str) {
         let names: Vec<String> = self

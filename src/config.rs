@@ -1,0 +1,390 @@
+//! The run configuration: every knob of a training run, with METHOD.md's defaults. Read from a
+//! TOML file, overridden by `--set key=value` and by command-line flags, and written back,
+//! fully resolved, into the run directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::Positions;
+
+/// Which parameters are trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// A simplex of `vertices` deep prefixes and heads (the paper's method).
+    Subspace,
+    /// Plain deep prefix tuning (P-tuning v2): the subspace with one vertex.
+    Prefix,
+}
+
+/// How many α draws a training batch uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    /// One α per example and per layer, and one for the head (default).
+    ExampleLayer,
+    /// One α per example, shared by all layers and the head.
+    Example,
+    /// One α per batch.
+    Batch,
+}
+
+/// How vertices are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// The backbone's own keys and values of `prefix_len` random vocabulary tokens
+    /// (different tokens for every vertex).
+    Vocab,
+    /// N(0, init_std²).
+    Normal,
+}
+
+/// Few-shot sampling protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// LM-BFF: `shots` per class for train and a disjoint `shots` per class for dev.
+    PerClass,
+    /// `shots` training examples in total (stratified) and a dev set of the same size.
+    Total,
+}
+
+/// Pooling choice, `auto` = what the model folder declares, else the first token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolingChoice {
+    /// The model folder's declared pooling, else the first token.
+    Auto,
+    /// Mean over real tokens.
+    Mean,
+    /// First token.
+    Cls,
+}
+
+/// How dev examples are scored for checkpoint selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DevAt {
+    /// `dev_samples` models sampled from the simplex per example (the paper's augmented metric).
+    Samples,
+    /// The centroid only (ordinary selection; use with `dev_samples = 1`).
+    Centroid,
+}
+
+/// Every setting of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    // --- data ---
+    /// A GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), `polarity`, or `user`.
+    pub task: String,
+    /// Folder with the GLUE task folders (default: $GLUE_DIR).
+    pub data_dir: Option<PathBuf>,
+    /// Allow sampling from a partial train file (`train.subset.tsv`).
+    pub allow_partial_train: bool,
+    /// Few-shot protocol.
+    pub protocol: Protocol,
+    /// K: examples per class (per-class) or in total (total).
+    pub shots: usize,
+    /// Seed of the few-shot sample (which examples), distinct from `seed`.
+    pub split_seed: u64,
+    /// User task: the training pool file (.tsv, .csv or .jsonl).
+    pub train_file: Option<PathBuf>,
+    /// User task: the test file (default: a held-out fifth of `train_file`).
+    pub test_file: Option<PathBuf>,
+    /// User task: the first text column.
+    pub text_a: String,
+    /// User task: the second text column of pair tasks.
+    pub text_b: Option<String>,
+    /// User task: the label column.
+    pub label_column: String,
+    /// User task: labels are real numbers (regression).
+    pub regression: bool,
+
+    // --- model ---
+    /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
+    pub model: Option<PathBuf>,
+    /// Truncation length in tokens.
+    pub max_len: usize,
+    /// Pooling for the head.
+    pub pooling: PoolingChoice,
+    /// Position ids of the real tokens (`unshifted` 0..T-1, or `shifted` p..p+T-1 as PEFT).
+    pub positions: Positions,
+    /// Apply the backbone's own dropout while training (as Hugging Face's train mode does).
+    pub backbone_dropout: bool,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Intra-op threads (0 = libtorch's default).
+    pub threads: usize,
+
+    // --- method ---
+    /// `subspace` or `prefix` (plain prefix tuning = one vertex).
+    pub method: Method,
+    /// Number of vertices n of the simplex.
+    pub vertices: usize,
+    /// Prefix length p.
+    pub prefix_len: usize,
+    /// α sampling granularity.
+    pub granularity: Granularity,
+    /// Give every vertex its own head and mix heads with α (false: one shared head).
+    pub head_simplex: bool,
+    /// Weight β of the cos² regulariser between a random pair of vertices.
+    pub beta: f64,
+    /// Dropout on the (mixed) prefix while training.
+    pub prefix_dropout: f64,
+    /// Dropout before the head while training.
+    pub head_dropout: f64,
+    /// MLP reparameterisation width r (0 = off): embedding → Linear(H→r) → tanh → Linear(r→2LH).
+    pub reparam: usize,
+    /// Vertex initialisation.
+    pub init: Init,
+    /// Standard deviation for `init = "normal"`.
+    pub init_std: f64,
+
+    // --- training ---
+    /// Training seed (initialisation, dropout, α draws, data order).
+    pub seed: u64,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Fraction of the steps used for linear warm-up.
+    pub warmup_ratio: f64,
+    /// Gradient-norm clipping (0 = off).
+    pub clip: f64,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Number of epochs (ignored when `max_steps` is set).
+    pub epochs: usize,
+    /// Optimizer steps in total (0 = use `epochs`).
+    pub max_steps: usize,
+    /// Evaluate on dev every this many steps (0 = once per epoch).
+    pub eval_every: usize,
+    /// Stop after this many evaluations without dev improvement (0 = never).
+    pub patience: usize,
+
+    // --- selection and evaluation ---
+    /// m: models sampled per dev example for the dev metric.
+    pub dev_samples: usize,
+    /// Dev scoring: sampled models or the centroid.
+    pub dev_at: DevAt,
+    /// Samples in the final test ensemble.
+    pub ensemble_samples: usize,
+    /// Evaluation batch size (examples × samples per forward).
+    pub eval_batch_size: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            task: "sst2".into(),
+            data_dir: None,
+            allow_partial_train: false,
+            protocol: Protocol::PerClass,
+            shots: 16,
+            split_seed: 13,
+            train_file: None,
+            test_file: None,
+            text_a: "text".into(),
+            text_b: None,
+            label_column: "label".into(),
+            regression: false,
+            model: None,
+            max_len: 128,
+            pooling: PoolingChoice::Auto,
+            positions: Positions::Unshifted,
+            backbone_dropout: true,
+            device: "cpu".into(),
+            threads: 0,
+            method: Method::Subspace,
+            vertices: 3,
+            prefix_len: 16,
+            granularity: Granularity::ExampleLayer,
+            head_simplex: true,
+            beta: 1.0,
+            prefix_dropout: 0.1,
+            head_dropout: 0.1,
+            reparam: 0,
+            init: Init::Vocab,
+            init_std: 0.02,
+            seed: 1,
+            lr: 5e-3,
+            weight_decay: 0.01,
+            warmup_ratio: 0.1,
+            clip: 1.0,
+            batch_size: 8,
+            epochs: 30,
+            max_steps: 0,
+            eval_every: 0,
+            patience: 10,
+            dev_samples: 8,
+            dev_at: DevAt::Samples,
+            ensemble_samples: 8,
+            eval_batch_size: 64,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file (missing keys take their defaults; unknown keys are an error).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text).map_err(|e| Error::Input(format!("{}: {e}", path.display())))
+    }
+
+    fn from_toml(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+    }
+
+    /// Applies `key=value` overrides (the value is parsed as TOML, else taken as a string).
+    pub fn apply_overrides(&self, sets: &[String]) -> Result<Self> {
+        let mut table = toml::Value::try_from(self).map_err(|e| Error::Input(e.to_string()))?;
+        for s in sets {
+            let (k, v) = s.split_once('=').ok_or_else(|| {
+                Error::Input(format!("--set {s}: expected key=value (e.g. --set beta=0)"))
+            })?;
+            let (k, v) = (k.trim(), v.trim());
+            let value = toml::from_str::<toml::Table>(&format!("x = {v}"))
+                .ok()
+                .and_then(|t| t.get("x").cloned())
+                .unwrap_or_else(|| toml::Value::String(v.to_string()));
+            let t = table.as_table_mut().expect("config is a table");
+            if !t.contains_key(k) && !OPTIONAL_KEYS.contains(&k) {
+                return Err(Error::Input(format!(
+                    "--set {s}: unknown key \"{k}\" (see a run's config.toml for the keys)"
+                )));
+            }
+            t.insert(k.to_string(), value);
+        }
+        let text = toml::to_string(&table).map_err(|e| Error::Input(e.to_string()))?;
+        Self::from_toml(&text).map_err(|e| Error::Input(format!("--set: {e}")))
+    }
+
+    /// Checks value ranges and normalises method-implied settings (prefix ⇒ one vertex).
+    pub fn resolve(mut self) -> Result<Self> {
+        if self.method == Method::Prefix {
+            self.vertices = 1;
+        }
+        let bad = |m: String| Err(Error::Input(m));
+        if self.vertices == 0 {
+            return bad("vertices must be at least 1".into());
+        }
+        if self.shots == 0 {
+            return bad("shots must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch sizes must be at least 1".into());
+        }
+        if self.dev_samples == 0 || self.ensemble_samples == 0 {
+            return bad("dev_samples and ensemble_samples must be at least 1".into());
+        }
+        if self.epochs == 0 && self.max_steps == 0 {
+            return bad("set epochs or max_steps to at least 1".into());
+        }
+        for (name, p) in [
+            ("prefix_dropout", self.prefix_dropout),
+            ("head_dropout", self.head_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return bad(format!("{name} must be in [0, 1), got {p}"));
+            }
+        }
+        if !(self.lr > 0.0) || !self.lr.is_finite() {
+            return bad(format!("lr must be a positive number, got {}", self.lr));
+        }
+        Ok(self)
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    /// The GLUE data folder: `data_dir`, else `$GLUE_DIR`.
+    pub fn glue_dir(&self) -> Result<PathBuf> {
+        self.data_dir
+            .clone()
+            .or_else(|| std::env::var_os("GLUE_DIR").map(PathBuf::from))
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "task {}: no GLUE data folder: pass --data-dir DIR (the folder holding SST-2/, RTE/, ...) or set GLUE_DIR",
+                    self.task
+                ))
+            })
+    }
+
+    /// The model folder: `model`, else the installed default model.
+    pub fn model_dir(&self) -> PathBuf {
+        self.model
+            .clone()
+            .unwrap_or_else(crate::paths::default_model)
+    }
+}
+
+/// Keys that are absent from a serialised config when unset (`None`).
+const OPTIONAL_KEYS: [&str; 5] = ["data_dir", "train_file", "test_file", "text_b", "model"];
+
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = RunConfig::default();
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn overrides_parse_values_and_reject_unknown_keys() {
+        let c = RunConfig::default()
+            .apply_overrides(&[
+                "beta=0".into(),
+                "granularity=example".into(),
+                "model=/tmp/m".into(),
+                "lr=1e-2".into(),
+            ])
+            .unwrap();
+        assert_eq!(c.beta, 0.0);
+        assert_eq!(c.granularity, Granularity::Example);
+        assert_eq!(c.model, Some(PathBuf::from("/tmp/m")));
+        assert_eq!(c.lr, 1e-2);
+        let e = RunConfig::default()
+            .apply_overrides(&["betta=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key \"betta\""), "{e}");
+        let e = RunConfig::default()
+            .apply_overrides(&["granularity=sideways".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("granularity") || e.contains("sideways"), "{e}");
+    }
+
+    #[test]
+    fn prefix_method_means_one_vertex() {
+        let c = RunConfig {
+            method: Method::Prefix,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.vertices, 1);
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_an_error() {
+        let e = RunConfig::from_toml("vertices = 3\nvertexes = 2\n").unwrap_err();
+        assert!(e.contains("vertexes"), "{e}");
+    }
+}

@@ -1,0 +1,337 @@
+//! The simplex of deep prefixes and heads (Wortsman et al. 2021 applied to prefix tuning):
+//! n independently initialised vertices, each a full set of per-layer prefix keys/values and
+//! a classification head; a point α of the simplex per example (and per layer) mixes them.
+//!
+//! With one vertex this is plain deep prefix tuning: α is exactly 1, no random draw is made
+//! and the regulariser is off, so `--method prefix` and `--vertices 1` give the same numbers.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tch::nn::{self, Init as NnInit};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Granularity, Init, RunConfig};
+use crate::model::{Batch, Encoder, Forward, Pooling, Positions};
+
+/// Mixing weights for a batch: one α per example and layer, and one for the head.
+#[derive(Debug)]
+pub struct Alphas {
+    /// `(B or 1, L, n)`: rows on the simplex.
+    pub layers: Tensor,
+    /// `(B or 1, n)`.
+    pub head: Tensor,
+}
+
+/// Where on the simplex to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum At {
+    /// α = (1/n, …, 1/n) everywhere (the default for inference).
+    Centroid,
+    /// α = e_i everywhere.
+    Vertex(usize),
+    /// A given α (length n, non-negative, normalised to sum 1) everywhere.
+    Alpha(Vec<f64>),
+    /// α ~ Dirichlet(1), drawn per example (and per layer, as in training).
+    Sample,
+}
+
+/// The trainable parameters of the method.
+#[derive(Debug)]
+pub struct Subspace {
+    /// Number of vertices n.
+    pub n: usize,
+    /// Number of classes C (1 for regression).
+    pub classes: i64,
+    layers: i64,
+    hidden: i64,
+    prefix_len: i64,
+    /// `(n, L, 2, p, H)` vertex prefixes (absent with the MLP reparameterisation).
+    prefix: Option<Tensor>,
+    reparam: Option<Reparam>,
+    /// `(n_heads, C, H)`, n_heads = n with a head simplex, else 1.
+    head_w: Tensor,
+    /// `(n_heads, C)`.
+    head_b: Tensor,
+    granularity: Granularity,
+    prefix_dropout: f64,
+    head_dropout: f64,
+    beta: f64,
+    backbone_dropout: bool,
+    positions: Positions,
+    pooling: Pooling,
+}
+
+/// P-tuning v2's MLP reparameterisation, one per vertex, mixed in prefix space.
+#[derive(Debug)]
+struct Reparam {
+    emb: Tensor, // (n, p, H)
+    w1: Tensor,  // (n, r, H)
+    b1: Tensor,  // (n, r)
+    w2: Tensor,  // (n, 2LH, r)
+    b2: Tensor,  // (n, 2LH)
+}
+
+impl Subspace {
+    /// Creates the vertices in `vs` (independent initialisation of every vertex).
+    pub fn new(
+        vs: &nn::Path,
+        cfg: &RunConfig,
+        encoder: &Encoder,
+        classes: i64,
+        pooling: Pooling,
+    ) -> Self {
+        let n = cfg.vertices as i64;
+        let (l, h, p) = (
+            encoder.num_layers(),
+            encoder.hidden_size(),
+            cfg.prefix_len as i64,
+        );
+        let (prefix, reparam) = if cfg.reparam > 0 {
+            let r = cfg.reparam as i64;
+            let emb_init = init_vertices(cfg, encoder, n, p).select(1, 0).select(1, 0); // (n, p, H): layer-0 keys
+            let emb = (vs / "reparam").var_copy("embedding", &emb_init);
+            let bound1 = 1.0 / (h as f64).sqrt();
+            let bound2 = 1.0 / (r as f64).sqrt();
+            let reparam = Reparam {
+                emb,
+                w1: (vs / "reparam").var(
+                    "w1",
+                    &[n, r, h],
+                    NnInit::Uniform {
+                        lo: -bound1,
+                        up: bound1,
+                    },
+                ),
+                b1: (vs / "reparam").var(
+                    "b1",
+                    &[n, r],
+                    NnInit::Uniform {
+                        lo: -bound1,
+                        up: bound1,
+                    },
+                ),
+                w2: (vs / "reparam").var(
+                    "w2",
+                    &[n, 2 * l * h, r],
+                    NnInit::Uniform {
+                        lo: -bound2,
+                        up: bound2,
+                    },
+                ),
+                b2: (vs / "reparam").var(
+                    "b2",
+                    &[n, 2 * l * h],
+                    NnInit::Uniform {
+                        lo: -bound2,
+                        up: bound2,
+                    },
+                ),
+            };
+            (None, Some(reparam))
+        } else {
+            (
+                Some(vs.var_copy("prefix", &init_vertices(cfg, encoder, n, p))),
+                None,
+            )
+        };
+        let heads = if cfg.head_simplex { n } else { 1 };
+        let bound = 1.0 / (h as f64).sqrt();
+        let head_w = (vs / "head").var(
+            "weight",
+            &[heads, classes, h],
+            NnInit::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        );
+        let head_b = (vs / "head").var(
+            "bias",
+            &[heads, classes],
+            NnInit::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        );
+        Self {
+            n: cfg.vertices,
+            classes,
+            layers: l,
+            hidden: h,
+            prefix_len: p,
+            prefix,
+            reparam,
+            head_w,
+            head_b,
+            granularity: cfg.granularity,
+            prefix_dropout: cfg.prefix_dropout,
+            head_dropout: cfg.head_dropout,
+            beta: cfg.beta,
+            backbone_dropout: cfg.backbone_dropout,
+            positions: cfg.positions,
+            pooling,
+        }
+    }
+
+    /// The vertices' prefixes `(n, L, 2, p, H)`.
+    pub fn vertex_prefixes(&self) -> Tensor {
+        match (&self.prefix, &self.reparam) {
+            (Some(p), _) => p.shallow_clone(),
+            (None, Some(r)) => {
+                let hid = (Tensor::einsum("nph,nrh->npr", &[&r.emb, &r.w1], None::<i64>)
+                    + r.b1.unsqueeze(1))
+                .tanh();
+                let out =
+                    Tensor::einsum("npr,nor->npo", &[&hid, &r.w2], None::<i64>) + r.b2.unsqueeze(1);
+                out.view([self.n as i64, self.prefix_len, self.layers, 2, self.hidden])
+                    .permute([0, 2, 3, 1, 4])
+            }
+            (None, None) => unreachable!("a subspace has prefixes"),
+        }
+    }
+
+    /// Fixed α for the whole batch (broadcast: leading dimension 1).
+    pub fn fixed_alphas(&self, at: &At, device: Device) -> Alphas {
+        let n = self.n as i64;
+        let w: Vec<f64> = match at {
+            At::Centroid => vec![1.0 / n as f64; self.n],
+            At::Vertex(i) => (0..self.n)
+                .map(|j| if j == *i { 1.0 } else { 0.0 })
+                .collect(),
+            At::Alpha(a) => {
+                let s: f64 = a.iter().sum();
+                a.iter().map(|x| x / s).collect()
+            }
+            At::Sample => panic!("sampled alphas need a batch size: use sample_alphas"),
+        };
+        let row = Tensor::from_slice(&w).to_kind(Kind::Float).to(device);
+        Alphas {
+            layers: row
+                .view([1, 1, n])
+                .expand([1, self.layers, n], true)
+                .contiguous(),
+            head: row.view([1, n]),
+        }
+    }
+
+    /// α ~ Dirichlet(1,…,1) with this subspace's granularity, for a batch of `b`.
+    /// With one vertex α is exactly 1 and nothing is drawn.
+    pub fn sample_alphas(&self, b: i64, device: Device) -> Alphas {
+        let n = self.n as i64;
+        if n == 1 {
+            return self.fixed_alphas(&At::Centroid, device);
+        }
+        let (rows, per_layer) = match self.granularity {
+            Granularity::ExampleLayer => (b, self.layers + 1),
+            Granularity::Example => (b, 1),
+            Granularity::Batch => (1, 1),
+        };
+        let mut e = Tensor::empty([rows, per_layer, n], (Kind::Float, device));
+        let _ = e.exponential_(1.0);
+        let a = &e / e.sum_dim_intlist(-1, true, Kind::Float);
+        let a = a.expand([rows, self.layers + 1, n], false);
+        Alphas {
+            layers: a.narrow(1, 0, self.layers).contiguous(),
+            head: a.select(1, self.layers).contiguous(),
+        }
+    }
+
+    /// Mixed prefix `(L, 2, B or 1, p, H)` for the given α.
+    pub fn mixed_prefix(&self, alphas: &Alphas) -> Tensor {
+        Tensor::einsum(
+            "bln,nlkph->lkbph",
+            &[&alphas.layers, &self.vertex_prefixes()],
+            None::<i64>,
+        )
+    }
+
+    /// Logits `(B, C)` of the mixed head on pooled features `(B, H)`.
+    pub fn head_logits(&self, pooled: &Tensor, head_alpha: &Tensor) -> Tensor {
+        let per_vertex = Tensor::einsum("bh,nch->bnc", &[pooled, &self.head_w], None::<i64>)
+            + self.head_b.unsqueeze(0);
+        if self.head_w.size()[0] == 1 {
+            return per_vertex.select(1, 0);
+        }
+        let b = pooled.size()[0];
+        let a = head_alpha.expand([b, self.n as i64], false);
+        Tensor::einsum("bn,bnc->bc", &[&a, &per_vertex], None::<i64>)
+    }
+
+    /// Full forward: mixed prefix → frozen encoder → pooling → mixed head. `(B, C)`.
+    pub fn forward(
+        &self,
+        encoder: &Encoder,
+        batch: &Batch,
+        alphas: &Alphas,
+        train: bool,
+    ) -> Tensor {
+        let mut prefix = self.mixed_prefix(alphas);
+        if train && self.prefix_dropout > 0.0 {
+            prefix = prefix.dropout(self.prefix_dropout, true);
+        }
+        let opts = Forward {
+            dropout: train && self.backbone_dropout,
+            positions: self.positions,
+        };
+        let hidden = encoder.forward(batch, Some(&prefix), opts);
+        let mut pooled = self.pooling.pool(&hidden, &batch.attention_mask);
+        if train && self.head_dropout > 0.0 {
+            pooled = pooled.dropout(self.head_dropout, true);
+        }
+        self.head_logits(&pooled, &alphas.head)
+    }
+
+    /// β · cos²(θ_i, θ_j) for a random pair i ≠ j of vertices (their flattened prefixes);
+    /// `None` with one vertex or β = 0 (no random draw is made then).
+    pub fn regulariser(&self, rng: &mut ChaCha8Rng) -> Option<Tensor> {
+        if self.n < 2 || self.beta == 0.0 {
+            return None;
+        }
+        let i = rng.gen_range(0..self.n);
+        let mut j = rng.gen_range(0..self.n - 1);
+        if j >= i {
+            j += 1;
+        }
+        let v = self.vertex_prefixes();
+        Some(
+            cos_squared(
+                &v.get(i as i64).flatten(0, -1),
+                &v.get(j as i64).flatten(0, -1),
+            ) * self.beta,
+        )
+    }
+}
+
+/// cos²(a, b) of two vectors.
+pub fn cos_squared(a: &Tensor, b: &Tensor) -> Tensor {
+    let dot = (a * b).sum(Kind::Float);
+    let den = (a.pow_tensor_scalar(2).sum(Kind::Float) * b.pow_tensor_scalar(2).sum(Kind::Float))
+        .clamp_min(1e-24);
+    dot.pow_tensor_scalar(2) / den
+}
+
+/// Independent initial prefixes for n vertices: `(n, L, 2, p, H)`.
+fn init_vertices(cfg: &RunConfig, encoder: &Encoder, n: i64, p: i64) -> Tensor {
+    let (l, h, dev) = (
+        encoder.num_layers(),
+        encoder.hidden_size(),
+        encoder.device(),
+    );
+    tch::no_grad(|| match cfg.init {
+        Init::Normal => Tensor::randn([n, l, 2, p, h], (Kind::Float, dev)) * cfg.init_std,
+        Init::Vocab => {
+            // Keys and values the backbone itself computes for p random vocabulary tokens.
+            let vocab = encoder.config.vocab_size;
+            let low = if vocab > 2000 { 1000 } else { 0 }; // skip BERT's [unused]/special ids
+            let ids = Tensor::randint_low(low, vocab, [n, p], (Kind::Int64, dev));
+            let batch = Batch {
+                input_ids: ids,
+                attention_mask: Tensor::ones([n, p], (Kind::Int64, dev)),
+                token_type_ids: Tensor::zeros([n, p], (Kind::Int64, dev)),
+            };
+            encoder
+                .keys_values(&batch)
+                .permute([2, 0, 1, 3, 4])
+                .contiguous() // (L,2,n,p,H) → (n,L,2,p,H)
+        }
+    })
+}

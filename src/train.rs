@@ -1,0 +1,465 @@
+//! The training loop: AdamW with linear warm-up and decay, gradient clipping, per-example α
+//! draws, the cos² regulariser, dev evaluation with m sampled models per example to pick
+//! the best checkpoint (and stop early), then the final test evaluation.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Tensor};
+
+use crate::config::{DevAt, PoolingChoice, RunConfig};
+use crate::data::fewshot::shuffle;
+use crate::data::Label;
+use crate::error::{Error, Result};
+use crate::eval::{outputs, score, Encoded};
+use crate::model::tokenizer::pad_batch;
+use crate::model::{Encoder, Pooling, TextTokenizer};
+use crate::subspace::{At, Subspace};
+use crate::task::TaskData;
+
+/// A loaded run: config, data, frozen encoder and tokenizer. Everything that can fail on bad
+/// input fails here, before anything is written.
+pub struct Session {
+    /// The resolved config.
+    pub cfg: RunConfig,
+    /// The task's data.
+    pub task: TaskData,
+    /// The frozen encoder.
+    pub encoder: Encoder,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// The pooling the head reads.
+    pub pooling: Pooling,
+}
+
+impl Session {
+    /// Loads data, model and tokenizer for `cfg`.
+    pub fn open(cfg: RunConfig) -> Result<Self> {
+        let cfg = cfg.resolve()?;
+        let device = crate::embed::parse_device(&cfg.device)?;
+        if cfg.threads > 0 {
+            tch::set_num_threads(cfg.threads as i32);
+        }
+        let task = TaskData::load(&cfg)?;
+        let dir = cfg.model_dir();
+        if !dir.is_dir() {
+            return Err(Error::Input(format!(
+                "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",
+                dir.display()
+            )));
+        }
+        let encoder = Encoder::load(&dir, device)?;
+        let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
+        let pooling = match cfg.pooling {
+            PoolingChoice::Auto => Pooling::auto(&dir),
+            PoolingChoice::Mean => Pooling::Mean,
+            PoolingChoice::Cls => Pooling::Cls,
+        };
+        Ok(Self {
+            cfg,
+            task,
+            encoder,
+            tokenizer,
+            pooling,
+        })
+    }
+
+    /// A fresh (randomly initialised, seeded) subspace in a new var store.
+    pub fn new_subspace(&self) -> (nn::VarStore, Subspace) {
+        tch::manual_seed(self.cfg.seed as i64);
+        let vs = nn::VarStore::new(self.encoder.device());
+        let s = Subspace::new(
+            &vs.root(),
+            &self.cfg,
+            &self.encoder,
+            self.task.num_outputs(),
+            self.pooling,
+        );
+        (vs, s)
+    }
+
+    /// The subspace stored in a run directory's checkpoint.
+    pub fn load_subspace(&self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
+        let (vs, s) = self.new_subspace();
+        load_checkpoint(&vs, checkpoint)?;
+        Ok((vs, s))
+    }
+}
+
+/// Writes the trainable tensors atomically (temp file, fsync, rename).
+pub fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    let vars = vs.variables();
+    let mut named: Vec<(String, Tensor)> = vars
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().to(Device::Cpu).contiguous()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let tmp = path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&named, &tmp)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] into `vs` (names and shapes must match).
+pub fn load_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    let tensors: BTreeMap<String, Tensor> =
+        crate::model::load::Weights::read(path, vs.device())?.into_map();
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        let src = tensors.get(&name).ok_or_else(|| {
+            Error::Input(format!(
+                "{}: checkpoint has no tensor \"{name}\" (does config.toml match this checkpoint?)",
+                path.display()
+            ))
+        })?;
+        if src.size() != var.size() {
+            return Err(Error::Input(format!(
+                "{}: tensor \"{name}\" has shape {:?}, the run's config implies {:?}",
+                path.display(),
+                src.size(),
+                var.size()
+            )));
+        }
+        var.copy_(src);
+    }
+    Ok(())
+}
+
+/// Progress reporting: a bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps {elapsed_precise} {msg}",
+                )
+                .expect("valid template"),
+            );
+            b
+        });
+        Self { bar }
+    }
+    fn step(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+    fn line(&self, quiet: bool, msg: String) {
+        match &self.bar {
+            Some(b) => b.set_message(msg),
+            None if !quiet => eprintln!("{msg}"),
+            None => {}
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Trains a subspace for `session` and writes the run directory `dir` (config.toml,
+/// split.json, metrics.jsonl, checkpoint.safetensors, results.json). Returns results.json.
+pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+    let cfg = &session.cfg;
+    let task = &session.task;
+    let (enc, tok) = (&session.encoder, &session.tokenizer);
+    let device = enc.device();
+    let train = Encoded::new(tok, &task.split.train)?;
+    let dev = Encoded::new(tok, &task.split.dev)?;
+    let tests: Vec<(String, Encoded)> = task
+        .tests
+        .iter()
+        .map(|(n, ex)| Ok((n.clone(), Encoded::new(tok, ex)?)))
+        .collect::<Result<_>>()?;
+
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let split_json = serde_json::to_string_pretty(&task.split.summary()).expect("split serialises");
+    write_atomic(&dir.join("split.json"), split_json.as_bytes())?;
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut log = std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let mut emit = |v: serde_json::Value| -> Result<()> {
+        writeln!(log, "{v}").map_err(|e| Error::io(&metrics_path, e))
+    };
+
+    let (vs, subspace) = session.new_subspace();
+    let mut opt = nn::AdamW {
+        wd: cfg.weight_decay,
+        ..Default::default()
+    }
+    .build(&vs, cfg.lr)?;
+    let mut data_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut reg_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
+
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let total_steps = if cfg.max_steps > 0 {
+        cfg.max_steps
+    } else {
+        cfg.epochs * steps_per_epoch
+    };
+    let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
+    let lr_at = |step: usize| -> f64 {
+        if step < warmup {
+            cfg.lr * (step + 1) as f64 / warmup as f64
+        } else {
+            cfg.lr * (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64
+        }
+    };
+    let (dev_at, dev_m) = match cfg.dev_at {
+        DevAt::Samples if subspace.n > 1 => (At::Sample, cfg.dev_samples),
+        _ => (At::Centroid, 1),
+    };
+    let main = task.main_metric.name();
+    let progress = Progress::new(total_steps as u64, quiet);
+    let pad = tok.pad_id();
+
+    let t_start = Instant::now();
+    let mut step_seconds = 0.0;
+    let mut seen = 0usize;
+    let mut best: Option<(f64, usize, usize, Vec<(String, Tensor)>)> = None; // (metric, step, epoch, weights)
+    let mut evals_since_best = 0usize;
+    let (mut step, mut epoch) = (0usize, 0usize);
+    let ckpt = dir.join("checkpoint.safetensors");
+    'outer: while step < total_steps {
+        epoch += 1;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        shuffle(&mut order, &mut data_rng);
+        for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            let t0 = Instant::now();
+            let items: Vec<_> = chunk.iter().map(|&i| train.inputs[i].clone()).collect();
+            let batch = pad_batch(&items, pad, device);
+            let alphas = subspace.sample_alphas(batch.len(), device);
+            let logits = subspace.forward(enc, &batch, &alphas, true);
+            let task_loss = loss(&logits, chunk.iter().map(|&i| train.labels[i]), device);
+            let reg = subspace.regulariser(&mut reg_rng);
+            let total = match &reg {
+                Some(r) => &task_loss + r,
+                None => task_loss.shallow_clone(),
+            };
+            let lr = lr_at(step);
+            opt.set_lr(lr);
+            opt.zero_grad();
+            total.backward();
+            if cfg.clip > 0.0 {
+                opt.clip_grad_norm(cfg.clip);
+            }
+            opt.step();
+            let dt = t0.elapsed().as_secs_f64();
+            step_seconds += dt;
+            seen += chunk.len();
+            step += 1;
+            progress.step();
+            let loss_v = task_loss.double_value(&[]);
+            if !loss_v.is_finite() {
+                return Err(Error::Input(format!(
+                    "training diverged: loss is {loss_v} at step {step} (epoch {epoch}); the best checkpoint so far is {} — try a smaller lr",
+                    ckpt.display()
+                )));
+            }
+            emit(json!({
+                "kind": "step", "step": step, "epoch": epoch, "loss": loss_v,
+                "regulariser": reg.as_ref().map(|r| r.double_value(&[])), "lr": lr,
+                "samples_per_second": chunk.len() as f64 / dt,
+            }))?;
+            let end_of_epoch = bi + 1 == steps_per_epoch;
+            let due = if cfg.eval_every > 0 {
+                step % cfg.eval_every == 0
+            } else {
+                end_of_epoch
+            };
+            if due || step == total_steps {
+                let out = outputs(
+                    enc,
+                    &subspace,
+                    &dev,
+                    &dev_at,
+                    dev_m,
+                    cfg.eval_batch_size,
+                    pad,
+                );
+                let m = score(&out, &dev.labels, &task.metrics, true);
+                let value = m[main];
+                let improved = best.as_ref().is_none_or(|b| value > b.0);
+                if improved {
+                    let snapshot = vs
+                        .variables()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.detach().copy()))
+                        .collect();
+                    best = Some((value, step, epoch, snapshot));
+                    save_checkpoint(&vs, &ckpt)?;
+                    evals_since_best = 0;
+                } else {
+                    evals_since_best += 1;
+                }
+                let b = best.as_ref().expect("set above");
+                emit(
+                    json!({"kind": "eval", "step": step, "epoch": epoch, "dev": m, "best": improved}),
+                )?;
+                progress.line(
+                    quiet,
+                    format!(
+                        "epoch {epoch} step {step}/{total_steps} loss {loss_v:.4} dev {} (best {main} {:.4} at epoch {})",
+                        fmt_metrics(&m),
+                        b.0,
+                        b.2
+                    ),
+                );
+                if cfg.patience > 0 && evals_since_best >= cfg.patience {
+                    break 'outer;
+                }
+            }
+            if step >= total_steps {
+                break 'outer;
+            }
+        }
+    }
+    progress.finish();
+    let train_seconds = t_start.elapsed().as_secs_f64();
+    let (best_dev, best_step, best_epoch, snapshot) = best.expect("at least one evaluation ran");
+    tch::no_grad(|| {
+        let vars = vs.variables();
+        for (k, v) in &snapshot {
+            let mut dst = vars[k].shallow_clone();
+            dst.copy_(v);
+        }
+    });
+
+    let t_test = Instant::now();
+    let mut results = json!({
+        "task": task.name,
+        "method": cfg.method,
+        "vertices": cfg.vertices,
+        "protocol": cfg.protocol,
+        "shots": cfg.shots,
+        "split_seed": cfg.split_seed,
+        "seed": cfg.seed,
+        "split_hash": task.split.split_hash(),
+        "train_examples": task.split.train.len(),
+        "dev_examples": task.split.dev.len(),
+        "steps": step,
+        "epochs": epoch,
+        "best_step": best_step,
+        "best_epoch": best_epoch,
+        "dev_selection": { "at": if dev_m > 1 { "samples" } else { "centroid" }, "samples": dev_m, main: best_dev },
+        "train_seconds": train_seconds,
+        "train_samples_per_second": seen as f64 / step_seconds,
+        "model": cfg.model_dir(),
+        "notes": task.notes,
+    });
+    for (name, data) in &tests {
+        results[name.as_str()] = evaluate_all(session, &subspace, data, cfg)?;
+    }
+    results["test_seconds"] = json!(t_test.elapsed().as_secs_f64());
+    let text = serde_json::to_string_pretty(&results).expect("results serialise");
+    write_atomic(&dir.join("results.json"), text.as_bytes())?;
+    Ok(results)
+}
+
+/// The final report on one test set: centroid, every vertex and the ensemble of m samples
+/// (for one vertex, the centroid alone: they coincide).
+pub fn evaluate_all(
+    session: &Session,
+    subspace: &Subspace,
+    data: &Encoded,
+    cfg: &RunConfig,
+) -> Result<serde_json::Value> {
+    let (enc, pad, bs) = (
+        &session.encoder,
+        session.tokenizer.pad_id(),
+        cfg.eval_batch_size,
+    );
+    let metrics = &session.task.metrics;
+    let mut r = serde_json::Map::new();
+    let centroid = outputs(enc, subspace, data, &At::Centroid, 1, bs, pad);
+    r.insert(
+        "centroid".into(),
+        json!(score(&centroid, &data.labels, metrics, false)),
+    );
+    if subspace.n > 1 {
+        for i in 0..subspace.n {
+            let o = outputs(enc, subspace, data, &At::Vertex(i), 1, bs, pad);
+            r.insert(
+                format!("vertex{i}"),
+                json!(score(&o, &data.labels, metrics, false)),
+            );
+        }
+        let o = outputs(
+            enc,
+            subspace,
+            data,
+            &At::Sample,
+            cfg.ensemble_samples,
+            bs,
+            pad,
+        );
+        r.insert(
+            "ensemble".into(),
+            json!(score(&o, &data.labels, metrics, false)),
+        );
+    }
+    Ok(serde_json::Value::Object(r))
+}
+
+fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, device: Device) -> Tensor {
+    let labels: Vec<Label> = labels.collect();
+    match labels.first() {
+        Some(Label::Score(_)) => {
+            let y: Vec<f32> = labels
+                .iter()
+                .map(|l| if let Label::Score(s) = l { *s } else { 0.0 })
+                .collect();
+            logits
+                .select(1, 0)
+                .mse_loss(&Tensor::from_slice(&y).to(device), tch::Reduction::Mean)
+        }
+        _ => {
+            let y: Vec<i64> = labels
+                .iter()
+                .map(|l| {
+                    if let Label::Class(c) = l {
+                        *c as i64
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            logits.cross_entropy_for_logits(&Tensor::from_slice(&y).to(device))
+        }
+    }
+}
+
+/// Writes a file atomically: temp file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = {
+        let mut s = path.as_os_str().to_owned();
+        s.push(".tmp");
+        s.into()
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
