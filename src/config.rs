@@ -175,6 +175,9 @@ pub struct RunConfig {
     pub ensemble_samples: usize,
     /// Evaluation batch size (examples × samples per forward).
     pub eval_batch_size: usize,
+    /// Evaluate only the first N examples of each test set (0 = all; for smoke tests: the
+    /// results then say so).
+    pub test_limit: usize,
 }
 
 impl Default for RunConfig {
@@ -224,6 +227,7 @@ impl Default for RunConfig {
             dev_at: DevAt::Samples,
             ensemble_samples: 8,
             eval_batch_size: 64,
+            test_limit: 0,
         }
     }
 }

@@ -116,6 +116,19 @@ impl TaskData {
             }
         }
         .map_err(|e| Error::Input(format!("{}: {e}", pool.source.display())))?;
+        let mut tests = tests;
+        if cfg.test_limit > 0 {
+            for (name, t) in &mut tests {
+                if t.examples.len() > cfg.test_limit {
+                    notes.push(format!(
+                        "{name}: only the first {} of {} examples were evaluated (test_limit)",
+                        cfg.test_limit,
+                        t.examples.len()
+                    ));
+                    t.examples.truncate(cfg.test_limit);
+                }
+            }
+        }
         Ok(Self {
             name,
             label_names,

@@ -40,3 +40,65 @@ pub fn fixture(name: &str) -> HashMap<String, Tensor> {
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
+
+/// A tiny random BERT encoder (2 layers, hidden 16, 4 heads), for mechanics tests only.
+pub fn tiny_bert(seed: i64) -> prefix_subspace::model::Encoder {
+    use prefix_subspace::model::load::Weights;
+    use tch::{Device, Kind};
+    tch::manual_seed(seed);
+    let cfg: prefix_subspace::model::Config = serde_json::from_value(serde_json::json!({
+        "model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 32, "max_position_embeddings": 64,
+        "type_vocab_size": 2, "pad_token_id": 0
+    }))
+    .unwrap();
+    let (h, f, v) = (16i64, 32i64, 50i64);
+    let mut shapes: Vec<(String, Vec<i64>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![v, h]),
+        ("embeddings.position_embeddings.weight".into(), vec![64, h]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
+    ];
+    for l in 0..2 {
+        let p = format!("encoder.layer.{l}");
+        for (n, o, i) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+        ] {
+            shapes.push((format!("{p}.{n}.weight"), vec![o, i]));
+            shapes.push((format!("{p}.{n}.bias"), vec![o]));
+        }
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{p}.{n}.weight"), vec![h]));
+            shapes.push((format!("{p}.{n}.bias"), vec![h]));
+        }
+    }
+    let tensors: HashMap<String, Tensor> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let t = if n.contains("LayerNorm.weight") {
+                Tensor::ones(s.as_slice(), (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::randn(s.as_slice(), (Kind::Float, Device::Cpu)) * 0.3
+            };
+            (n, t)
+        })
+        .collect();
+    let mut w = Weights::from_tensors(Path::new("tiny-bert"), tensors);
+    prefix_subspace::model::Encoder::from_weights(cfg, &mut w, Device::Cpu).unwrap()
+}
+
+/// A batch of random token ids `(b, t)` for the tiny model.
+pub fn tiny_batch(b: i64, t: i64) -> prefix_subspace::model::Batch {
+    use tch::{Device, Kind};
+    prefix_subspace::model::Batch {
+        input_ids: Tensor::randint_low(1, 50, [b, t], (Kind::Int64, Device::Cpu)),
+        attention_mask: Tensor::ones([b, t], (Kind::Int64, Device::Cpu)),
+        token_type_ids: Tensor::zeros([b, t], (Kind::Int64, Device::Cpu)),
+    }
+}
