@@ -296,7 +296,7 @@ impl RunConfig {
                 return bad(format!("{name} must be in [0, 1), got {p}"));
             }
         }
-        if !(self.lr > 0.0) || !self.lr.is_finite() {
+        if self.lr.is_nan() || self.lr <= 0.0 || !self.lr.is_finite() {
             return bad(format!("lr must be a positive number, got {}", self.lr));
         }
         Ok(self)

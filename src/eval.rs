@@ -70,7 +70,7 @@ pub fn outputs(
     for chunk in order.chunks(per_batch) {
         let items: Vec<_> = chunk
             .iter()
-            .flat_map(|&i| std::iter::repeat(data.inputs[i].clone()).take(m))
+            .flat_map(|&i| std::iter::repeat_n(data.inputs[i].clone(), m))
             .collect();
         let batch = pad_batch(&items, pad_id, dev);
         let alphas = match &fixed {
@@ -111,7 +111,7 @@ pub fn score(
         (
             out.reshape([n * m, c]),
             gold.iter()
-                .flat_map(|g| std::iter::repeat(*g).take(m as usize))
+                .flat_map(|g| std::iter::repeat_n(*g, m as usize))
                 .collect(),
         )
     } else {

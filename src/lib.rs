@@ -9,6 +9,7 @@ pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod paths;
+pub mod report;
 pub mod subspace;
 pub mod task;
 pub mod train;

@@ -77,6 +77,13 @@ enum Command {
         #[arg(long, default_value = "test")]
         split: String,
     },
+    /// Print a table of finished runs (test metrics at the centroid, the ensemble, the best
+    /// vertex).
+    Report {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+    },
     /// Predict labels for new texts with a trained run (JSONL out: label, probabilities).
     Predict {
         /// The run directory written by `train`.
@@ -344,14 +351,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             let cfg = args.config()?;
             let out = args.out.clone();
-            if out.exists()
+            let non_empty = out.exists()
                 && std::fs::read_dir(&out)
                     .map(|mut d| d.next().is_some())
-                    .unwrap_or(true)
-            {
-                if !args.overwrite {
-                    bail!("{}: run directory exists and is not empty (pass --overwrite to replace it)", out.display());
-                }
+                    .unwrap_or(true);
+            if non_empty && !args.overwrite {
+                bail!(
+                    "{}: run directory exists and is not empty (pass --overwrite to replace it)",
+                    out.display()
+                );
             }
             // Everything that can fail on bad input fails here, before anything is written.
             let session = Session::open(cfg)?;
@@ -435,6 +443,19 @@ fn run(cli: Cli) -> Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&serde_json::Value::Object(report))?
             );
+        }
+        Command::Report { runs } => {
+            let mut rows = Vec::new();
+            for r in &runs {
+                let p = r.join("results.json");
+                let text = std::fs::read_to_string(&p).with_context(|| {
+                    format!("{}: cannot read (is the run finished?)", p.display())
+                })?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: invalid JSON", p.display()))?;
+                rows.push(v);
+            }
+            print!("{}", prefix_subspace::report::runs_table(&rows));
         }
         Command::Predict {
             run,

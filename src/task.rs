@@ -121,11 +121,12 @@ impl TaskData {
             for (name, t) in &mut tests {
                 if t.examples.len() > cfg.test_limit {
                     notes.push(format!(
-                        "{name}: only the first {} of {} examples were evaluated (test_limit)",
+                        "{name}: only a fixed stratified sample of {} of its {} examples was evaluated (test_limit)",
                         cfg.test_limit,
                         t.examples.len()
                     ));
-                    t.examples.truncate(cfg.test_limit);
+                    t.examples =
+                        hold_out(std::mem::take(&mut t.examples), cfg.test_limit, 0x7e57).1;
                 }
             }
         }

@@ -133,6 +133,9 @@ pub fn load_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The best evaluation so far: (dev metric, step, epoch, a copy of the weights).
+type Best = (f64, usize, usize, Vec<(String, Tensor)>);
+
 /// Progress reporting: a bar on a terminal, plain lines otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -237,7 +240,7 @@ pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::V
     let t_start = Instant::now();
     let mut step_seconds = 0.0;
     let mut seen = 0usize;
-    let mut best: Option<(f64, usize, usize, Vec<(String, Tensor)>)> = None; // (metric, step, epoch, weights)
+    let mut best: Option<Best> = None;
     let mut evals_since_best = 0usize;
     let (mut step, mut epoch) = (0usize, 0usize);
     let ckpt = dir.join("checkpoint.safetensors");

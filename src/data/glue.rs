@@ -397,11 +397,12 @@ mod tests {
     use super::*;
     use crate::data::Label;
 
-    const GLUE_DIR: &str = "/work/shared/data/glue";
-
+    /// `$GLUE_DIR`, else `../shared/data/glue` beside the repository.
     fn glue_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("PREFIX_SUBSPACE_GLUE_DIR")
-            .map_or_else(|| PathBuf::from(GLUE_DIR), PathBuf::from);
+        let dir = std::env::var_os("GLUE_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/glue"),
+            PathBuf::from,
+        );
         if dir.is_dir() {
             Some(dir)
         } else {

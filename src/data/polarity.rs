@@ -144,11 +144,6 @@ mod tests {
     #[test]
     fn real_polarity_file() {
         let path = polarity_path();
-        let path = if path.is_file() {
-            path
-        } else {
-            PathBuf::from("/root/.cache/prefix-subspace/data").join(FILE_NAME)
-        };
         if !path.is_file() {
             eprintln!(
                 "note: {} not found; skipping real-data test",
