@@ -28,14 +28,9 @@ fn main() {
         let hidden = enc.forward(
             &batch,
             Some(&prefix),
-            Forward {
-                dropout: std::env::var("NODROP").is_err(),
-                ..Default::default()
-            },
+            Forward { dropout: std::env::var("NODROP").is_err(), ..Default::default() },
         );
-        let logits = Pooling::Mean
-            .pool(&hidden, &batch.attention_mask)
-            .apply(&head);
+        let logits = Pooling::Mean.pool(&hidden, &batch.attention_mask).apply(&head);
         let loss = logits.cross_entropy_for_logits(&labels);
         opt.backward_step(&loss);
     };

@@ -17,6 +17,58 @@ pub enum Method {
     Subspace,
     /// Plain deep prefix tuning (P-tuning v2): the subspace with one vertex.
     Prefix,
+    /// LoRA (rank `lora_r`, unmerged) on the attention projections in `lora_targets`, + head.
+    Lora,
+    /// BitFit: every bias of the encoder, + head.
+    Bitfit,
+    /// Head only: a linear probe on frozen features (computed once).
+    Head,
+    /// Prompt tuning: `prefix_len` trainable vectors in front of the input embeddings, + head.
+    Prompt,
+    /// Full fine-tuning: every encoder weight, + head.
+    Full,
+}
+
+impl Method {
+    /// Every method, in table order.
+    pub const ALL: [Method; 7] =
+        [Method::Subspace, Method::Prefix, Method::Lora, Method::Bitfit, Method::Head, Method::Prompt, Method::Full];
+
+    /// The name used on the command line and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Subspace => "subspace",
+            Method::Prefix => "prefix",
+            Method::Lora => "lora",
+            Method::Bitfit => "bitfit",
+            Method::Head => "head",
+            Method::Prompt => "prompt",
+            Method::Full => "full",
+        }
+    }
+
+    /// Parses a method name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+            Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", ")))
+        })
+    }
+
+    /// The default learning rate of the method's own parameters (METHOD.md's starting points).
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => 5e-3,
+            Method::Lora => 5e-4,
+            Method::Bitfit => 1e-3,
+            Method::Full => 2e-5,
+        }
+    }
+
+    /// True when the method trains deep prefixes (and so can have several vertices).
+    pub fn uses_prefix(self) -> bool {
+        matches!(self, Method::Subspace | Method::Prefix)
+    }
 }
 
 /// How many α draws a training batch uses.
@@ -147,8 +199,17 @@ pub struct RunConfig {
     // --- training ---
     /// Training seed (initialisation, dropout, α draws, data order).
     pub seed: u64,
-    /// Peak learning rate (AdamW).
+    /// Peak learning rate of the method's parameters (AdamW; 0 = the method's default:
+    /// 5e-3 prefix/subspace/head/prompt, 5e-4 LoRA, 1e-3 BitFit, 2e-5 full fine-tuning).
     pub lr: f64,
+    /// Peak learning rate of the classification head(s).
+    pub head_lr: f64,
+    /// LoRA rank.
+    pub lora_r: usize,
+    /// LoRA alpha (scale = alpha / r).
+    pub lora_alpha: f64,
+    /// LoRA targets among query, key, value, output.
+    pub lora_targets: Vec<String>,
     /// AdamW weight decay.
     pub weight_decay: f64,
     /// Fraction of the steps used for linear warm-up.
@@ -214,7 +275,11 @@ impl Default for RunConfig {
             init: Init::Vocab,
             init_std: 0.02,
             seed: 1,
-            lr: 5e-3,
+            lr: 0.0,
+            head_lr: 5e-3,
+            lora_r: 8,
+            lora_alpha: 16.0,
+            lora_targets: vec!["query".into(), "value".into()],
             weight_decay: 0.01,
             warmup_ratio: 0.1,
             clip: 1.0,
@@ -247,9 +312,9 @@ impl RunConfig {
     pub fn apply_overrides(&self, sets: &[String]) -> Result<Self> {
         let mut table = toml::Value::try_from(self).map_err(|e| Error::Input(e.to_string()))?;
         for s in sets {
-            let (k, v) = s.split_once('=').ok_or_else(|| {
-                Error::Input(format!("--set {s}: expected key=value (e.g. --set beta=0)"))
-            })?;
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| Error::Input(format!("--set {s}: expected key=value (e.g. --set beta=0)")))?;
             let (k, v) = (k.trim(), v.trim());
             let value = toml::from_str::<toml::Table>(&format!("x = {v}"))
                 .ok()
@@ -269,8 +334,11 @@ impl RunConfig {
 
     /// Checks value ranges and normalises method-implied settings (prefix ⇒ one vertex).
     pub fn resolve(mut self) -> Result<Self> {
-        if self.method == Method::Prefix {
+        if !matches!(self.method, Method::Subspace) {
             self.vertices = 1;
+        }
+        if self.lr == 0.0 {
+            self.lr = self.method.default_lr();
         }
         let bad = |m: String| Err(Error::Input(m));
         if self.vertices == 0 {
@@ -288,16 +356,18 @@ impl RunConfig {
         if self.epochs == 0 && self.max_steps == 0 {
             return bad("set epochs or max_steps to at least 1".into());
         }
-        for (name, p) in [
-            ("prefix_dropout", self.prefix_dropout),
-            ("head_dropout", self.head_dropout),
-        ] {
+        for (name, p) in [("prefix_dropout", self.prefix_dropout), ("head_dropout", self.head_dropout)] {
             if !(0.0..1.0).contains(&p) {
                 return bad(format!("{name} must be in [0, 1), got {p}"));
             }
         }
-        if self.lr.is_nan() || self.lr <= 0.0 || !self.lr.is_finite() {
-            return bad(format!("lr must be a positive number, got {}", self.lr));
+        for (name, lr) in [("lr", self.lr), ("head_lr", self.head_lr)] {
+            if lr.is_nan() || lr <= 0.0 || !lr.is_finite() {
+                return bad(format!("{name} must be a positive number, got {lr}"));
+            }
+        }
+        if self.method == Method::Lora && self.lora_r == 0 {
+            return bad("lora_r must be at least 1".into());
         }
         Ok(self)
     }
@@ -322,9 +392,7 @@ impl RunConfig {
 
     /// The model folder: `model`, else the installed default model.
     pub fn model_dir(&self) -> PathBuf {
-        self.model
-            .clone()
-            .unwrap_or_else(crate::paths::default_model)
+        self.model.clone().unwrap_or_else(crate::paths::default_model)
     }
 }
 
@@ -332,11 +400,7 @@ impl RunConfig {
 const OPTIONAL_KEYS: [&str; 5] = ["data_dir", "train_file", "test_file", "text_b", "model"];
 
 fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -352,37 +416,21 @@ mod tests {
     #[test]
     fn overrides_parse_values_and_reject_unknown_keys() {
         let c = RunConfig::default()
-            .apply_overrides(&[
-                "beta=0".into(),
-                "granularity=example".into(),
-                "model=/tmp/m".into(),
-                "lr=1e-2".into(),
-            ])
+            .apply_overrides(&["beta=0".into(), "granularity=example".into(), "model=/tmp/m".into(), "lr=1e-2".into()])
             .unwrap();
         assert_eq!(c.beta, 0.0);
         assert_eq!(c.granularity, Granularity::Example);
         assert_eq!(c.model, Some(PathBuf::from("/tmp/m")));
         assert_eq!(c.lr, 1e-2);
-        let e = RunConfig::default()
-            .apply_overrides(&["betta=1".into()])
-            .unwrap_err()
-            .to_string();
+        let e = RunConfig::default().apply_overrides(&["betta=1".into()]).unwrap_err().to_string();
         assert!(e.contains("unknown key \"betta\""), "{e}");
-        let e = RunConfig::default()
-            .apply_overrides(&["granularity=sideways".into()])
-            .unwrap_err()
-            .to_string();
+        let e = RunConfig::default().apply_overrides(&["granularity=sideways".into()]).unwrap_err().to_string();
         assert!(e.contains("granularity") || e.contains("sideways"), "{e}");
     }
 
     #[test]
     fn prefix_method_means_one_vertex() {
-        let c = RunConfig {
-            method: Method::Prefix,
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap();
+        let c = RunConfig { method: Method::Prefix, ..Default::default() }.resolve().unwrap();
         assert_eq!(c.vertices, 1);
     }
 

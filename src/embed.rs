@@ -16,18 +16,14 @@ pub fn embed_texts(
     batch_size: usize,
 ) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let enc = texts
-        .iter()
-        .map(|t| tokenizer.encode(t, None))
-        .collect::<Result<Vec<_>>>()?;
+    let enc = texts.iter().map(|t| tokenizer.encode(t, None)).collect::<Result<Vec<_>>>()?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| enc[i].0.len());
     let h = encoder.hidden_size();
     let mut out = Tensor::zeros([texts.len() as i64, h], (Kind::Float, Device::Cpu));
     for chunk in order.chunks(batch_size.max(1)) {
         let items: Vec<_> = chunk.iter().map(|&i| enc[i].clone()).collect();
-        let batch =
-            crate::model::tokenizer::pad_batch(&items, tokenizer.pad_id(), encoder.device());
+        let batch = crate::model::tokenizer::pad_batch(&items, tokenizer.pad_id(), encoder.device());
         let hidden = encoder.forward(&batch, None, Forward::default());
         let mut pooled = pooling.pool(&hidden, &batch.attention_mask);
         if normalize {
@@ -47,11 +43,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
         _ => s
             .strip_prefix("cuda:")
             .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| {
-                Error::Input(format!(
-                    "unknown device \"{s}\" (expected cpu, cuda or cuda:N)"
-                ))
-            })?,
+            .ok_or_else(|| Error::Input(format!("unknown device \"{s}\" (expected cpu, cuda or cuda:N)")))?,
     };
     let count = tch::Cuda::device_count() as usize;
     if dev >= count {

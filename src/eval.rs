@@ -25,14 +25,9 @@ pub struct Encoded {
 impl Encoded {
     /// Tokenises examples.
     pub fn new(tokenizer: &TextTokenizer, examples: &[Example]) -> Result<Self> {
-        let inputs = examples
-            .iter()
-            .map(|e| tokenizer.encode(&e.text_a, e.text_b.as_deref()))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            inputs,
-            labels: examples.iter().map(|e| e.label).collect(),
-        })
+        let inputs =
+            examples.iter().map(|e| tokenizer.encode(&e.text_a, e.text_b.as_deref())).collect::<Result<Vec<_>>>()?;
+        Ok(Self { inputs, labels: examples.iter().map(|e| e.label).collect() })
     }
 
     /// Number of examples.
@@ -68,59 +63,46 @@ pub fn outputs(
     let per_batch = (batch_size / m).max(1);
     let fixed = (*at != At::Sample).then(|| subspace.fixed_alphas(at, dev));
     for chunk in order.chunks(per_batch) {
-        let items: Vec<_> = chunk
-            .iter()
-            .flat_map(|&i| std::iter::repeat_n(data.inputs[i].clone(), m))
-            .collect();
+        let items: Vec<_> = chunk.iter().flat_map(|&i| std::iter::repeat_n(data.inputs[i].clone(), m)).collect();
         let batch = pad_batch(&items, pad_id, dev);
         let alphas = match &fixed {
-            Some(a) => crate::subspace::Alphas {
-                layers: a.layers.shallow_clone(),
-                head: a.head.shallow_clone(),
-            },
+            Some(a) => crate::subspace::Alphas { layers: a.layers.shallow_clone(), head: a.head.shallow_clone() },
             None => subspace.sample_alphas(batch.len(), dev),
         };
         let logits = subspace.forward(encoder, &batch, &alphas, false);
-        let y = if c == 1 {
-            logits
-        } else {
-            logits.softmax(-1, Kind::Float)
-        };
+        let y = if c == 1 { logits } else { logits.softmax(-1, Kind::Float) };
         let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
         let mut out_ref = out.shallow_clone();
-        let _ = out_ref.index_copy_(
-            0,
-            &idx,
-            &y.view([chunk.len() as i64, m as i64, c])
-                .to(tch::Device::Cpu),
-        );
+        let _ = out_ref.index_copy_(0, &idx, &y.view([chunk.len() as i64, m as i64, c]).to(tch::Device::Cpu));
     }
     out
 }
 
+/// Pooled features `(N, H)` at the centroid, without dropout (for the head-only method,
+/// whose encoder input never changes).
+pub fn features(encoder: &Encoder, subspace: &Subspace, data: &Encoded, batch_size: usize, pad_id: i64) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let dev = encoder.device();
+    let alphas = subspace.fixed_alphas(&At::Centroid, dev);
+    let parts: Vec<Tensor> = data
+        .inputs
+        .chunks(batch_size.max(1))
+        .map(|c| subspace.features(encoder, &pad_batch(c, pad_id, dev), &alphas, false))
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
 /// Metrics of outputs `(N, m, C)`. `pairs = true` scores every (example, model) pair (the
 /// subspace-augmented dev metric); otherwise the m outputs are averaged first (ensemble).
-pub fn score(
-    out: &Tensor,
-    gold: &[Label],
-    metrics: &[Metric],
-    pairs: bool,
-) -> BTreeMap<String, f64> {
+pub fn score(out: &Tensor, gold: &[Label], metrics: &[Metric], pairs: bool) -> BTreeMap<String, f64> {
     let (n, m, c) = out.size3().expect("(N, m, C)");
     let (flat, gold): (Tensor, Vec<Label>) = if pairs {
-        (
-            out.reshape([n * m, c]),
-            gold.iter()
-                .flat_map(|g| std::iter::repeat_n(*g, m as usize))
-                .collect(),
-        )
+        (out.reshape([n * m, c]), gold.iter().flat_map(|g| std::iter::repeat_n(*g, m as usize)).collect())
     } else {
         (out.mean_dim(1, false, Kind::Float), gold.to_vec())
     };
     let pred = if c == 1 {
-        Predictions::Scores(
-            Vec::<f64>::try_from(flat.select(1, 0).to_kind(Kind::Double)).expect("scores"),
-        )
+        Predictions::Scores(Vec::<f64>::try_from(flat.select(1, 0).to_kind(Kind::Double)).expect("scores"))
     } else {
         let p = Vec::<i64>::try_from(flat.argmax(-1, false)).expect("classes");
         Predictions::Classes(p.into_iter().map(|x| x as usize).collect())

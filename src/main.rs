@@ -113,7 +113,7 @@ struct TrainArgs {
     /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// subspace or prefix.
+    /// subspace, prefix, lora, bitfit, head, prompt or full.
     #[arg(long)]
     method: Option<String>,
     /// K: examples per class (per-class protocol) or in total (--protocol total).
@@ -171,11 +171,7 @@ impl TrainArgs {
             c.model = Some(m.clone());
         }
         if let Some(m) = &self.method {
-            c.method = match m.as_str() {
-                "subspace" => Method::Subspace,
-                "prefix" => Method::Prefix,
-                other => bail!("unknown method \"{other}\" (expected subspace or prefix)"),
-            };
+            c.method = Method::parse(m)?;
         }
         if let Some(p) = &self.protocol {
             c.protocol = match p.as_str() {
@@ -197,18 +193,13 @@ impl TrainArgs {
 }
 
 fn parse_at(s: &str) -> Result<(At, usize)> {
-    let bad =
-        || anyhow::anyhow!("--at {s}: expected centroid, vertex:I, ensemble:M or alpha:A,B,...");
+    let bad = || anyhow::anyhow!("--at {s}: expected centroid, vertex:I, ensemble:M or alpha:A,B,...");
     Ok(match s.split_once(':') {
         None if s == "centroid" => (At::Centroid, 1),
         Some(("vertex", i)) => (At::Vertex(i.parse().map_err(|_| bad())?), 1),
         Some(("ensemble", m)) => (At::Sample, m.parse().map_err(|_| bad())?),
         Some(("alpha", a)) => {
-            let v = a
-                .split(',')
-                .map(|x| x.trim().parse::<f64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| bad())?;
+            let v = a.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<Vec<_>, _>>().map_err(|_| bad())?;
             if v.iter().any(|x| *x < 0.0) || v.iter().sum::<f64>() <= 0.0 {
                 bail!("--at {s}: alpha weights must be non-negative and not all zero");
             }
@@ -227,26 +218,17 @@ fn check_at(at: &At, n: usize, arg: &str) -> Result<()> {
 }
 
 /// Reopens a run directory: its config, data (the same split, checked by hash) and weights.
-fn open_run(
-    run: &std::path::Path,
-) -> Result<(
-    Session,
-    tch::nn::VarStore,
-    prefix_subspace::subspace::Subspace,
-)> {
+fn open_run(run: &std::path::Path) -> Result<(Session, tch::nn::VarStore, prefix_subspace::subspace::Subspace)> {
     let cfg_path = run.join("config.toml");
     if !cfg_path.is_file() {
-        bail!(
-            "{}: not a run directory (no config.toml); train one with `prefix-subspace train`",
-            run.display()
-        );
+        bail!("{}: not a run directory (no config.toml); train one with `prefix-subspace train`", run.display());
     }
     let cfg = RunConfig::from_file(&cfg_path)?;
-    let session = Session::open(cfg)?;
+    let mut session = Session::open(cfg)?;
     let split_path = run.join("split.json");
     if let Ok(text) = std::fs::read_to_string(&split_path) {
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: invalid JSON", split_path.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", split_path.display()))?;
         let hash = session.task.split.split_hash();
         if v.get("hash").and_then(|h| h.as_str()) != Some(hash.as_str()) {
             bail!("{}: the data now gives a different few-shot split (hash {hash}): the data files changed since training", split_path.display());
@@ -296,9 +278,7 @@ fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
             std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
         )),
     };
-    let name = input
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "<stdin>".into());
+    let name = input.map(|p| p.display().to_string()).unwrap_or_else(|| "<stdin>".into());
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{name}:{}: not valid UTF-8 text", i + 1))?;
@@ -312,23 +292,10 @@ fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Embed {
-            model,
-            pool,
-            normalize,
-            input,
-            max_len,
-            batch_size,
-            device,
-            texts,
-        } => {
+        Command::Embed { model, pool, normalize, input, max_len, batch_size, device, texts } => {
             let dir = model_dir(model)?;
             let device = parse_device(&device)?;
-            let texts = if texts.is_empty() || input.is_some() {
-                read_lines(input)?
-            } else {
-                texts
-            };
+            let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
             if texts.is_empty() {
                 bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
             }
@@ -351,26 +318,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             let cfg = args.config()?;
             let out = args.out.clone();
-            let non_empty = out.exists()
-                && std::fs::read_dir(&out)
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(true);
+            let non_empty = out.exists() && std::fs::read_dir(&out).map(|mut d| d.next().is_some()).unwrap_or(true);
             if non_empty && !args.overwrite {
-                bail!(
-                    "{}: run directory exists and is not empty (pass --overwrite to replace it)",
-                    out.display()
-                );
+                bail!("{}: run directory exists and is not empty (pass --overwrite to replace it)", out.display());
             }
             // Everything that can fail on bad input fails here, before anything is written.
-            let session = Session::open(cfg)?;
+            let mut session = Session::open(cfg)?;
             for n in &session.task.notes {
                 eprintln!("note: {n}");
             }
             if args.overwrite && out.exists() {
-                std::fs::remove_dir_all(&out)
-                    .with_context(|| format!("{}: cannot remove", out.display()))?;
+                std::fs::remove_dir_all(&out).with_context(|| format!("{}: cannot remove", out.display()))?;
             }
-            let results = train(&session, &out, args.quiet)?;
+            let results = train(&mut session, &out, args.quiet)?;
             println!(
                 "{} {} (n = {}), {} train / {} dev examples, split seed {}, seed {}: best dev {} at epoch {}, {:.1} s",
                 results["task"].as_str().unwrap_or(""),
@@ -390,10 +350,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { run, at, split } => {
             let (session, _vs, subspace) = open_run(&run)?;
             let data: Vec<(String, Encoded)> = match split.as_str() {
-                "dev" => vec![(
-                    "dev".into(),
-                    Encoded::new(&session.tokenizer, &session.task.split.dev)?,
-                )],
+                "dev" => vec![("dev".into(), Encoded::new(&session.tokenizer, &session.task.split.dev)?)],
                 "test" => session
                     .task
                     .tests
@@ -402,20 +359,15 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Result<_>>()?,
                 other => bail!("--split {other}: expected dev or test"),
             };
-            let (enc, pad, bs) = (
-                &session.encoder,
-                session.tokenizer.pad_id(),
-                session.cfg.eval_batch_size,
-            );
+            let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), session.cfg.eval_batch_size);
             let metrics = &session.task.metrics;
             let mut report = serde_json::Map::new();
             for (name, d) in &data {
                 let value = if at == "all" {
                     evaluate_all(&session, &subspace, d, &session.cfg)?
                 } else if let Some(step) = at.strip_prefix("sweep:") {
-                    let step: f64 = step.parse().map_err(|_| {
-                        anyhow::anyhow!("--at {at}: expected sweep:STEP, e.g. sweep:0.05")
-                    })?;
+                    let step: f64 =
+                        step.parse().map_err(|_| anyhow::anyhow!("--at {at}: expected sweep:STEP, e.g. sweep:0.05"))?;
                     if subspace.n < 2 || !(step > 0.0 && step <= 1.0) {
                         bail!("--at {at}: a sweep needs at least 2 vertices and a step in (0, 1]");
                     }
@@ -439,30 +391,21 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 report.insert(name.clone(), value);
             }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::Value::Object(report))?
-            );
+            println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(report))?);
         }
         Command::Report { runs } => {
             let mut rows = Vec::new();
             for r in &runs {
                 let p = r.join("results.json");
-                let text = std::fs::read_to_string(&p).with_context(|| {
-                    format!("{}: cannot read (is the run finished?)", p.display())
-                })?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{}: invalid JSON", p.display()))?;
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("{}: cannot read (is the run finished?)", p.display()))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", p.display()))?;
                 rows.push(v);
             }
             print!("{}", prefix_subspace::report::runs_table(&rows));
         }
-        Command::Predict {
-            run,
-            input,
-            output,
-            at,
-        } => {
+        Command::Predict { run, input, output, at } => {
             let (session, _vs, subspace) = open_run(&run)?;
             let (point, m) = parse_at(&at)?;
             check_at(&point, subspace.n, &at)?;
@@ -473,16 +416,13 @@ fn run(cli: Cli) -> Result<()> {
                     let v: serde_json::Value = serde_json::from_str(line)
                         .with_context(|| format!("{}:{}: invalid JSON", input.display(), i + 1))?;
                     let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                    let a = get("text_a")
-                        .or_else(|| get("text"))
-                        .or_else(|| get("sentence"))
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "{}:{}: expected a \"text_a\" (or \"text\") string field",
-                                input.display(),
-                                i + 1
-                            )
-                        })?;
+                    let a = get("text_a").or_else(|| get("text")).or_else(|| get("sentence")).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{}:{}: expected a \"text_a\" (or \"text\") string field",
+                            input.display(),
+                            i + 1
+                        )
+                    })?;
                     (a, get("text_b"))
                 } else {
                     match line.split_once('\t') {
@@ -515,10 +455,7 @@ fn run(cli: Cli) -> Result<()> {
                 let v = if names.is_empty() {
                     serde_json::json!({"score": r[0]})
                 } else {
-                    let best = r
-                        .iter()
-                        .enumerate()
-                        .fold(0, |bi, (i, p)| if *p > r[bi] { i } else { bi });
+                    let best = r.iter().enumerate().fold(0, |bi, (i, p)| if *p > r[bi] { i } else { bi });
                     serde_json::json!({"label": names[best], "probabilities": names.iter().cloned().zip(r.iter().map(|p| serde_json::json!(p))).collect::<serde_json::Map<String, serde_json::Value>>()})
                 };
                 text.push_str(&v.to_string());

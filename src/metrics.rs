@@ -76,13 +76,7 @@ impl Predictions {
 /// If `pred` and `gold` differ in length, or a classification metric is asked for score
 /// predictions or score gold labels (both are programming errors, not bad input).
 pub fn compute(metrics: &[Metric], pred: &Predictions, gold: &[Label]) -> BTreeMap<String, f64> {
-    assert_eq!(
-        pred.len(),
-        gold.len(),
-        "metrics::compute: {} predictions for {} gold labels",
-        pred.len(),
-        gold.len()
-    );
+    assert_eq!(pred.len(), gold.len(), "metrics::compute: {} predictions for {} gold labels", pred.len(), gold.len());
     let gold_scores: Vec<f64> = gold
         .iter()
         .map(|l| match *l {
@@ -251,13 +245,7 @@ mod tests {
 
     #[test]
     fn names() {
-        let all = [
-            Metric::Accuracy,
-            Metric::F1,
-            Metric::Mcc,
-            Metric::Pearson,
-            Metric::Spearman,
-        ];
+        let all = [Metric::Accuracy, Metric::F1, Metric::Mcc, Metric::Pearson, Metric::Spearman];
         let names: Vec<&str> = all.iter().map(|m| m.name()).collect();
         assert_eq!(names, ["accuracy", "f1", "mcc", "pearson", "spearman"]);
         assert_eq!(serde_json::to_string(&Metric::Mcc).unwrap(), "\"mcc\"");
@@ -289,10 +277,7 @@ mod tests {
         // Three classes: pred 0,0,2,2,0,2 ; gold 2,0,2,2,0,1. correct c = 4, s = 6,
         // pred counts p = (3,0,3), gold counts t = (2,1,3): sum p*t = 15, sum p^2 = 18,
         // sum t^2 = 14 -> (4*6 - 15) / sqrt((36-18)*(36-14)) = 9 / sqrt(396).
-        close(
-            mcc(&[0, 0, 2, 2, 0, 2], &[2, 0, 2, 2, 0, 1]),
-            9.0 / 396f64.sqrt(),
-        );
+        close(mcc(&[0, 0, 2, 2, 0, 2], &[2, 0, 2, 2, 0, 1]), 9.0 / 396f64.sqrt());
     }
 
     #[test]
@@ -308,46 +293,27 @@ mod tests {
 
     #[test]
     fn spearman_with_ties() {
-        assert_eq!(
-            average_ranks(&[10.0, 20.0, 20.0, 30.0]),
-            [1.0, 2.5, 2.5, 4.0]
-        );
+        assert_eq!(average_ranks(&[10.0, 20.0, 20.0, 30.0]), [1.0, 2.5, 2.5, 4.0]);
         // x = 1,2,2,3 -> ranks 1,2.5,2.5,4 ; y = 1,3,2,4 -> ranks 1,3,2,4.
         // Rank means 2.5; dx = -1.5,0,0,1.5 ; dy = -1.5,0.5,-0.5,1.5.
         // sxy = 2.25+0+0+2.25 = 4.5 ; sxx = 4.5 ; syy = 2.25+0.25+0.25+2.25 = 5
         // -> 4.5 / sqrt(4.5*5) = sqrt(0.9) = 0.9486832980505138.
-        close(
-            spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0]),
-            0.948_683_298_050_513_8,
-        );
+        close(spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0]), 0.948_683_298_050_513_8);
         // Monotone but non-linear -> 1.
-        close(
-            spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0]),
-            1.0,
-        );
+        close(spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0]), 1.0);
         close(spearman(&[5.0, 5.0], &[1.0, 2.0]), 0.0);
     }
 
     #[test]
     fn compute_classification_and_regression() {
-        let gold = [
-            Label::Class(1),
-            Label::Class(0),
-            Label::Class(0),
-            Label::Class(1),
-        ];
+        let gold = [Label::Class(1), Label::Class(0), Label::Class(0), Label::Class(1)];
         let pred = Predictions::Classes(vec![1, 0, 1, 1]);
         let m = compute(&[Metric::F1, Metric::Accuracy], &pred, &gold);
         assert_eq!(m.len(), 2);
         close(m["accuracy"], 0.75);
         close(m["f1"], 0.8);
 
-        let gold = [
-            Label::Score(1.0),
-            Label::Score(2.0),
-            Label::Score(3.0),
-            Label::Score(4.0),
-        ];
+        let gold = [Label::Score(1.0), Label::Score(2.0), Label::Score(3.0), Label::Score(4.0)];
         let pred = Predictions::Scores(vec![1.0, 3.0, 2.0, 4.0]);
         let m = compute(&[Metric::Pearson, Metric::Spearman], &pred, &gold);
         close(m["pearson"], 0.8);
@@ -357,10 +323,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "predictions for")]
     fn compute_length_mismatch_panics() {
-        compute(
-            &[Metric::Accuracy],
-            &Predictions::Classes(vec![1]),
-            &[Label::Class(1), Label::Class(0)],
-        );
+        compute(&[Metric::Accuracy], &Predictions::Classes(vec![1]), &[Label::Class(1), Label::Class(0)]);
     }
 }

@@ -8,9 +8,7 @@ pub fn home() -> PathBuf {
     if let Some(h) = std::env::var_os("PREFIX_SUBSPACE_HOME") {
         return PathBuf::from(h);
     }
-    let base = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     base.join(".cache").join("prefix-subspace")
 }
 

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, Init as NnInit};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Granularity, Init, RunConfig};
+use crate::config::{Granularity, Init, Method, RunConfig};
 use crate::model::{Batch, Encoder, Forward, Pooling, Positions};
 
 /// Mixing weights for a batch: one α per example and layer, and one for the head.
@@ -48,6 +48,8 @@ pub struct Subspace {
     /// `(n, L, 2, p, H)` vertex prefixes (absent with the MLP reparameterisation).
     prefix: Option<Tensor>,
     reparam: Option<Reparam>,
+    /// Prompt tuning: `(q, H)` vectors in front of the word embeddings.
+    prompt: Option<Tensor>,
     /// `(n_heads, C, H)`, n_heads = n with a head simplex, else 1.
     head_w: Tensor,
     /// `(n_heads, C)`.
@@ -73,19 +75,9 @@ struct Reparam {
 
 impl Subspace {
     /// Creates the vertices in `vs` (independent initialisation of every vertex).
-    pub fn new(
-        vs: &nn::Path,
-        cfg: &RunConfig,
-        encoder: &Encoder,
-        classes: i64,
-        pooling: Pooling,
-    ) -> Self {
+    pub fn new(vs: &nn::Path, cfg: &RunConfig, encoder: &Encoder, classes: i64, pooling: Pooling) -> Self {
         let n = cfg.vertices as i64;
-        let (l, h, p) = (
-            encoder.num_layers(),
-            encoder.hidden_size(),
-            cfg.prefix_len as i64,
-        );
+        let (l, h, p) = (encoder.num_layers(), encoder.hidden_size(), cfg.prefix_len as i64);
         let (prefix, reparam) = if cfg.reparam > 0 {
             let r = cfg.reparam as i64;
             let emb_init = init_vertices(cfg, encoder, n, p).select(1, 0).select(1, 0); // (n, p, H): layer-0 keys
@@ -94,64 +86,28 @@ impl Subspace {
             let bound2 = 1.0 / (r as f64).sqrt();
             let reparam = Reparam {
                 emb,
-                w1: (vs / "reparam").var(
-                    "w1",
-                    &[n, r, h],
-                    NnInit::Uniform {
-                        lo: -bound1,
-                        up: bound1,
-                    },
-                ),
-                b1: (vs / "reparam").var(
-                    "b1",
-                    &[n, r],
-                    NnInit::Uniform {
-                        lo: -bound1,
-                        up: bound1,
-                    },
-                ),
-                w2: (vs / "reparam").var(
-                    "w2",
-                    &[n, 2 * l * h, r],
-                    NnInit::Uniform {
-                        lo: -bound2,
-                        up: bound2,
-                    },
-                ),
-                b2: (vs / "reparam").var(
-                    "b2",
-                    &[n, 2 * l * h],
-                    NnInit::Uniform {
-                        lo: -bound2,
-                        up: bound2,
-                    },
-                ),
+                w1: (vs / "reparam").var("w1", &[n, r, h], NnInit::Uniform { lo: -bound1, up: bound1 }),
+                b1: (vs / "reparam").var("b1", &[n, r], NnInit::Uniform { lo: -bound1, up: bound1 }),
+                w2: (vs / "reparam").var("w2", &[n, 2 * l * h, r], NnInit::Uniform { lo: -bound2, up: bound2 }),
+                b2: (vs / "reparam").var("b2", &[n, 2 * l * h], NnInit::Uniform { lo: -bound2, up: bound2 }),
             };
             (None, Some(reparam))
         } else {
-            (
-                Some(vs.var_copy("prefix", &init_vertices(cfg, encoder, n, p))),
-                None,
-            )
+            (Some(vs.var_copy("prefix", &init_vertices(cfg, encoder, n, p))), None)
         };
+        let prompt = (cfg.method == Method::Prompt).then(|| {
+            // Word embeddings of random vocabulary tokens (PEFT's "random vocabulary" init).
+            let vocab = encoder.config.vocab_size;
+            let low = if vocab > 2000 { 1000 } else { 0 };
+            let ids = Tensor::randint_low(low, vocab, [cfg.prefix_len as i64], (Kind::Int64, encoder.device()));
+            let init = tch::no_grad(|| encoder.embeddings.word_embeddings.index_select(0, &ids));
+            vs.var_copy("prompt", &init)
+        });
         let heads = if cfg.head_simplex { n } else { 1 };
         let bound = 1.0 / (h as f64).sqrt();
-        let head_w = (vs / "head").var(
-            "weight",
-            &[heads, classes, h],
-            NnInit::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        );
-        let head_b = (vs / "head").var(
-            "bias",
-            &[heads, classes],
-            NnInit::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        );
+        let vs = &vs.set_group(1);
+        let head_w = (vs / "head").var("weight", &[heads, classes, h], NnInit::Uniform { lo: -bound, up: bound });
+        let head_b = (vs / "head").var("bias", &[heads, classes], NnInit::Uniform { lo: -bound, up: bound });
         Self {
             n: cfg.vertices,
             classes,
@@ -160,6 +116,7 @@ impl Subspace {
             prefix_len: p,
             prefix,
             reparam,
+            prompt,
             head_w,
             head_b,
             granularity: cfg.granularity,
@@ -177,13 +134,9 @@ impl Subspace {
         match (&self.prefix, &self.reparam) {
             (Some(p), _) => p.shallow_clone(),
             (None, Some(r)) => {
-                let hid = (Tensor::einsum("nph,nrh->npr", &[&r.emb, &r.w1], None::<i64>)
-                    + r.b1.unsqueeze(1))
-                .tanh();
-                let out =
-                    Tensor::einsum("npr,nor->npo", &[&hid, &r.w2], None::<i64>) + r.b2.unsqueeze(1);
-                out.view([self.n as i64, self.prefix_len, self.layers, 2, self.hidden])
-                    .permute([0, 2, 3, 1, 4])
+                let hid = (Tensor::einsum("nph,nrh->npr", &[&r.emb, &r.w1], None::<i64>) + r.b1.unsqueeze(1)).tanh();
+                let out = Tensor::einsum("npr,nor->npo", &[&hid, &r.w2], None::<i64>) + r.b2.unsqueeze(1);
+                out.view([self.n as i64, self.prefix_len, self.layers, 2, self.hidden]).permute([0, 2, 3, 1, 4])
             }
             (None, None) => unreachable!("a subspace has prefixes"),
         }
@@ -194,9 +147,7 @@ impl Subspace {
         let n = self.n as i64;
         let w: Vec<f64> = match at {
             At::Centroid => vec![1.0 / n as f64; self.n],
-            At::Vertex(i) => (0..self.n)
-                .map(|j| if j == *i { 1.0 } else { 0.0 })
-                .collect(),
+            At::Vertex(i) => (0..self.n).map(|j| if j == *i { 1.0 } else { 0.0 }).collect(),
             At::Alpha(a) => {
                 let s: f64 = a.iter().sum();
                 a.iter().map(|x| x / s).collect()
@@ -204,13 +155,7 @@ impl Subspace {
             At::Sample => panic!("sampled alphas need a batch size: use sample_alphas"),
         };
         let row = Tensor::from_slice(&w).to_kind(Kind::Float).to(device);
-        Alphas {
-            layers: row
-                .view([1, 1, n])
-                .expand([1, self.layers, n], true)
-                .contiguous(),
-            head: row.view([1, n]),
-        }
+        Alphas { layers: row.view([1, 1, n]).expand([1, self.layers, n], true).contiguous(), head: row.view([1, n]) }
     }
 
     /// α ~ Dirichlet(1,…,1) with this subspace's granularity, for a batch of `b`.
@@ -229,25 +174,17 @@ impl Subspace {
         let _ = e.exponential_(1.0);
         let a = &e / e.sum_dim_intlist(-1, true, Kind::Float);
         let a = a.expand([rows, self.layers + 1, n], false);
-        Alphas {
-            layers: a.narrow(1, 0, self.layers).contiguous(),
-            head: a.select(1, self.layers).contiguous(),
-        }
+        Alphas { layers: a.narrow(1, 0, self.layers).contiguous(), head: a.select(1, self.layers).contiguous() }
     }
 
     /// Mixed prefix `(L, 2, B or 1, p, H)` for the given α.
     pub fn mixed_prefix(&self, alphas: &Alphas) -> Tensor {
-        Tensor::einsum(
-            "bln,nlkph->lkbph",
-            &[&alphas.layers, &self.vertex_prefixes()],
-            None::<i64>,
-        )
+        Tensor::einsum("bln,nlkph->lkbph", &[&alphas.layers, &self.vertex_prefixes()], None::<i64>)
     }
 
     /// Logits `(B, C)` of the mixed head on pooled features `(B, H)`.
     pub fn head_logits(&self, pooled: &Tensor, head_alpha: &Tensor) -> Tensor {
-        let per_vertex = Tensor::einsum("bh,nch->bnc", &[pooled, &self.head_w], None::<i64>)
-            + self.head_b.unsqueeze(0);
+        let per_vertex = Tensor::einsum("bh,nch->bnc", &[pooled, &self.head_w], None::<i64>) + self.head_b.unsqueeze(0);
         if self.head_w.size()[0] == 1 {
             return per_vertex.select(1, 0);
         }
@@ -256,34 +193,53 @@ impl Subspace {
         Tensor::einsum("bn,bnc->bc", &[&a, &per_vertex], None::<i64>)
     }
 
-    /// Full forward: mixed prefix → frozen encoder → pooling → mixed head. `(B, C)`.
-    pub fn forward(
-        &self,
-        encoder: &Encoder,
-        batch: &Batch,
-        alphas: &Alphas,
-        train: bool,
-    ) -> Tensor {
-        let mut prefix = self.mixed_prefix(alphas);
-        if train && self.prefix_dropout > 0.0 {
-            prefix = prefix.dropout(self.prefix_dropout, true);
+    /// Full forward: mixed prefix → encoder → pooling → mixed head. `(B, C)`.
+    pub fn forward(&self, encoder: &Encoder, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
+        let pooled = self.features(encoder, batch, alphas, train);
+        self.head(&pooled, alphas, train)
+    }
+
+    /// Pooled features `(B, H)` of the encoder run with the mixed prefix (or prompt).
+    pub fn features(&self, encoder: &Encoder, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
+        let opts = Forward { dropout: train && self.backbone_dropout, positions: self.positions };
+        let prefix = (self.prefix_len > 0).then(|| {
+            let p = self.mixed_prefix(alphas);
+            if train && self.prefix_dropout > 0.0 {
+                p.dropout(self.prefix_dropout, true)
+            } else {
+                p
+            }
+        });
+        match &self.prompt {
+            None => {
+                let hidden = encoder.forward(batch, prefix.as_ref(), opts);
+                self.pooling.pool(&hidden, &batch.attention_mask)
+            }
+            Some(prompt) => {
+                let (x, mask) = encoder.embed_prompted(batch, prompt, opts.dropout);
+                let hidden = encoder.forward_embedded(&x, &mask, prefix.as_ref(), opts);
+                // Pool the real tokens only.
+                let q = prompt.size()[0];
+                let t = batch.input_ids.size()[1];
+                self.pooling.pool(&hidden.narrow(1, q, t), &batch.attention_mask)
+            }
         }
-        let opts = Forward {
-            dropout: train && self.backbone_dropout,
-            positions: self.positions,
+    }
+
+    /// The mixed head on pooled features, with head dropout while training.
+    pub fn head(&self, pooled: &Tensor, alphas: &Alphas, train: bool) -> Tensor {
+        let pooled = if train && self.head_dropout > 0.0 {
+            pooled.dropout(self.head_dropout, true)
+        } else {
+            pooled.shallow_clone()
         };
-        let hidden = encoder.forward(batch, Some(&prefix), opts);
-        let mut pooled = self.pooling.pool(&hidden, &batch.attention_mask);
-        if train && self.head_dropout > 0.0 {
-            pooled = pooled.dropout(self.head_dropout, true);
-        }
         self.head_logits(&pooled, &alphas.head)
     }
 
     /// β · cos²(θ_i, θ_j) for a random pair i ≠ j of vertices (their flattened prefixes);
     /// `None` with one vertex or β = 0 (no random draw is made then).
     pub fn regulariser(&self, rng: &mut ChaCha8Rng) -> Option<Tensor> {
-        if self.n < 2 || self.beta == 0.0 {
+        if self.n < 2 || self.beta == 0.0 || self.prefix_len == 0 {
             return None;
         }
         let i = rng.gen_range(0..self.n);
@@ -292,30 +248,20 @@ impl Subspace {
             j += 1;
         }
         let v = self.vertex_prefixes();
-        Some(
-            cos_squared(
-                &v.get(i as i64).flatten(0, -1),
-                &v.get(j as i64).flatten(0, -1),
-            ) * self.beta,
-        )
+        Some(cos_squared(&v.get(i as i64).flatten(0, -1), &v.get(j as i64).flatten(0, -1)) * self.beta)
     }
 }
 
 /// cos²(a, b) of two vectors.
 pub fn cos_squared(a: &Tensor, b: &Tensor) -> Tensor {
     let dot = (a * b).sum(Kind::Float);
-    let den = (a.pow_tensor_scalar(2).sum(Kind::Float) * b.pow_tensor_scalar(2).sum(Kind::Float))
-        .clamp_min(1e-24);
+    let den = (a.pow_tensor_scalar(2).sum(Kind::Float) * b.pow_tensor_scalar(2).sum(Kind::Float)).clamp_min(1e-24);
     dot.pow_tensor_scalar(2) / den
 }
 
 /// Independent initial prefixes for n vertices: `(n, L, 2, p, H)`.
 fn init_vertices(cfg: &RunConfig, encoder: &Encoder, n: i64, p: i64) -> Tensor {
-    let (l, h, dev) = (
-        encoder.num_layers(),
-        encoder.hidden_size(),
-        encoder.device(),
-    );
+    let (l, h, dev) = (encoder.num_layers(), encoder.hidden_size(), encoder.device());
     tch::no_grad(|| match cfg.init {
         Init::Normal => Tensor::randn([n, l, 2, p, h], (Kind::Float, dev)) * cfg.init_std,
         Init::Vocab => {
@@ -328,10 +274,7 @@ fn init_vertices(cfg: &RunConfig, encoder: &Encoder, n: i64, p: i64) -> Tensor {
                 attention_mask: Tensor::ones([n, p], (Kind::Int64, dev)),
                 token_type_ids: Tensor::zeros([n, p], (Kind::Int64, dev)),
             };
-            encoder
-                .keys_values(&batch)
-                .permute([2, 0, 1, 3, 4])
-                .contiguous() // (L,2,n,p,H) → (n,L,2,p,H)
+            encoder.keys_values(&batch).permute([2, 0, 1, 3, 4]).contiguous() // (L,2,n,p,H) → (n,L,2,p,H)
         }
     })
 }

@@ -72,31 +72,17 @@ impl TaskData {
                 let train = polarity::load_train(&path)?;
                 let test = polarity::load_test(&path)?;
                 let metrics = polarity::METRICS.to_vec();
-                (
-                    train,
-                    vec![("test".to_string(), test)],
-                    polarity::label_names(),
-                    metrics,
-                    polarity::MAIN_METRIC,
-                )
+                (train, vec![("test".to_string(), test)], polarity::label_names(), metrics, polarity::MAIN_METRIC)
             }
             "user" => user_task(cfg)?,
             _ => {
                 let spec = glue::task(&name).map_err(|e| {
-                    Error::Input(format!(
-                        "{e} (or `polarity`, the demo task, or `user` with --set train_file=...)"
-                    ))
+                    Error::Input(format!("{e} (or `polarity`, the demo task, or `user` with --set train_file=...)"))
                 })?;
                 let dir = cfg.glue_dir()?;
                 let train = glue::load_train(&spec, &dir, cfg.allow_partial_train)?;
                 let tests = glue::load_test(&spec, &dir)?;
-                (
-                    train,
-                    tests,
-                    spec.label_names.clone(),
-                    spec.metrics.clone(),
-                    spec.main_metric,
-                )
+                (train, tests, spec.label_names.clone(), spec.metrics.clone(), spec.main_metric)
             }
         };
         let mut notes = pool.notes.clone();
@@ -108,12 +94,8 @@ impl TaskData {
             }
         }
         let split = match cfg.protocol {
-            Protocol::PerClass => {
-                sample_per_class(&pool.examples, &label_names, cfg.shots, cfg.split_seed)
-            }
-            Protocol::Total => {
-                sample_total(&pool.examples, &label_names, cfg.shots, cfg.split_seed)
-            }
+            Protocol::PerClass => sample_per_class(&pool.examples, &label_names, cfg.shots, cfg.split_seed),
+            Protocol::Total => sample_total(&pool.examples, &label_names, cfg.shots, cfg.split_seed),
         }
         .map_err(|e| Error::Input(format!("{}: {e}", pool.source.display())))?;
         let mut tests = tests;
@@ -125,8 +107,7 @@ impl TaskData {
                         cfg.test_limit,
                         t.examples.len()
                     ));
-                    t.examples =
-                        hold_out(std::mem::take(&mut t.examples), cfg.test_limit, 0x7e57).1;
+                    t.examples = hold_out(std::mem::take(&mut t.examples), cfg.test_limit, 0x7e57).1;
                 }
             }
         }
@@ -143,86 +124,44 @@ impl TaskData {
     }
 
     fn with_source_note(mut self, pool: &Dataset) -> Self {
-        self.notes.insert(
-            0,
-            format!(
-                "train pool: {} ({} examples)",
-                pool.source.display(),
-                pool.examples.len()
-            ),
-        );
-        if pool.partial
-            && !self
-                .notes
-                .iter()
-                .any(|n| n.contains("partial") || n.contains("subset"))
-        {
-            self.notes
-                .push("the train pool is a partial (subset) file".into());
+        self.notes.insert(0, format!("train pool: {} ({} examples)", pool.source.display(), pool.examples.len()));
+        if pool.partial && !self.notes.iter().any(|n| n.contains("partial") || n.contains("subset")) {
+            self.notes.push("the train pool is a partial (subset) file".into());
         }
         self
     }
 }
 
-type Loaded = (
-    Dataset,
-    Vec<(String, Dataset)>,
-    Vec<String>,
-    Vec<Metric>,
-    Metric,
-);
+type Loaded = (Dataset, Vec<(String, Dataset)>, Vec<String>, Vec<Metric>, Metric);
 
 fn user_task(cfg: &RunConfig) -> Result<Loaded> {
     let train_path = cfg.train_file.as_deref().ok_or_else(|| {
         Error::Input("task user: set train_file (--set train_file=PATH, a .tsv, .csv or .jsonl with a header)".into())
     })?;
-    let mode = if cfg.regression {
-        LabelMode::Regression
-    } else {
-        LabelMode::Infer
-    };
+    let mode = if cfg.regression { LabelMode::Regression } else { LabelMode::Infer };
     let load = |p: &Path, m: &LabelMode| {
-        load_user_file(p, &cfg.text_a, cfg.text_b.as_deref(), &cfg.label_column, m)
-            .map_err(Error::from)
+        load_user_file(p, &cfg.text_a, cfg.text_b.as_deref(), &cfg.label_column, m).map_err(Error::from)
     };
     let train = load(train_path, &mode)?;
     let labels = train.label_names.clone();
     let (pool, test) = match &cfg.test_file {
         Some(t) => {
-            let m = if cfg.regression {
-                LabelMode::Regression
-            } else {
-                LabelMode::Given(labels.clone())
-            };
+            let m = if cfg.regression { LabelMode::Regression } else { LabelMode::Given(labels.clone()) };
             (train, load(t, &m)?)
         }
         None => {
             let n_test = train.examples.len() / 5;
             let (kept, held) = hold_out(train.examples.clone(), n_test, 0x5eed);
-            let note = format!(
-                "test set: a fixed held-out fifth of {} (no test_file given)",
-                train_path.display()
-            );
-            let pool = Dataset {
-                examples: kept,
-                notes: vec![note.clone()],
-                ..train.clone()
-            };
-            let test = Dataset {
-                examples: held,
-                notes: vec![note],
-                ..train
-            };
+            let note = format!("test set: a fixed held-out fifth of {} (no test_file given)", train_path.display());
+            let pool = Dataset { examples: kept, notes: vec![note.clone()], ..train.clone() };
+            let test = Dataset { examples: held, notes: vec![note], ..train };
             (pool, test)
         }
     };
     let (metrics, main) = if cfg.regression {
         (vec![Metric::Pearson, Metric::Spearman], Metric::Pearson)
     } else if labels.len() == 2 {
-        (
-            vec![Metric::Accuracy, Metric::F1, Metric::Mcc],
-            Metric::Accuracy,
-        )
+        (vec![Metric::Accuracy, Metric::F1, Metric::Mcc], Metric::Accuracy)
     } else {
         (vec![Metric::Accuracy], Metric::Accuracy)
     };

@@ -13,7 +13,7 @@ use serde_json::json;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
 
-use crate::config::{DevAt, PoolingChoice, RunConfig};
+use crate::config::{DevAt, Method, PoolingChoice, RunConfig};
 use crate::data::fewshot::shuffle;
 use crate::data::Label;
 use crate::error::{Error, Result};
@@ -61,32 +61,36 @@ impl Session {
             PoolingChoice::Mean => Pooling::Mean,
             PoolingChoice::Cls => Pooling::Cls,
         };
-        Ok(Self {
-            cfg,
-            task,
-            encoder,
-            tokenizer,
-            pooling,
-        })
+        Ok(Self { cfg, task, encoder, tokenizer, pooling })
     }
 
-    /// A fresh (randomly initialised, seeded) subspace in a new var store.
-    pub fn new_subspace(&self) -> (nn::VarStore, Subspace) {
+    /// A fresh (randomly initialised, seeded) model in a new var store: the method's encoder
+    /// parameters (LoRA, BitFit biases, all weights for full fine-tuning) and the subspace of
+    /// prefixes/prompt and heads.
+    pub fn new_subspace(&mut self) -> Result<(nn::VarStore, Subspace)> {
         tch::manual_seed(self.cfg.seed as i64);
         let vs = nn::VarStore::new(self.encoder.device());
-        let s = Subspace::new(
-            &vs.root(),
-            &self.cfg,
-            &self.encoder,
-            self.task.num_outputs(),
-            self.pooling,
-        );
-        (vs, s)
+        let root = vs.root();
+        match self.cfg.method {
+            Method::Lora => {
+                let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
+                self.encoder.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
+            }
+            Method::Bitfit => {
+                self.encoder.make_trainable(&root, &|n| n.ends_with(".bias"));
+            }
+            Method::Full => {
+                self.encoder.make_trainable(&root, &|_| true);
+            }
+            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => {}
+        }
+        let s = Subspace::new(&root, &self.cfg, &self.encoder, self.task.num_outputs(), self.pooling);
+        Ok((vs, s))
     }
 
     /// The subspace stored in a run directory's checkpoint.
-    pub fn load_subspace(&self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
-        let (vs, s) = self.new_subspace();
+    pub fn load_subspace(&mut self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
+        let (vs, s) = self.new_subspace()?;
         load_checkpoint(&vs, checkpoint)?;
         Ok((vs, s))
     }
@@ -95,23 +99,18 @@ impl Session {
 /// Writes the trainable tensors atomically (temp file, fsync, rename).
 pub fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let vars = vs.variables();
-    let mut named: Vec<(String, Tensor)> = vars
-        .into_iter()
-        .map(|(k, v)| (k, v.detach().to(Device::Cpu).contiguous()))
-        .collect();
+    let mut named: Vec<(String, Tensor)> =
+        vars.into_iter().map(|(k, v)| (k, v.detach().to(Device::Cpu).contiguous())).collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = path.with_extension("safetensors.tmp");
     Tensor::write_safetensors(&named, &tmp)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`] into `vs` (names and shapes must match).
 pub fn load_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    let tensors: BTreeMap<String, Tensor> =
-        crate::model::load::Weights::read(path, vs.device())?.into_map();
+    let tensors: BTreeMap<String, Tensor> = crate::model::load::Weights::read(path, vs.device())?.into_map();
     let _guard = tch::no_grad_guard();
     for (name, mut var) in vs.variables() {
         let src = tensors.get(&name).ok_or_else(|| {
@@ -146,10 +145,8 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(total);
             b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} steps {elapsed_precise} {msg}",
-                )
-                .expect("valid template"),
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}")
+                    .expect("valid template"),
             );
             b
         });
@@ -175,26 +172,22 @@ impl Progress {
 }
 
 fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k} {v:.4}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Trains a subspace for `session` and writes the run directory `dir` (config.toml,
 /// split.json, metrics.jsonl, checkpoint.safetensors, results.json). Returns results.json.
-pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+    let (vs, subspace) = session.new_subspace()?;
+    let session = &*session;
     let cfg = &session.cfg;
     let task = &session.task;
     let (enc, tok) = (&session.encoder, &session.tokenizer);
     let device = enc.device();
     let train = Encoded::new(tok, &task.split.train)?;
     let dev = Encoded::new(tok, &task.split.dev)?;
-    let tests: Vec<(String, Encoded)> = task
-        .tests
-        .iter()
-        .map(|(n, ex)| Ok((n.clone(), Encoded::new(tok, ex)?)))
-        .collect::<Result<_>>()?;
+    let tests: Vec<(String, Encoded)> =
+        task.tests.iter().map(|(n, ex)| Ok((n.clone(), Encoded::new(tok, ex)?))).collect::<Result<_>>()?;
 
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
@@ -202,31 +195,24 @@ pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::V
     write_atomic(&dir.join("split.json"), split_json.as_bytes())?;
     let metrics_path = dir.join("metrics.jsonl");
     let mut log = std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let mut emit = |v: serde_json::Value| -> Result<()> {
-        writeln!(log, "{v}").map_err(|e| Error::io(&metrics_path, e))
-    };
+    let mut emit =
+        |v: serde_json::Value| -> Result<()> { writeln!(log, "{v}").map_err(|e| Error::io(&metrics_path, e)) };
 
-    let (vs, subspace) = session.new_subspace();
-    let mut opt = nn::AdamW {
-        wd: cfg.weight_decay,
-        ..Default::default()
-    }
-    .build(&vs, cfg.lr)?;
+    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?;
+    // Head-only: the encoder is frozen and sees no prefix, so its features are computed once.
+    let cached = (cfg.method == Method::Head)
+        .then(|| crate::eval::features(enc, &subspace, &train, cfg.eval_batch_size, tok.pad_id()));
     let mut data_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut reg_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    let total_steps = if cfg.max_steps > 0 {
-        cfg.max_steps
-    } else {
-        cfg.epochs * steps_per_epoch
-    };
+    let total_steps = if cfg.max_steps > 0 { cfg.max_steps } else { cfg.epochs * steps_per_epoch };
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
-    let lr_at = |step: usize| -> f64 {
+    let schedule = |step: usize| -> f64 {
         if step < warmup {
-            cfg.lr * (step + 1) as f64 / warmup as f64
+            (step + 1) as f64 / warmup as f64
         } else {
-            cfg.lr * (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64
+            (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64
         }
     };
     let (dev_at, dev_m) = match cfg.dev_at {
@@ -250,18 +236,26 @@ pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::V
         shuffle(&mut order, &mut data_rng);
         for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let t0 = Instant::now();
-            let items: Vec<_> = chunk.iter().map(|&i| train.inputs[i].clone()).collect();
-            let batch = pad_batch(&items, pad, device);
-            let alphas = subspace.sample_alphas(batch.len(), device);
-            let logits = subspace.forward(enc, &batch, &alphas, true);
+            let alphas = subspace.sample_alphas(chunk.len() as i64, device);
+            let logits = match &cached {
+                Some(f) => {
+                    let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(device);
+                    subspace.head(&f.index_select(0, &idx), &alphas, true)
+                }
+                None => {
+                    let items: Vec<_> = chunk.iter().map(|&i| train.inputs[i].clone()).collect();
+                    subspace.forward(enc, &pad_batch(&items, pad, device), &alphas, true)
+                }
+            };
             let task_loss = loss(&logits, chunk.iter().map(|&i| train.labels[i]), device);
             let reg = subspace.regulariser(&mut reg_rng);
             let total = match &reg {
                 Some(r) => &task_loss + r,
                 None => task_loss.shallow_clone(),
             };
-            let lr = lr_at(step);
-            opt.set_lr(lr);
+            let lr = cfg.lr * schedule(step);
+            opt.set_lr_group(0, lr);
+            opt.set_lr_group(1, cfg.head_lr * schedule(step));
             opt.zero_grad();
             total.backward();
             if cfg.clip > 0.0 {
@@ -286,30 +280,14 @@ pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::V
                 "samples_per_second": chunk.len() as f64 / dt,
             }))?;
             let end_of_epoch = bi + 1 == steps_per_epoch;
-            let due = if cfg.eval_every > 0 {
-                step % cfg.eval_every == 0
-            } else {
-                end_of_epoch
-            };
+            let due = if cfg.eval_every > 0 { step % cfg.eval_every == 0 } else { end_of_epoch };
             if due || step == total_steps {
-                let out = outputs(
-                    enc,
-                    &subspace,
-                    &dev,
-                    &dev_at,
-                    dev_m,
-                    cfg.eval_batch_size,
-                    pad,
-                );
+                let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
                 let m = score(&out, &dev.labels, &task.metrics, true);
                 let value = m[main];
                 let improved = best.as_ref().is_none_or(|b| value > b.0);
                 if improved {
-                    let snapshot = vs
-                        .variables()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.detach().copy()))
-                        .collect();
+                    let snapshot = vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
                     best = Some((value, step, epoch, snapshot));
                     save_checkpoint(&vs, &ckpt)?;
                     evals_since_best = 0;
@@ -317,9 +295,7 @@ pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::V
                     evals_since_best += 1;
                 }
                 let b = best.as_ref().expect("set above");
-                emit(
-                    json!({"kind": "eval", "step": step, "epoch": epoch, "dev": m, "best": improved}),
-                )?;
+                emit(json!({"kind": "eval", "step": step, "epoch": epoch, "dev": m, "best": improved}))?;
                 progress.line(
                     quiet,
                     format!(
@@ -352,7 +328,7 @@ pub fn train(session: &Session, dir: &Path, quiet: bool) -> Result<serde_json::V
     let t_test = Instant::now();
     let mut results = json!({
         "task": task.name,
-        "method": cfg.method,
+        "method": cfg.method.name(),
         "vertices": cfg.vertices,
         "protocol": cfg.protocol,
         "shots": cfg.shots,
@@ -388,39 +364,18 @@ pub fn evaluate_all(
     data: &Encoded,
     cfg: &RunConfig,
 ) -> Result<serde_json::Value> {
-    let (enc, pad, bs) = (
-        &session.encoder,
-        session.tokenizer.pad_id(),
-        cfg.eval_batch_size,
-    );
+    let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), cfg.eval_batch_size);
     let metrics = &session.task.metrics;
     let mut r = serde_json::Map::new();
     let centroid = outputs(enc, subspace, data, &At::Centroid, 1, bs, pad);
-    r.insert(
-        "centroid".into(),
-        json!(score(&centroid, &data.labels, metrics, false)),
-    );
+    r.insert("centroid".into(), json!(score(&centroid, &data.labels, metrics, false)));
     if subspace.n > 1 {
         for i in 0..subspace.n {
             let o = outputs(enc, subspace, data, &At::Vertex(i), 1, bs, pad);
-            r.insert(
-                format!("vertex{i}"),
-                json!(score(&o, &data.labels, metrics, false)),
-            );
+            r.insert(format!("vertex{i}"), json!(score(&o, &data.labels, metrics, false)));
         }
-        let o = outputs(
-            enc,
-            subspace,
-            data,
-            &At::Sample,
-            cfg.ensemble_samples,
-            bs,
-            pad,
-        );
-        r.insert(
-            "ensemble".into(),
-            json!(score(&o, &data.labels, metrics, false)),
-        );
+        let o = outputs(enc, subspace, data, &At::Sample, cfg.ensemble_samples, bs, pad);
+        r.insert("ensemble".into(), json!(score(&o, &data.labels, metrics, false)));
     }
     Ok(serde_json::Value::Object(r))
 }
@@ -429,25 +384,11 @@ fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, device: Device) ->
     let labels: Vec<Label> = labels.collect();
     match labels.first() {
         Some(Label::Score(_)) => {
-            let y: Vec<f32> = labels
-                .iter()
-                .map(|l| if let Label::Score(s) = l { *s } else { 0.0 })
-                .collect();
-            logits
-                .select(1, 0)
-                .mse_loss(&Tensor::from_slice(&y).to(device), tch::Reduction::Mean)
+            let y: Vec<f32> = labels.iter().map(|l| if let Label::Score(s) = l { *s } else { 0.0 }).collect();
+            logits.select(1, 0).mse_loss(&Tensor::from_slice(&y).to(device), tch::Reduction::Mean)
         }
         _ => {
-            let y: Vec<i64> = labels
-                .iter()
-                .map(|l| {
-                    if let Label::Class(c) = l {
-                        *c as i64
-                    } else {
-                        0
-                    }
-                })
-                .collect();
+            let y: Vec<i64> = labels.iter().map(|l| if let Label::Class(c) = l { *c as i64 } else { 0 }).collect();
             logits.cross_entropy_for_logits(&Tensor::from_slice(&y).to(device))
         }
     }
@@ -461,8 +402,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         s.into()
     };
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

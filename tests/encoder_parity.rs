@@ -53,15 +53,9 @@ fn hidden_states_match_hugging_face_within_1e_4() {
 fn truncation_keeps_the_max_length() {
     let tok = TextTokenizer::from_dir(&common::minilm_dir(), 8).unwrap();
     let long = "word ".repeat(50);
-    let b = tok
-        .batch(
-            &[(&long, None), (&long, Some(&long)), ("short", None)],
-            Device::Cpu,
-        )
-        .unwrap();
+    let b = tok.batch(&[(&long, None), (&long, Some(&long)), ("short", None)], Device::Cpu).unwrap();
     assert_eq!(b.input_ids.size(), vec![3, 8]);
-    let lens: Vec<i64> =
-        Vec::try_from(b.attention_mask.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
+    let lens: Vec<i64> = Vec::try_from(b.attention_mask.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
     assert_eq!(lens, vec![8, 8, 3]);
 }
 
@@ -70,24 +64,12 @@ fn mean_pooled_normalised_embeddings_give_the_known_cosine() {
     let dir = common::minilm_dir();
     let enc = Encoder::load(&dir, Device::Cpu).unwrap();
     let tok = TextTokenizer::from_dir(&dir, 256).unwrap();
-    assert_eq!(
-        Pooling::auto(&dir),
-        Pooling::Mean,
-        "the model declares mean pooling"
-    );
-    let texts = [
-        "A man is playing a guitar.",
-        "Someone plays an instrument.",
-        "The stock market fell sharply today.",
-    ]
-    .map(String::from);
+    assert_eq!(Pooling::auto(&dir), Pooling::Mean, "the model declares mean pooling");
+    let texts = ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell sharply today."]
+        .map(String::from);
     let e = embed_texts(&enc, &tok, &texts, Pooling::Mean, true, 2).unwrap();
     let cos = |i: i64, j: i64| (e.get(i) * e.get(j)).sum(Kind::Float).double_value(&[]);
-    println!(
-        "cos(guitar, instrument) = {:.4}; cos(guitar, market) = {:.4}",
-        cos(0, 1),
-        cos(0, 2)
-    );
+    println!("cos(guitar, instrument) = {:.4}; cos(guitar, market) = {:.4}", cos(0, 1), cos(0, 2));
     assert!((cos(0, 1) - 0.667).abs() < 0.005, "cosine {}", cos(0, 1));
     assert!(cos(0, 2).abs() < 0.2);
     let norms = e.norm_scalaropt_dim(2, [1], false);

@@ -7,10 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 fn setup() -> (Encoder, TextTokenizer) {
     let dir = common::minilm_dir();
-    (
-        Encoder::load(&dir, Device::Cpu).unwrap(),
-        TextTokenizer::from_dir(&dir, 128).unwrap(),
-    )
+    (Encoder::load(&dir, Device::Cpu).unwrap(), TextTokenizer::from_dir(&dir, 128).unwrap())
 }
 
 /// K/V of a context c, computed on its own and fed as the prefix, give for x the same
@@ -20,28 +17,16 @@ fn setup() -> (Encoder, TextTokenizer) {
 fn context_keys_values_as_prefix_equal_running_the_concatenation() {
     let (enc, tok) = setup();
     for (c_text, x_text) in [
-        (
-            "the film was a delight from start to finish",
-            "a great movie .",
-        ),
-        (
-            "short",
-            "a somewhat longer input sentence that follows a short context",
-        ),
+        ("the film was a delight from start to finish", "a great movie ."),
+        ("short", "a somewhat longer input sentence that follows a short context"),
     ] {
         let c = tok.batch(&[(c_text, None)], Device::Cpu).unwrap();
         let x = tok.batch(&[(x_text, None)], Device::Cpu).unwrap();
         let (tc, tx) = (c.input_ids.size()[1], x.input_ids.size()[1]);
         let prefix = tch::no_grad(|| enc.keys_values(&c));
-        assert_eq!(
-            prefix.size(),
-            vec![enc.num_layers(), 2, 1, tc, enc.hidden_size()]
-        );
+        assert_eq!(prefix.size(), vec![enc.num_layers(), 2, 1, tc, enc.hidden_size()]);
         // Positions of x in the concatenation are tc..tc+tx-1: the shifted mode.
-        let opts = Forward {
-            dropout: false,
-            positions: Positions::Shifted,
-        };
+        let opts = Forward { dropout: false, positions: Positions::Shifted };
         let with_prefix = tch::no_grad(|| enc.forward(&x, Some(&prefix), opts));
 
         let cat = Batch {
@@ -53,14 +38,7 @@ fn context_keys_values_as_prefix_equal_running_the_concatenation() {
         let allowed = Tensor::ones([s, s], (Kind::Float, Device::Cpu));
         let _ = allowed.narrow(0, 0, tc).narrow(1, tc, tx).fill_(0.0); // c does not see x
         let additive = ((allowed.neg() + 1.0) * f64::from(f32::MIN)).view([1, 1, s, s]);
-        let full = tch::no_grad(|| {
-            enc.run_layers(
-                &enc.embed(&cat, 0, false),
-                &additive,
-                None,
-                Forward::default(),
-            )
-        });
+        let full = tch::no_grad(|| enc.run_layers(&enc.embed(&cat, 0, false), &additive, None, Forward::default()));
         let diff = common::max_abs_diff(&with_prefix, &full.narrow(1, tc, tx));
         assert!(diff < 1e-4, "prefix vs concatenation differ by {diff}");
     }
@@ -69,16 +47,8 @@ fn context_keys_values_as_prefix_equal_running_the_concatenation() {
 #[test]
 fn a_length_zero_prefix_equals_no_prefix() {
     let (enc, tok) = setup();
-    let x = tok
-        .batch(
-            &[("one sentence", None), ("and a second, longer one", None)],
-            Device::Cpu,
-        )
-        .unwrap();
-    let empty = Tensor::zeros(
-        [enc.num_layers(), 2, 2, 0, enc.hidden_size()],
-        (Kind::Float, Device::Cpu),
-    );
+    let x = tok.batch(&[("one sentence", None), ("and a second, longer one", None)], Device::Cpu).unwrap();
+    let empty = Tensor::zeros([enc.num_layers(), 2, 2, 0, enc.hidden_size()], (Kind::Float, Device::Cpu));
     let a = tch::no_grad(|| enc.forward(&x, None, Forward::default()));
     let b = tch::no_grad(|| enc.forward(&x, Some(&empty), Forward::default()));
     assert_eq!(common::max_abs_diff(&a, &b), 0.0);
@@ -96,18 +66,9 @@ fn each_example_uses_its_own_prefix() {
     for i in 0..2 {
         let one = tok.batch(&texts[i..i + 1], Device::Cpu).unwrap();
         let t = one.input_ids.size()[1];
-        let alone = tch::no_grad(|| {
-            enc.forward(
-                &one,
-                Some(&prefix.narrow(2, i as i64, 1)),
-                Forward::default(),
-            )
-        });
+        let alone = tch::no_grad(|| enc.forward(&one, Some(&prefix.narrow(2, i as i64, 1)), Forward::default()));
         let diff = common::max_abs_diff(&alone, &out.narrow(0, i as i64, 1).narrow(1, 0, t));
-        assert!(
-            diff < 1e-4,
-            "example {i}: batched vs alone differ by {diff}"
-        );
+        assert!(diff < 1e-4, "example {i}: batched vs alone differ by {diff}");
     }
     // And the prefix matters.
     let none = tch::no_grad(|| enc.forward(&both, None, Forward::default()));
@@ -118,33 +79,17 @@ fn each_example_uses_its_own_prefix() {
 fn gradients_flow_to_the_prefix_and_never_to_the_weights() {
     let (enc, tok) = setup();
     tch::manual_seed(1);
-    let prefix = (Tensor::randn(
-        [enc.num_layers(), 2, 1, 3, enc.hidden_size()],
-        (Kind::Float, Device::Cpu),
-    ) * 0.1)
+    let prefix = (Tensor::randn([enc.num_layers(), 2, 1, 3, enc.hidden_size()], (Kind::Float, Device::Cpu)) * 0.1)
         .set_requires_grad(true);
-    let x = tok
-        .batch(&[("gradients please", None), ("two", None)], Device::Cpu)
-        .unwrap();
-    let out = enc.forward(
-        &x,
-        Some(&prefix),
-        Forward {
-            dropout: true,
-            positions: Positions::Unshifted,
-        },
-    );
+    let x = tok.batch(&[("gradients please", None), ("two", None)], Device::Cpu).unwrap();
+    let out = enc.forward(&x, Some(&prefix), Forward { dropout: true, positions: Positions::Unshifted });
     out.pow_tensor_scalar(2).mean(Kind::Float).backward();
     let g = prefix.grad();
     assert!(g.defined());
     for l in 0..enc.num_layers() {
         for kv in 0..2 {
             let n = g.get(l).get(kv).abs().sum(Kind::Float).double_value(&[]);
-            assert!(
-                n > 0.0,
-                "no gradient for layer {l} {}",
-                if kv == 0 { "keys" } else { "values" }
-            );
+            assert!(n > 0.0, "no gradient for layer {l} {}", if kv == 0 { "keys" } else { "values" });
         }
     }
     for (name, t) in enc.named_tensors() {

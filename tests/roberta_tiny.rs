@@ -8,14 +8,10 @@ use prefix_subspace::model::{Arch, Encoder, Forward, TextTokenizer};
 use tch::{Device, Kind, Tensor};
 
 const SPECIAL: [&str; 4] = ["<s>", "<pad>", "</s>", "<unk>"];
-const EXTRA: [&str; 15] = [
-    "th", "Ġth", "Ġthe", "at", "Ġcat", "er", "re", "Ġthere", "he", "ll", "llo", "hello", "Ġhello",
-    ".", "Ġ.",
-];
-const MERGES: [&str; 14] = [
-    "t h", "Ġ th", "Ġth e", "a t", "Ġ c", "Ġc at", "e r", "r e", "Ġthe re", "h e", "l l", "ll o",
-    "he llo", "Ġ hello",
-];
+const EXTRA: [&str; 15] =
+    ["th", "Ġth", "Ġthe", "at", "Ġcat", "er", "re", "Ġthere", "he", "ll", "llo", "hello", "Ġhello", ".", "Ġ."];
+const MERGES: [&str; 14] =
+    ["t h", "Ġ th", "Ġth e", "a t", "Ġ c", "Ġc at", "e r", "r e", "Ġthe re", "h e", "l l", "ll o", "he llo", "Ġ hello"];
 
 fn write_checkpoint(dir: &std::path::Path) {
     let mut tokens: Vec<String> = SPECIAL.iter().map(|s| s.to_string()).collect();
@@ -23,21 +19,10 @@ fn write_checkpoint(dir: &std::path::Path) {
     tokens.extend(('a'..='z').map(|c| c.to_string()));
     tokens.extend(('a'..='z').map(|c| format!("Ġ{c}")));
     tokens.extend(EXTRA.iter().map(|s| s.to_string()));
-    let vocab: serde_json::Map<String, serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), serde_json::json!(i)))
-        .collect();
-    std::fs::write(
-        dir.join("vocab.json"),
-        serde_json::to_string(&vocab).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("merges.txt"),
-        format!("#version: 0.2\n{}\n", MERGES.join("\n")),
-    )
-    .unwrap();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    std::fs::write(dir.join("vocab.json"), serde_json::to_string(&vocab).unwrap()).unwrap();
+    std::fs::write(dir.join("merges.txt"), format!("#version: 0.2\n{}\n", MERGES.join("\n"))).unwrap();
     let config = serde_json::json!({
         "model_type": "roberta", "vocab_size": tokens.len(), "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 40,
@@ -47,10 +32,7 @@ fn write_checkpoint(dir: &std::path::Path) {
     let fx = common::fixture("tiny_roberta.safetensors");
     let weights: Vec<(String, Tensor)> = fx
         .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("w.")
-                .map(|n| (format!("roberta.{n}"), v.shallow_clone()))
-        })
+        .filter_map(|(k, v)| k.strip_prefix("w.").map(|n| (format!("roberta.{n}"), v.shallow_clone())))
         .collect();
     Tensor::write_safetensors(&weights, dir.join("model.safetensors")).unwrap();
 }
@@ -62,20 +44,8 @@ fn tiny_roberta_and_bpe_tokenizer_match_hugging_face() {
     let fx = common::fixture("tiny_roberta.safetensors");
     let tok = TextTokenizer::from_dir(tmp.path(), 64).unwrap();
     assert_eq!(tok.pad_id(), 1);
-    let batch = tok
-        .batch(
-            &[
-                ("the cat", None),
-                ("hello there.", Some("the cat")),
-                ("cat", None),
-            ],
-            Device::Cpu,
-        )
-        .unwrap();
-    assert_eq!(
-        batch.input_ids, fx["input_ids"],
-        "BPE ids differ from HF RobertaTokenizer"
-    );
+    let batch = tok.batch(&[("the cat", None), ("hello there.", Some("the cat")), ("cat", None)], Device::Cpu).unwrap();
+    assert_eq!(batch.input_ids, fx["input_ids"], "BPE ids differ from HF RobertaTokenizer");
     assert_eq!(batch.attention_mask, fx["attention_mask"]);
 
     let enc = Encoder::load(tmp.path(), Device::Cpu).unwrap();
@@ -83,10 +53,7 @@ fn tiny_roberta_and_bpe_tokenizer_match_hugging_face() {
     let h = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
     let m = batch.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
     let diff = common::max_abs_diff(&(&h * &m), &(&fx["last_hidden_state"] * &m));
-    assert!(
-        diff < 1e-4,
-        "RoBERTa hidden states differ from HF by {diff}"
-    );
+    assert!(diff < 1e-4, "RoBERTa hidden states differ from HF by {diff}");
 }
 
 #[test]
@@ -96,12 +63,7 @@ fn roberta_positions_skip_padding() {
     let tok = TextTokenizer::from_dir(tmp.path(), 64).unwrap();
     let enc = Encoder::load(tmp.path(), Device::Cpu).unwrap();
     let alone = tok.batch(&[("cat", None)], Device::Cpu).unwrap();
-    let padded = tok
-        .batch(
-            &[("cat", None), ("hello there. the cat", None)],
-            Device::Cpu,
-        )
-        .unwrap();
+    let padded = tok.batch(&[("cat", None), ("hello there. the cat", None)], Device::Cpu).unwrap();
     let a = tch::no_grad(|| enc.forward(&alone, None, Forward::default()));
     let b = tch::no_grad(|| enc.forward(&padded, None, Forward::default()));
     let t = a.size()[1];
@@ -113,49 +75,29 @@ fn a_shape_that_disagrees_with_the_config_names_the_tensor() {
     let tmp = tempfile::tempdir().unwrap();
     write_checkpoint(tmp.path());
     let cfg_path = tmp.path().join("config.json");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("\"intermediate_size\":64", "\"intermediate_size\":65");
+    let cfg =
+        std::fs::read_to_string(&cfg_path).unwrap().replace("\"intermediate_size\":64", "\"intermediate_size\":65");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let err = Encoder::load(tmp.path(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("encoder.layer.0.intermediate.dense.weight") && err.contains("[64, 32]"),
-        "{err}"
-    );
+    let err = Encoder::load(tmp.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("encoder.layer.0.intermediate.dense.weight") && err.contains("[64, 32]"), "{err}");
 }
 
 #[test]
 fn unsupported_architecture_and_missing_files_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = Encoder::load(tmp.path(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = Encoder::load(tmp.path(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("no config.json"), "{err}");
     write_checkpoint(tmp.path());
     let cfg_path = tmp.path().join("config.json");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("\"roberta\"", "\"gpt2\"");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace("\"roberta\"", "\"gpt2\"");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let err = Encoder::load(tmp.path(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("unsupported architecture") && err.contains("gpt2"),
-        "{err}"
-    );
+    let err = Encoder::load(tmp.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("unsupported architecture") && err.contains("gpt2"), "{err}");
     // Truncated weights.
     write_checkpoint(tmp.path());
     let st = tmp.path().join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Encoder::load(tmp.path(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("model.safetensors") && err.contains("truncated or corrupted"),
-        "{err}"
-    );
+    let err = Encoder::load(tmp.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("truncated or corrupted"), "{err}");
 }

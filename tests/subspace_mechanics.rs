@@ -10,19 +10,10 @@ use rand::SeedableRng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-fn subspace(
-    n: usize,
-    granularity: Granularity,
-) -> (nn::VarStore, Subspace, prefix_subspace::model::Encoder) {
+fn subspace(n: usize, granularity: Granularity) -> (nn::VarStore, Subspace, prefix_subspace::model::Encoder) {
     let enc = common::tiny_bert(0);
-    let cfg = RunConfig {
-        vertices: n,
-        prefix_len: 3,
-        granularity,
-        init: Init::Normal,
-        init_std: 0.5,
-        ..Default::default()
-    };
+    let cfg =
+        RunConfig { vertices: n, prefix_len: 3, granularity, init: Init::Normal, init_std: 0.5, ..Default::default() };
     let vs = nn::VarStore::new(Device::Cpu);
     let s = Subspace::new(&vs.root(), &cfg, &enc, 4, Pooling::Mean);
     (vs, s, enc)
@@ -45,13 +36,7 @@ fn dirichlet_draws_lie_on_the_simplex_with_mean_one_over_n() {
         let err = (mean - 1.0 / n as f64).abs().max().double_value(&[]);
         assert!(err < 0.01, "n = {n}: mean differs from 1/n by {err}");
         // Per example and layer: layers of one example differ.
-        assert!(
-            (a.layers.select(1, 0) - a.layers.select(1, 1))
-                .abs()
-                .max()
-                .double_value(&[])
-                > 0.1
-        );
+        assert!((a.layers.select(1, 0) - a.layers.select(1, 1)).abs().max().double_value(&[]) > 0.1);
     }
 }
 
@@ -59,27 +44,9 @@ fn dirichlet_draws_lie_on_the_simplex_with_mean_one_over_n() {
 fn granularity_controls_what_shares_an_alpha() {
     let (_vs, s, _) = subspace(3, Granularity::Example);
     let a = s.sample_alphas(6, Device::Cpu);
-    assert_eq!(
-        (a.layers.select(1, 0) - a.layers.select(1, 1))
-            .abs()
-            .max()
-            .double_value(&[]),
-        0.0
-    );
-    assert_eq!(
-        (a.layers.select(1, 0) - &a.head)
-            .abs()
-            .max()
-            .double_value(&[]),
-        0.0
-    );
-    assert!(
-        (a.head.get(0) - a.head.get(1))
-            .abs()
-            .max()
-            .double_value(&[])
-            > 0.0
-    );
+    assert_eq!((a.layers.select(1, 0) - a.layers.select(1, 1)).abs().max().double_value(&[]), 0.0);
+    assert_eq!((a.layers.select(1, 0) - &a.head).abs().max().double_value(&[]), 0.0);
+    assert!((a.head.get(0) - a.head.get(1)).abs().max().double_value(&[]) > 0.0);
     let (_vs, s, _) = subspace(3, Granularity::Batch);
     let a = s.sample_alphas(6, Device::Cpu);
     assert_eq!(a.head.size()[0], 1, "one α for the whole batch");
@@ -94,11 +61,7 @@ fn centroid_is_the_vertex_average_and_a_unit_alpha_is_the_vertex_exactly() {
     assert!(common::max_abs_diff(&c, &avg) < 1e-6);
     for i in 0..3 {
         let p = s.mixed_prefix(&s.fixed_alphas(&At::Vertex(i), Device::Cpu));
-        assert_eq!(
-            common::max_abs_diff(&p, &v.get(i as i64).unsqueeze(2)),
-            0.0,
-            "vertex {i} is not exact"
-        );
+        assert_eq!(common::max_abs_diff(&p, &v.get(i as i64).unsqueeze(2)), 0.0, "vertex {i} is not exact");
     }
 }
 
@@ -111,10 +74,7 @@ fn per_example_alphas_mix_each_example_separately() {
     for b in 0..4 {
         for l in 0..2 {
             let w = a.layers.get(b).get(l);
-            let expect = (0..3)
-                .map(|i| v.get(i).get(l) * w.get(i))
-                .reduce(|x, y| x + y)
-                .unwrap();
+            let expect = (0..3).map(|i| v.get(i).get(l) * w.get(i)).reduce(|x, y| x + y).unwrap();
             let got = mixed.get(l).select(1, b);
             assert!(common::max_abs_diff(&got, &expect) < 1e-5);
         }
@@ -126,20 +86,13 @@ fn the_head_mixes_vertex_logits_with_its_own_alpha() {
     let (_vs, s, _) = subspace(3, Granularity::ExampleLayer);
     tch::manual_seed(3);
     let pooled = Tensor::randn([5, 16], (Kind::Float, Device::Cpu));
-    let per_vertex: Vec<Tensor> = (0..3)
-        .map(|i| s.head_logits(&pooled, &s.fixed_alphas(&At::Vertex(i), Device::Cpu).head))
-        .collect();
+    let per_vertex: Vec<Tensor> =
+        (0..3).map(|i| s.head_logits(&pooled, &s.fixed_alphas(&At::Vertex(i), Device::Cpu).head)).collect();
     let a = s.sample_alphas(5, Device::Cpu);
     let mixed = s.head_logits(&pooled, &a.head);
-    let expect = (0..3)
-        .map(|i| &per_vertex[i] * a.head.select(1, i as i64).unsqueeze(1))
-        .reduce(|x, y| x + y)
-        .unwrap();
+    let expect = (0..3).map(|i| &per_vertex[i] * a.head.select(1, i as i64).unsqueeze(1)).reduce(|x, y| x + y).unwrap();
     assert!(common::max_abs_diff(&mixed, &expect) < 1e-5);
-    assert!(
-        common::max_abs_diff(&per_vertex[0], &per_vertex[1]) > 1e-3,
-        "vertices have their own heads"
-    );
+    assert!(common::max_abs_diff(&per_vertex[0], &per_vertex[1]) > 1e-3, "vertices have their own heads");
 }
 
 #[test]
@@ -173,21 +126,12 @@ fn one_vertex_draws_nothing_and_has_no_regulariser() {
     let (_vs, s, _) = subspace(1, Granularity::ExampleLayer);
     tch::manual_seed(11);
     let a = s.sample_alphas(4, Device::Cpu);
-    assert_eq!(
-        a.layers.sum(Kind::Float).double_value(&[]),
-        2.0,
-        "α = 1 for each layer"
-    );
+    assert_eq!(a.layers.sum(Kind::Float).double_value(&[]), 2.0, "α = 1 for each layer");
     let next = Tensor::rand([1], (Kind::Float, Device::Cpu)).double_value(&[]);
     tch::manual_seed(11);
     let fresh = Tensor::rand([1], (Kind::Float, Device::Cpu)).double_value(&[]);
-    assert_eq!(
-        next, fresh,
-        "sampling α with one vertex consumed random numbers"
-    );
-    assert!(s
-        .regulariser(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
-        .is_none());
+    assert_eq!(next, fresh, "sampling α with one vertex consumed random numbers");
+    assert!(s.regulariser(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).is_none());
 }
 
 #[test]
@@ -200,9 +144,7 @@ fn training_moves_the_prefix_and_heads_but_not_the_encoder() {
     let y = Tensor::from_slice(&[0i64, 1, 2, 3]);
     for _ in 0..3 {
         let a = s.sample_alphas(4, Device::Cpu);
-        let loss = s
-            .forward(&enc, &batch, &a, true)
-            .cross_entropy_for_logits(&y);
+        let loss = s.forward(&enc, &batch, &a, true).cross_entropy_for_logits(&y);
         opt.backward_step(&loss);
     }
     assert!(common::max_abs_diff(&p0, &s.vertex_prefixes()) > 1e-4);
@@ -214,20 +156,12 @@ fn training_moves_the_prefix_and_heads_but_not_the_encoder() {
 #[test]
 fn the_mlp_reparameterisation_produces_prefixes_of_the_right_shape_with_gradients() {
     let enc = common::tiny_bert(0);
-    let cfg = RunConfig {
-        vertices: 2,
-        prefix_len: 3,
-        reparam: 8,
-        init: Init::Normal,
-        ..Default::default()
-    };
+    let cfg = RunConfig { vertices: 2, prefix_len: 3, reparam: 8, init: Init::Normal, ..Default::default() };
     let vs = nn::VarStore::new(Device::Cpu);
     let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Cls);
     assert_eq!(s.vertex_prefixes().size(), vec![2, 2, 2, 3, 16]);
     let a = s.sample_alphas(2, Device::Cpu);
-    let loss = s
-        .forward(&enc, &common::tiny_batch(2, 5), &a, true)
-        .sum(Kind::Float);
+    let loss = s.forward(&enc, &common::tiny_batch(2, 5), &a, true).sum(Kind::Float);
     loss.backward();
     assert!(vs.trainable_variables().iter().all(|v| v.grad().defined()));
 }

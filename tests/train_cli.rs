@@ -45,21 +45,12 @@ fn glue() -> String {
 }
 
 fn quick(out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = ["train", "--task", "polarity", "--quiet", "--out"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a: Vec<String> =
+        ["train", "--task", "polarity", "--quiet", "--out"].iter().map(|s| s.to_string()).collect();
     a.push(out.to_string_lossy().into_owned());
-    for s in [
-        "--set",
-        "max_steps=6",
-        "--set",
-        "test_limit=120",
-        "--set",
-        "dev_samples=4",
-        "--set",
-        "ensemble_samples=4",
-    ] {
+    for s in
+        ["--set", "max_steps=6", "--set", "test_limit=120", "--set", "dev_samples=4", "--set", "ensemble_samples=4"]
+    {
         a.push(s.into());
     }
     a.extend(extra.iter().map(|s| s.to_string()));
@@ -86,26 +77,11 @@ fn sst2_16_shot_beats_chance_and_writes_the_run_directory() {
         out.to_str().unwrap(),
     ]);
     println!("{stdout}");
-    for f in [
-        "config.toml",
-        "split.json",
-        "metrics.jsonl",
-        "checkpoint.safetensors",
-        "results.json",
-    ] {
+    for f in ["config.toml", "split.json", "metrics.jsonl", "checkpoint.safetensors", "results.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let r = results(&out);
-    for k in [
-        "task",
-        "method",
-        "vertices",
-        "split_seed",
-        "seed",
-        "train_seconds",
-        "train_samples_per_second",
-        "test",
-    ] {
+    for k in ["task", "method", "vertices", "split_seed", "seed", "train_seconds", "train_samples_per_second", "test"] {
         assert!(r.get(k).is_some(), "results.json lacks {k}");
     }
     assert_eq!(r["task"], "sst2");
@@ -117,17 +93,12 @@ fn sst2_16_shot_beats_chance_and_writes_the_run_directory() {
     }
     let acc = t["centroid"]["accuracy"].as_f64().unwrap();
     println!("SST-2 K=16 split 13 centroid accuracy {acc:.4}");
-    assert!(
-        acc > 0.6,
-        "SST-2 centroid accuracy {acc} is not clearly above chance"
-    );
+    assert!(acc > 0.6, "SST-2 centroid accuracy {acc} is not clearly above chance");
     let split: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
     assert_eq!(split["train_ids"].as_array().unwrap().len(), 32);
     assert_eq!(split["dev_ids"].as_array().unwrap().len(), 32);
-    assert!(std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .contains("\"kind\":\"eval\""));
+    assert!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().contains("\"kind\":\"eval\""));
 }
 
 #[test]
@@ -149,9 +120,7 @@ fn rte_16_shot_run_completes() {
         "--set",
         "max_steps=40",
     ]);
-    let acc = results(&out)["test"]["centroid"]["accuracy"]
-        .as_f64()
-        .unwrap();
+    let acc = results(&out)["test"]["centroid"]["accuracy"].as_f64().unwrap();
     println!("RTE K=16 split 13 (40 steps) centroid accuracy {acc:.4}");
     assert!((0.0..=1.0).contains(&acc));
 }
@@ -161,25 +130,12 @@ fn same_seeds_give_identical_results() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    ok(&quick(&a, &[])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
-    ok(&quick(&b, &[])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    ok(&quick(&a, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&quick(&b, &[]).iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(numbers(&a), numbers(&b));
     let c = tmp.path().join("c");
-    ok(&quick(&c, &["--seed", "2"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
-    assert_ne!(
-        numbers(&a)["test"],
-        numbers(&c)["test"],
-        "a different seed changed nothing"
-    );
+    ok(&quick(&c, &["--seed", "2"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(numbers(&a)["test"], numbers(&c)["test"], "a different seed changed nothing");
 }
 
 #[test]
@@ -187,14 +143,8 @@ fn one_vertex_is_exactly_prefix_tuning() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("prefix"), tmp.path().join("n1"));
-    ok(&quick(&a, &["--method", "prefix"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
-    ok(&quick(&b, &["--method", "subspace", "--vertices", "1"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    ok(&quick(&a, &["--method", "prefix"]).iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&quick(&b, &["--method", "subspace", "--vertices", "1"]).iter().map(String::as_str).collect::<Vec<_>>());
     let (mut ra, mut rb) = (numbers(&a), numbers(&b));
     assert_eq!(ra["vertices"], 1);
     ra.as_object_mut().unwrap().remove("method");
@@ -207,31 +157,17 @@ fn eval_and_predict_read_a_run_directory() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
-    ok(&quick(&run_dir, &[])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    ok(&quick(&run_dir, &[]).iter().map(String::as_str).collect::<Vec<_>>());
     let r = results(&run_dir);
     let rd = run_dir.to_str().unwrap();
-    let dev: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", "--run", rd, "--split", "dev", "--at", "vertex:1",
-    ]))
-    .unwrap();
+    let dev: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "--run", rd, "--split", "dev", "--at", "vertex:1"])).unwrap();
     assert!(dev["dev"]["accuracy"].is_f64());
     // The centroid on test reproduces results.json.
-    let test: serde_json::Value =
-        serde_json::from_str(&ok(&["eval", "--run", rd, "--at", "centroid"])).unwrap();
+    let test: serde_json::Value = serde_json::from_str(&ok(&["eval", "--run", rd, "--at", "centroid"])).unwrap();
     assert_eq!(test["test"]["accuracy"], r["test"]["centroid"]["accuracy"]);
-    let sweep: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval",
-        "--run",
-        rd,
-        "--split",
-        "dev",
-        "--at",
-        "sweep:0.25",
-    ]))
-    .unwrap();
+    let sweep: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "--run", rd, "--split", "dev", "--at", "sweep:0.25"])).unwrap();
     assert_eq!(sweep["dev"].as_array().unwrap().len(), 5);
     let alpha = ok(&["eval", "--run", rd, "--at", "alpha:1,0,0"]);
     let vertex = ok(&["eval", "--run", rd, "--at", "vertex:0"]);
@@ -240,16 +176,9 @@ fn eval_and_predict_read_a_run_directory() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("3 vertices"));
 
     let input = tmp.path().join("in.txt");
-    std::fs::write(
-        &input,
-        "a gorgeous, moving film\n{\"text\": \"a dull, lifeless mess\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&input, "a gorgeous, moving film\n{\"text\": \"a dull, lifeless mess\"}\n").unwrap();
     let out = ok(&["predict", "--run", rd, "--input", input.to_str().unwrap()]);
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 2);
     for row in &rows {
         let p = row["probabilities"].as_object().unwrap();
@@ -268,10 +197,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Runs a user-task training that must fail; returns stderr and checks nothing was written.
 fn fails(tmp: &Path, sets: &[String]) -> String {
     let out_dir = tmp.join("run-that-must-not-exist");
-    let mut args: Vec<String> = ["train", "--task", "user", "--quiet", "--out"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = ["train", "--task", "user", "--quiet", "--out"].iter().map(|s| s.to_string()).collect();
     args.push(out_dir.to_string_lossy().into_owned());
     for s in std::iter::once(&"shots=2".to_string()).chain(sets) {
         args.push("--set".into());
@@ -281,11 +207,7 @@ fn fails(tmp: &Path, sets: &[String]) -> String {
     assert!(!out.status.success(), "expected a failure");
     assert!(!out_dir.exists(), "a run directory was left behind");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "expected one error line, got:\n{err}"
-    );
+    assert_eq!(err.trim().lines().count(), 1, "expected one error line, got:\n{err}");
     err
 }
 
@@ -295,41 +217,24 @@ fn bad_inputs_give_one_clear_error_and_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let good: String = std::iter::once("text\tlabel\n".to_string())
-        .chain((0..12).map(|i| {
-            format!(
-                "sentence number {i}\t{}\n",
-                if i % 2 == 0 { "pos" } else { "neg" }
-            )
-        }))
+        .chain((0..12).map(|i| format!("sentence number {i}\t{}\n", if i % 2 == 0 { "pos" } else { "neg" })))
         .collect();
     let train = write(t, "train.tsv", &good);
     let f = |p: &Path| format!("train_file={}", p.display());
 
     let err = fails(t, &[f(&train), "label_column=gold".into()]);
-    assert!(
-        err.contains("train.tsv") && err.contains("gold"),
-        "missing column: {err}"
-    );
+    assert!(err.contains("train.tsv") && err.contains("gold"), "missing column: {err}");
 
     let test = write(t, "test.tsv", "text\tlabel\nfine\tpos\nodd one\tmaybe\n");
     let err = fails(t, &[f(&train), format!("test_file={}", test.display())]);
-    assert!(
-        err.contains("test.tsv:3") && err.contains("maybe"),
-        "unknown label: {err}"
-    );
+    assert!(err.contains("test.tsv:3") && err.contains("maybe"), "unknown label: {err}");
 
     let err = fails(t, &[f(&train), "shots=4".into()]);
-    assert!(
-        err.contains("train.tsv") && (err.contains("neg") || err.contains("pos")),
-        "K too large: {err}"
-    );
+    assert!(err.contains("train.tsv") && (err.contains("neg") || err.contains("pos")), "K too large: {err}");
 
     let empty = write(t, "empty.tsv", "");
     let err = fails(t, &[f(&empty)]);
-    assert!(
-        err.contains("empty.tsv") && err.contains("empty"),
-        "empty file: {err}"
-    );
+    assert!(err.contains("empty.tsv") && err.contains("empty"), "empty file: {err}");
 
     let short = write(t, "short.tsv", "text\tlabel\nonly one column here\n");
     let err = fails(t, &[f(&short)]);
@@ -339,13 +244,7 @@ fn bad_inputs_give_one_clear_error_and_write_nothing() {
     let err = fails(t, &[f(&missing)]);
     assert!(err.contains("nope.tsv"), "missing file: {err}");
 
-    let out = run(&[
-        "train",
-        "--task",
-        "sst-7",
-        "--out",
-        t.join("x").to_str().unwrap(),
-    ]);
+    let out = run(&["train", "--task", "sst-7", "--out", t.join("x").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("sst-7"));
     assert!(!t.join("x").exists());
 }
@@ -354,17 +253,8 @@ fn bad_inputs_give_one_clear_error_and_write_nothing() {
 fn an_existing_run_directory_is_refused_without_overwrite() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("results.json"), "{}").unwrap();
-    let out = run(&[
-        "train",
-        "--task",
-        "polarity",
-        "--out",
-        tmp.path().to_str().unwrap(),
-    ]);
+    let out = run(&["train", "--task", "polarity", "--out", tmp.path().to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
-    assert_eq!(
-        std::fs::read_to_string(tmp.path().join("results.json")).unwrap(),
-        "{}"
-    );
+    assert_eq!(std::fs::read_to_string(tmp.path().join("results.json")).unwrap(), "{}");
 }

@@ -78,11 +78,7 @@ impl FewShotSplit {
             hasher.update(e.id.as_bytes());
             hasher.update(b"\n");
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The serialisable record of this split.
@@ -102,37 +98,21 @@ impl FewShotSplit {
 /// `label_names` are the pool's classes; empty means a regression pool, sampled `k` per score
 /// bucket (see the module docs). Fails, naming the class, if one has fewer than `2 * k`
 /// examples.
-pub fn sample_per_class(
-    pool: &[Example],
-    label_names: &[String],
-    k: usize,
-    seed: u64,
-) -> Result<FewShotSplit> {
+pub fn sample_per_class(pool: &[Example], label_names: &[String], k: usize, seed: u64) -> Result<FewShotSplit> {
     if k == 0 {
         return Err(DataError::Sampling("k must be at least 1".to_string()));
     }
     let (strata, names) = strata(pool, label_names)?;
     let quota = vec![k; names.len()];
     let (train, dev) = draw(pool, &strata, &names, &quota, seed)?;
-    Ok(FewShotSplit {
-        protocol: Protocol::PerClass,
-        k,
-        seed,
-        train,
-        dev,
-    })
+    Ok(FewShotSplit { protocol: Protocol::PerClass, k, seed, train, dev })
 }
 
 /// Samples `k_total` train examples stratified by class (each class gets a share proportional
 /// to its frequency in the pool, largest-remainder rounding, at least one per class) and a
 /// disjoint dev set of the same size and composition. `label_names` as for
 /// [`sample_per_class`].
-pub fn sample_total(
-    pool: &[Example],
-    label_names: &[String],
-    k_total: usize,
-    seed: u64,
-) -> Result<FewShotSplit> {
+pub fn sample_total(pool: &[Example], label_names: &[String], k_total: usize, seed: u64) -> Result<FewShotSplit> {
     let (strata, names) = strata(pool, label_names)?;
     let mut counts = vec![0usize; names.len()];
     for &s in &strata {
@@ -140,13 +120,7 @@ pub fn sample_total(
     }
     let quota = proportional_quota(&counts, k_total).map_err(DataError::Sampling)?;
     let (train, dev) = draw(pool, &strata, &names, &quota, seed)?;
-    Ok(FewShotSplit {
-        protocol: Protocol::Total,
-        k: k_total,
-        seed,
-        train,
-        dev,
-    })
+    Ok(FewShotSplit { protocol: Protocol::Total, k: k_total, seed, train, dev })
 }
 
 /// Shuffles `items` with a Fisher-Yates shuffle driven by `rng.next_u64()` (unbiased by
@@ -200,10 +174,7 @@ fn strata(pool: &[Example], label_names: &[String]) -> Result<(Vec<usize>, Vec<S
 
 /// Per-class train sizes summing to `k_total`, proportional to `counts` by largest remainder
 /// (ties to the lower class index), then moved so that every class gets at least one.
-pub(crate) fn proportional_quota(
-    counts: &[usize],
-    k_total: usize,
-) -> std::result::Result<Vec<usize>, String> {
+pub(crate) fn proportional_quota(counts: &[usize], k_total: usize) -> std::result::Result<Vec<usize>, String> {
     let classes = counts.len();
     let n: usize = counts.iter().sum();
     if k_total < classes {
@@ -224,9 +195,7 @@ pub(crate) fn proportional_quota(
     while let Some(empty) = quota.iter().position(|&q| q == 0) {
         // Take one from the largest share (lowest index among equals); it has >= 2 because
         // k_total >= classes and some class is at 0.
-        let largest = (0..classes)
-            .max_by_key(|&i| (quota[i], std::cmp::Reverse(i)))
-            .unwrap_or(0);
+        let largest = (0..classes).max_by_key(|&i| (quota[i], std::cmp::Reverse(i))).unwrap_or(0);
         quota[largest] -= 1;
         quota[empty] += 1;
     }
@@ -298,10 +267,7 @@ mod tests {
     }
 
     fn names(n: usize) -> Vec<String> {
-        ["contradiction", "entailment", "neutral", "other"][..n]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        ["contradiction", "entailment", "neutral", "other"][..n].iter().map(|s| s.to_string()).collect()
     }
 
     fn per_class(examples: &[Example], classes: usize) -> Vec<usize> {
@@ -363,10 +329,7 @@ mod tests {
             err.to_string(),
             "few-shot sampling: class \"entailment\" has 20 examples in the pool but 32 are needed (16 for train + 16 for dev)"
         );
-        assert!(matches!(
-            sample_per_class(&p, &names(2), 0, 1),
-            Err(DataError::Sampling(_))
-        ));
+        assert!(matches!(sample_per_class(&p, &names(2), 0, 1), Err(DataError::Sampling(_))));
     }
 
     #[test]
@@ -396,11 +359,7 @@ mod tests {
         }
         assert_eq!(buckets, [4; 5]);
         let err = sample_per_class(&p, &[], 11, 5).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("score bucket [0, 1) has 20 examples"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("score bucket [0, 1) has 20 examples"), "{err}");
     }
 
     #[test]

@@ -28,9 +28,7 @@ pub const HOLD_OUT_DIVISOR: usize = 5;
 pub const HOLD_OUT_SEED: u64 = 20_240_917;
 
 /// Canonical names of the GLUE tasks.
-pub const TASK_NAMES: [&str; 9] = [
-    "cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli",
-];
+pub const TASK_NAMES: [&str; 9] = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"];
 
 /// Columns of CoLA's header-less files.
 const COLA_COLUMNS: [&str; 4] = ["source", "label", "original_label", "sentence"];
@@ -124,11 +122,7 @@ impl TaskSpec {
 
 /// The spec of a GLUE task by name: case-insensitive, '-' and '_' ignored ("SST-2", "sts-b").
 pub fn task(name: &str) -> Result<TaskSpec> {
-    let key: String = name
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_'))
-        .collect::<String>()
-        .to_lowercase();
+    let key: String = name.chars().filter(|c| !matches!(c, '-' | '_')).collect::<String>().to_lowercase();
     let labels = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let binary = labels(&["0", "1"]);
     let nli2 = labels(&["entailment", "not_entailment"]);
@@ -206,10 +200,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             dir: "MNLI",
             label: "gold_label",
             label_names: labels(&["contradiction", "entailment", "neutral"]),
-            test_files: vec![
-                (Split::TestMatched, "dev_matched.tsv"),
-                (Split::TestMismatched, "dev_mismatched.tsv"),
-            ],
+            test_files: vec![(Split::TestMatched, "dev_matched.tsv"), (Split::TestMismatched, "dev_mismatched.tsv")],
             official_train_rows: 392_702,
             ..base
         },
@@ -222,25 +213,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             official_train_rows: 104_743,
             ..base
         },
-        "rte" => TaskSpec {
-            name: "rte",
-            dir: "RTE",
-            label_names: nli2,
-            official_train_rows: 2490,
-            ..base
-        },
-        "wnli" => TaskSpec {
-            name: "wnli",
-            dir: "WNLI",
-            official_train_rows: 635,
-            ..base
-        },
-        _ => {
-            return Err(DataError::UnknownTask {
-                name: name.to_string(),
-                expected: TASK_NAMES.join(", "),
-            })
-        }
+        "rte" => TaskSpec { name: "rte", dir: "RTE", label_names: nli2, official_train_rows: 2490, ..base },
+        "wnli" => TaskSpec { name: "wnli", dir: "WNLI", official_train_rows: 635, ..base },
+        _ => return Err(DataError::UnknownTask { name: name.to_string(), expected: TASK_NAMES.join(", ") }),
     };
     Ok(spec)
 }
@@ -252,11 +227,7 @@ pub fn read_task_file(spec: &TaskSpec, path: &Path) -> Result<Dataset> {
         Header::Positional(columns) => Some(columns),
     };
     let table: Table = read_tsv(path, positional)?;
-    let parser = if spec.is_regression() {
-        LabelParser::Score
-    } else {
-        LabelParser::Classes(&spec.label_names)
-    };
+    let parser = if spec.is_regression() { LabelParser::Score } else { LabelParser::Classes(&spec.label_names) };
     let examples = table.examples(spec.text_a, spec.text_b, spec.label, &parser)?;
     Ok(Dataset {
         examples,
@@ -294,10 +265,7 @@ fn read_train_file(spec: &TaskSpec, data_dir: &Path, allow_partial: bool) -> Res
         return Err(DataError::PartialTrain {
             path: data_dir.join(spec.dir).join(spec.train_file),
             subset: path,
-            rows_note: format!(
-                "a subset of the {}-row official train split",
-                spec.official_train_rows
-            ),
+            rows_note: format!("a subset of the {}-row official train split", spec.official_train_rows),
         });
     }
     let mut data = read_task_file(spec, &path)?;
@@ -317,11 +285,7 @@ fn read_train_file(spec: &TaskSpec, data_dir: &Path, allow_partial: bool) -> Res
 /// Splits the train file into (train pool, held-out test) and notes it on both.
 fn split_held_out(spec: &TaskSpec, mut data: Dataset) -> (Dataset, Dataset) {
     let n = data.len();
-    let (kept, test) = hold_out(
-        std::mem::take(&mut data.examples),
-        n / HOLD_OUT_DIVISOR,
-        HOLD_OUT_SEED,
-    );
+    let (kept, test) = hold_out(std::mem::take(&mut data.examples), n / HOLD_OUT_DIVISOR, HOLD_OUT_SEED);
     let note = format!(
         "{}: no test file (GLUE dev set) available; test = a fixed held-out 1/{} ({} rows) of {}, few-shot train/dev are sampled from the other {} rows",
         spec.name,
@@ -332,10 +296,7 @@ fn split_held_out(spec: &TaskSpec, mut data: Dataset) -> (Dataset, Dataset) {
     );
     data.notes.push(note);
     data.partial = true;
-    let test = Dataset {
-        examples: test,
-        ..data.clone()
-    };
+    let test = Dataset { examples: test, ..data.clone() };
     data.examples = kept;
     (data, test)
 }
@@ -372,10 +333,7 @@ pub fn load_test(spec: &TaskSpec, data_dir: &Path) -> Result<Vec<(String, Datase
 /// Loads LM-BFF's pre-sampled few-shot files `<data_dir>/<dir>/k-shot/<k>-<seed>/train.tsv` and
 /// `dev.tsv` (or `dev_matched.tsv` for MNLI).
 pub fn load_kshot(spec: &TaskSpec, data_dir: &Path, k: usize, seed: u64) -> Result<FewShotSplit> {
-    let dir = data_dir
-        .join(spec.dir)
-        .join("k-shot")
-        .join(format!("{k}-{seed}"));
+    let dir = data_dir.join(spec.dir).join("k-shot").join(format!("{k}-{seed}"));
     let train = read_task_file(spec, &dir.join("train.tsv"))?;
     let dev_path = ["dev.tsv", "dev_matched.tsv"]
         .iter()
@@ -383,13 +341,7 @@ pub fn load_kshot(spec: &TaskSpec, data_dir: &Path, k: usize, seed: u64) -> Resu
         .find(|p| p.is_file())
         .unwrap_or_else(|| dir.join("dev.tsv"));
     let dev = read_task_file(spec, &dev_path)?;
-    Ok(FewShotSplit {
-        protocol: Protocol::KShotFiles,
-        k,
-        seed,
-        train: train.examples,
-        dev: dev.examples,
-    })
+    Ok(FewShotSplit { protocol: Protocol::KShotFiles, k, seed, train: train.examples, dev: dev.examples })
 }
 
 #[cfg(test)]
@@ -399,10 +351,8 @@ mod tests {
 
     /// `$GLUE_DIR`, else `../shared/data/glue` beside the repository.
     fn glue_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("GLUE_DIR").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/glue"),
-            PathBuf::from,
-        );
+        let dir = std::env::var_os("GLUE_DIR")
+            .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/glue"), PathBuf::from);
         if dir.is_dir() {
             Some(dir)
         } else {
@@ -436,11 +386,7 @@ mod tests {
     #[test]
     fn partial_train_needs_opt_in() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "QNLI/train.subset.tsv",
-            "index\tquestion\tsentence\tlabel\n\tq?\ts.\tentailment\n",
-        );
+        write(dir.path(), "QNLI/train.subset.tsv", "index\tquestion\tsentence\tlabel\n\tq?\ts.\tentailment\n");
         let spec = task("qnli").unwrap();
         let err = load_train(&spec, dir.path(), false).unwrap_err();
         let train = dir.path().join("QNLI/train.tsv");
@@ -466,15 +412,9 @@ mod tests {
         let err = load_train(&spec, dir.path(), true).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!(
-                "{}: cannot open: No such file or directory",
-                dir.path().join("RTE/train.tsv").display()
-            )
+            format!("{}: cannot open: No such file or directory", dir.path().join("RTE/train.tsv").display())
         );
-        assert!(matches!(
-            load_test(&spec, dir.path()),
-            Err(DataError::Open { .. })
-        ));
+        assert!(matches!(load_test(&spec, dir.path()), Err(DataError::Open { .. })));
     }
 
     #[test]
@@ -514,22 +454,14 @@ mod tests {
         let e = &tests[0].1.examples[0];
         assert_eq!(e.text_a, "A \"quoted\" one.");
         assert_eq!(e.label, Label::Class(1));
-        write(
-            dir.path(),
-            "CoLA/train.tsv",
-            "gj04\t0\t*\tBad one.\ngj04\t1\t\tGood one.",
-        );
+        write(dir.path(), "CoLA/train.tsv", "gj04\t0\t*\tBad one.\ngj04\t1\t\tGood one.");
         let cola = load_train(&task("cola").unwrap(), dir.path(), false).unwrap();
         assert_eq!(cola.examples[1].id, "train.tsv:2");
         assert_eq!(cola.class_counts(), [1, 1]);
     }
 
     fn counts(spec: &TaskSpec, data: &Dataset) -> Vec<(String, usize)> {
-        spec.label_names
-            .iter()
-            .cloned()
-            .zip(data.class_counts())
-            .collect()
+        spec.label_names.iter().cloned().zip(data.class_counts()).collect()
     }
 
     fn pairs(v: &[(&str, usize)]) -> Vec<(String, usize)> {
@@ -547,12 +479,7 @@ mod tests {
             ("mrpc", 3668, false, &[("test", 408)]),
             ("stsb", 5749, false, &[("test", 1500)]),
             ("qqp", 23497 - 23497 / 5, true, &[("test", 23497 / 5)]),
-            (
-                "mnli",
-                9999,
-                true,
-                &[("test_matched", 9815), ("test_mismatched", 9832)],
-            ),
+            ("mnli", 9999, true, &[("test_matched", 9815), ("test_mismatched", 9832)]),
             ("qnli", 9999, true, &[("test", 5463)]),
             ("rte", 2490, false, &[("test", 277)]),
             ("wnli", 635, false, &[("test", 71)]),
@@ -560,31 +487,24 @@ mod tests {
         for (name, train_rows, partial, test_rows) in expected {
             let spec = task(name).unwrap();
             if partial {
-                assert!(matches!(
-                    load_train(&spec, &dir, false),
-                    Err(DataError::PartialTrain { .. })
-                ));
+                assert!(matches!(load_train(&spec, &dir, false), Err(DataError::PartialTrain { .. })));
             }
             let train = load_train(&spec, &dir, true).unwrap();
             assert_eq!(train.len(), train_rows, "{name} train");
             assert_eq!(train.partial, partial, "{name} partial");
             assert_eq!(train.notes.is_empty(), !partial, "{name} notes");
             let tests = load_test(&spec, &dir).unwrap();
-            let got: Vec<(String, usize)> =
-                tests.iter().map(|(s, d)| (s.clone(), d.len())).collect();
+            let got: Vec<(String, usize)> = tests.iter().map(|(s, d)| (s.clone(), d.len())).collect();
             assert_eq!(got, pairs(test_rows), "{name} test");
             for (_, d) in &tests {
-                let ids: std::collections::HashSet<_> =
-                    train.examples.iter().map(|e| &e.id).collect();
+                let ids: std::collections::HashSet<_> = train.examples.iter().map(|e| &e.id).collect();
                 if spec.hold_out_fallback {
                     assert!(d.examples.iter().all(|e| !ids.contains(&e.id)));
                 }
             }
             if spec.is_regression() {
                 for e in train.examples.iter().chain(&tests[0].1.examples) {
-                    let Label::Score(s) = e.label else {
-                        panic!("{name}: class label")
-                    };
+                    let Label::Score(s) = e.label else { panic!("{name}: class label") };
                     assert!((0.0..=5.0).contains(&s), "{name} {}: {s}", e.id);
                 }
             }
@@ -606,37 +526,21 @@ mod tests {
         assert_eq!(counts(&mrpc, test), pairs(&[("0", 129), ("1", 279)]));
         let rte = task("rte").unwrap();
         let train = load_train(&rte, &dir, false).unwrap();
-        assert_eq!(
-            counts(&rte, &train),
-            pairs(&[("entailment", 1249), ("not_entailment", 1241)])
-        );
+        assert_eq!(counts(&rte, &train), pairs(&[("entailment", 1249), ("not_entailment", 1241)]));
         let mnli = task("mnli").unwrap();
         let tests = load_test(&mnli, &dir).unwrap();
         assert_eq!(
             counts(&mnli, &tests[0].1),
-            pairs(&[
-                ("contradiction", 3213),
-                ("entailment", 3479),
-                ("neutral", 3123)
-            ])
+            pairs(&[("contradiction", 3213), ("entailment", 3479), ("neutral", 3123)])
         );
         assert_eq!(
             counts(&mnli, &tests[1].1),
-            pairs(&[
-                ("contradiction", 3240),
-                ("entailment", 3463),
-                ("neutral", 3129)
-            ])
+            pairs(&[("contradiction", 3240), ("entailment", 3463), ("neutral", 3129)])
         );
         let qqp = task("qqp").unwrap();
         let train = load_train(&qqp, &dir, true).unwrap();
         let test = &load_test(&qqp, &dir).unwrap()[0].1;
-        let total: Vec<usize> = train
-            .class_counts()
-            .iter()
-            .zip(test.class_counts())
-            .map(|(a, b)| a + b)
-            .collect();
+        let total: Vec<usize> = train.class_counts().iter().zip(test.class_counts()).map(|(a, b)| a + b).collect();
         assert_eq!(total, [14750, 8747]);
 
         for (name, per_class) in [("mnli", 16 * 3), ("qnli", 16 * 2), ("qqp", 16 * 2)] {

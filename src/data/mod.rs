@@ -268,14 +268,8 @@ pub fn hold_out(examples: Vec<Example>, n_test: usize, seed: u64) -> (Vec<Exampl
             is_test[i] = true;
         }
     }
-    let (test, kept): (Vec<_>, Vec<_>) = examples
-        .into_iter()
-        .zip(is_test)
-        .partition(|(_, test)| *test);
-    (
-        kept.into_iter().map(|(e, _)| e).collect(),
-        test.into_iter().map(|(e, _)| e).collect(),
-    )
+    let (test, kept): (Vec<_>, Vec<_>) = examples.into_iter().zip(is_test).partition(|(_, test)| *test);
+    (kept.into_iter().map(|(e, _)| e).collect(), test.into_iter().map(|(e, _)| e).collect())
 }
 
 #[cfg(test)]
@@ -283,12 +277,7 @@ mod tests {
     use super::*;
 
     fn ex(i: usize) -> Example {
-        Example {
-            id: format!("f.tsv:{i}"),
-            text_a: format!("t{i}"),
-            text_b: None,
-            label: Label::Class(i % 2),
-        }
+        Example { id: format!("f.tsv:{i}"), text_a: format!("t{i}"), text_b: None, label: Label::Class(i % 2) }
     }
 
     #[test]
@@ -303,29 +292,15 @@ mod tests {
         for e in &test {
             assert!(!kept.contains(e));
         }
-        let pos = |v: &[Example]| -> Vec<usize> {
-            v.iter()
-                .map(|e| e.id[6..].parse::<usize>().unwrap())
-                .collect()
-        };
+        let pos = |v: &[Example]| -> Vec<usize> { v.iter().map(|e| e.id[6..].parse::<usize>().unwrap()).collect() };
         let k = pos(&kept);
         assert!(k.windows(2).all(|w| w[0] < w[1]));
         // Stratified: 25 + 25 examples -> 5 + 5 held out.
         let test_classes: Vec<Label> = test.iter().map(|e| e.label).collect();
-        assert_eq!(
-            test_classes
-                .iter()
-                .filter(|&&l| l == Label::Class(0))
-                .count(),
-            5
-        );
+        assert_eq!(test_classes.iter().filter(|&&l| l == Label::Class(0)).count(), 5);
         // 30/20 split with 4 held out -> 2.4/1.6 -> 2/2 by largest remainder.
-        let uneven: Vec<Example> = (1..=50)
-            .map(|i| Example {
-                label: Label::Class(usize::from(i > 30)),
-                ..ex(i)
-            })
-            .collect();
+        let uneven: Vec<Example> =
+            (1..=50).map(|i| Example { label: Label::Class(usize::from(i > 30)), ..ex(i) }).collect();
         let (_, t) = hold_out(uneven, 4, 1);
         assert_eq!(t.iter().filter(|e| e.label == Label::Class(0)).count(), 2);
     }

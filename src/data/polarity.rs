@@ -59,23 +59,14 @@ pub fn load_all(path: &Path) -> Result<Dataset> {
             ),
         });
     }
-    Ok(Dataset {
-        examples,
-        source: path.to_path_buf(),
-        label_names: label_names(),
-        partial: false,
-        notes: Vec::new(),
-    })
+    Ok(Dataset { examples, source: path.to_path_buf(), label_names: label_names(), partial: false, notes: Vec::new() })
 }
 
 /// Splits the file into (train pool, test set).
 fn split(path: &Path) -> Result<(Dataset, Dataset)> {
     let mut all = load_all(path)?;
     let (train, test) = hold_out(std::mem::take(&mut all.examples), TEST_SIZE, SPLIT_SEED);
-    let test = Dataset {
-        examples: test,
-        ..all.clone()
-    };
+    let test = Dataset { examples: test, ..all.clone() };
     all.examples = train;
     Ok((all, test))
 }
@@ -124,20 +115,14 @@ mod tests {
         std::fs::write(&path, "\"1\",\"fine .\n\"\r\n\"0\",\"bad .\n\"\r\n").unwrap();
         assert_eq!(
             load_all(&path).unwrap_err().to_string(),
-            format!(
-                "{}:3: unknown label \"0\" (expected one of: -1, 1)",
-                path.display()
-            )
+            format!("{}:3: unknown label \"0\" (expected one of: -1, 1)", path.display())
         );
         std::fs::write(&path, "\"1\",\"fine .\n\"\r\n").unwrap();
         assert!(matches!(load_all(&path), Err(DataError::Invalid { .. })));
         std::fs::write(&path, "\"1\",\"fine .\",\"x\"\r\n").unwrap();
         assert_eq!(
             load_all(&path).unwrap_err().to_string(),
-            format!(
-                "{}:1: expected 2 comma-separated columns (label, text), found 3",
-                path.display()
-            )
+            format!("{}:1: expected 2 comma-separated columns (label, text), found 3", path.display())
         );
     }
 
@@ -145,19 +130,13 @@ mod tests {
     fn real_polarity_file() {
         let path = polarity_path();
         if !path.is_file() {
-            eprintln!(
-                "note: {} not found; skipping real-data test",
-                path.display()
-            );
+            eprintln!("note: {} not found; skipping real-data test", path.display());
             return;
         }
         let all = load_all(&path).unwrap();
         assert_eq!(all.len(), 4000);
         assert_eq!(all.class_counts(), [2000, 2000]);
-        assert!(all
-            .examples
-            .iter()
-            .all(|e| !e.text_a.contains(['\r', '\n']) && e.text_a == e.text_a.trim()));
+        assert!(all.examples.iter().all(|e| !e.text_a.contains(['\r', '\n']) && e.text_a == e.text_a.trim()));
         assert_eq!(all.examples[1].id, format!("{FILE_NAME}:3"));
         let train = load_train(&path).unwrap();
         let test = load_test(&path).unwrap();

@@ -35,10 +35,7 @@ pub(crate) enum LabelParser<'a> {
 
 /// Reads a whole file, mapping failure to [`DataError::Open`].
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| DataError::Open {
-        path: path.to_path_buf(),
-        reason: io_reason(&e),
-    })
+    std::fs::read(path).map_err(|e| DataError::Open { path: path.to_path_buf(), reason: io_reason(&e) })
 }
 
 /// The OS error text without the " (os error N)" suffix.
@@ -83,21 +80,14 @@ pub(crate) fn read_tsv(path: &Path, positional: Option<&[&str]>) -> Result<Table
         lines.pop();
     }
     if lines.is_empty() {
-        return Err(DataError::Empty {
-            path: path.to_path_buf(),
-            expected: expected_content(positional),
-        });
+        return Err(DataError::Empty { path: path.to_path_buf(), expected: expected_content(positional) });
     }
     let mut rows = Vec::with_capacity(lines.len());
-    let mut header: Option<Vec<String>> =
-        positional.map(|names| names.iter().map(|s| s.to_string()).collect());
+    let mut header: Option<Vec<String>> = positional.map(|names| names.iter().map(|s| s.to_string()).collect());
     for (i, raw) in lines.into_iter().enumerate() {
         let line = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = std::str::from_utf8(raw).map_err(|_| DataError::Utf8 {
-            path: path.to_path_buf(),
-            line,
-        })?;
+        let text = std::str::from_utf8(raw).map_err(|_| DataError::Utf8 { path: path.to_path_buf(), line })?;
         let fields: Vec<String> = text.split('\t').map(str::to_string).collect();
         match &header {
             None => header = Some(fields.iter().map(|f| f.trim().to_string()).collect()),
@@ -117,17 +107,10 @@ pub(crate) fn read_csv(path: &Path, positional: Option<&[&str]>) -> Result<Table
     let bytes = read_bytes(path)?;
     let bytes = strip_bom(&bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(DataError::Empty {
-            path: path.to_path_buf(),
-            expected: expected_content(positional),
-        });
+        return Err(DataError::Empty { path: path.to_path_buf(), expected: expected_content(positional) });
     }
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut header: Option<Vec<String>> =
-        positional.map(|names| names.iter().map(|s| s.to_string()).collect());
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let mut header: Option<Vec<String>> = positional.map(|names| names.iter().map(|s| s.to_string()).collect());
     let mut rows = Vec::new();
     // Line numbers are computed from byte offsets: the csv crate's own line count misses
     // newlines inside quoted fields.
@@ -137,10 +120,7 @@ pub(crate) fn read_csv(path: &Path, positional: Option<&[&str]>) -> Result<Table
         let line = lines.line_at(record.position().map_or(0, |p| p.byte() as usize));
         let mut fields = Vec::with_capacity(record.len());
         for field in record.iter() {
-            let field = std::str::from_utf8(field).map_err(|_| DataError::Utf8 {
-                path: path.to_path_buf(),
-                line,
-            })?;
+            let field = std::str::from_utf8(field).map_err(|_| DataError::Utf8 { path: path.to_path_buf(), line })?;
             fields.push(field.to_string());
         }
         match &header {
@@ -167,11 +147,7 @@ struct LineCounter<'a> {
 impl<'a> LineCounter<'a> {
     /// A counter at the start of `bytes` (line 1).
     fn new(bytes: &'a [u8]) -> Self {
-        LineCounter {
-            bytes,
-            offset: 0,
-            line: 1,
-        }
+        LineCounter { bytes, offset: 0, line: 1 }
     }
 
     /// The line of the first byte at or after `offset` that is not a line terminator (a
@@ -182,10 +158,7 @@ impl<'a> LineCounter<'a> {
             start += 1;
         }
         if start >= self.offset {
-            self.line += self.bytes[self.offset..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
+            self.line += self.bytes[self.offset..start].iter().filter(|&&b| b == b'\n').count();
             self.offset = start;
         }
         self.line
@@ -200,10 +173,7 @@ fn csv_error(path: &Path, e: &csv::Error) -> DataError {
             line: p.line() as usize,
             message: format!("cannot parse CSV: {e}"),
         },
-        None => DataError::Invalid {
-            path: path.to_path_buf(),
-            message: format!("cannot parse CSV: {e}"),
-        },
+        None => DataError::Invalid { path: path.to_path_buf(), message: format!("cannot parse CSV: {e}") },
     }
 }
 
@@ -216,23 +186,14 @@ pub(crate) fn read_jsonl(path: &Path, keys: &[&str]) -> Result<Table> {
     let mut rows = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
-        let malformed = |message: String| DataError::Malformed {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
-        let text = std::str::from_utf8(raw).map_err(|_| DataError::Utf8 {
-            path: path.to_path_buf(),
-            line,
-        })?;
+        let malformed = |message: String| DataError::Malformed { path: path.to_path_buf(), line, message };
+        let text = std::str::from_utf8(raw).map_err(|_| DataError::Utf8 { path: path.to_path_buf(), line })?;
         if text.trim().is_empty() {
             continue;
         }
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             let detail = e.to_string().replace(" at line 1 column", " at column");
-            malformed(format!(
-                "invalid JSON (expected one object per line): {detail}"
-            ))
+            malformed(format!("invalid JSON (expected one object per line): {detail}"))
         })?;
         let serde_json::Value::Object(object) = value else {
             return Err(malformed("expected a JSON object".to_string()));
@@ -241,20 +202,11 @@ pub(crate) fn read_jsonl(path: &Path, keys: &[&str]) -> Result<Table> {
         for key in keys {
             let field = match object.get(*key) {
                 Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
-                    v.to_string()
-                }
-                Some(_) => {
-                    return Err(malformed(format!(
-                        "key {key:?} must be a string or a number"
-                    )))
-                }
+                Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
+                Some(_) => return Err(malformed(format!("key {key:?} must be a string or a number"))),
                 None => {
                     let present: Vec<&str> = object.keys().map(String::as_str).collect();
-                    return Err(malformed(format!(
-                        "missing key {key:?} (object has: {})",
-                        present.join(", ")
-                    )));
+                    return Err(malformed(format!("missing key {key:?} (object has: {})", present.join(", "))));
                 }
             };
             fields.push(field);
@@ -262,26 +214,13 @@ pub(crate) fn read_jsonl(path: &Path, keys: &[&str]) -> Result<Table> {
         rows.push(Row { line, fields });
     }
     if rows.is_empty() {
-        return Err(DataError::Empty {
-            path: path.to_path_buf(),
-            expected: "one JSON object per line",
-        });
+        return Err(DataError::Empty { path: path.to_path_buf(), expected: "one JSON object per line" });
     }
-    Ok(Table {
-        path: path.to_path_buf(),
-        header: keys.iter().map(|k| k.to_string()).collect(),
-        rows,
-    })
+    Ok(Table { path: path.to_path_buf(), header: keys.iter().map(|k| k.to_string()).collect(), rows })
 }
 
 /// Checks that a row has as many fields as the header.
-fn check_count(
-    path: &Path,
-    line: usize,
-    header: &[String],
-    found: usize,
-    separator: &'static str,
-) -> Result<()> {
+fn check_count(path: &Path, line: usize, header: &[String], found: usize, separator: &'static str) -> Result<()> {
     if found == header.len() {
         return Ok(());
     }
@@ -298,36 +237,24 @@ fn check_count(
 /// Builds the table, requiring at least one data row.
 fn finish(path: &Path, header: Vec<String>, rows: Vec<Row>) -> Result<Table> {
     if rows.is_empty() {
-        return Err(DataError::NoRows {
-            path: path.to_path_buf(),
-        });
+        return Err(DataError::NoRows { path: path.to_path_buf() });
     }
-    Ok(Table {
-        path: path.to_path_buf(),
-        header,
-        rows,
-    })
+    Ok(Table { path: path.to_path_buf(), header, rows })
 }
 
 impl Table {
     /// Index of the column called `name`.
     pub(crate) fn column(&self, name: &str) -> Result<usize> {
-        self.header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| DataError::MissingColumn {
-                path: self.path.clone(),
-                column: name.to_string(),
-                header: self.header.join(", "),
-            })
+        self.header.iter().position(|h| h == name).ok_or_else(|| DataError::MissingColumn {
+            path: self.path.clone(),
+            column: name.to_string(),
+            header: self.header.join(", "),
+        })
     }
 
     /// The file name used in example ids.
     fn file_name(&self) -> String {
-        self.path.file_name().map_or_else(
-            || self.path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
+        self.path.file_name().map_or_else(|| self.path.display().to_string(), |n| n.to_string_lossy().into_owned())
     }
 
     /// Converts the rows to examples: texts are trimmed and must not be empty, labels are
@@ -346,11 +273,7 @@ impl Table {
         let text = |row: &Row, col: usize, name: &str| -> Result<String> {
             let value = row.fields[col].trim();
             if value.is_empty() {
-                return Err(DataError::EmptyText {
-                    path: self.path.clone(),
-                    line: row.line,
-                    column: name.to_string(),
-                });
+                return Err(DataError::EmptyText { path: self.path.clone(), line: row.line, column: name.to_string() });
             }
             Ok(value.to_string())
         };
@@ -373,23 +296,17 @@ impl Table {
     /// Parses one label value.
     fn parse_label(&self, row: &Row, value: &str, labels: &LabelParser) -> Result<Label> {
         match labels {
-            LabelParser::Classes(names) => names
-                .iter()
-                .position(|n| n == value)
-                .map(Label::Class)
-                .ok_or_else(|| DataError::UnknownLabel {
+            LabelParser::Classes(names) => {
+                names.iter().position(|n| n == value).map(Label::Class).ok_or_else(|| DataError::UnknownLabel {
                     path: self.path.clone(),
                     line: row.line,
                     label: shorten(value),
                     expected: names.join(", "),
-                }),
+                })
+            }
             LabelParser::Score => match value.parse::<f32>() {
                 Ok(score) if score.is_finite() => Ok(Label::Score(score)),
-                _ => Err(DataError::BadScore {
-                    path: self.path.clone(),
-                    line: row.line,
-                    value: shorten(value),
-                }),
+                _ => Err(DataError::BadScore { path: self.path.clone(), line: row.line, value: shorten(value) }),
             },
         }
     }
@@ -422,14 +339,7 @@ mod tests {
         let t = read_tsv(&p, None).unwrap();
         assert_eq!(t.header, ["index", "sentence1", "sentence2", "label"]);
         let names = classes();
-        let ex = t
-            .examples(
-                "sentence1",
-                Some("sentence2"),
-                "label",
-                &LabelParser::Classes(&names),
-            )
-            .unwrap();
+        let ex = t.examples("sentence1", Some("sentence2"), "label", &LabelParser::Classes(&names)).unwrap();
         assert_eq!(ex.len(), 2);
         assert_eq!(ex[0].id, "train.tsv:2");
         assert_eq!(ex[0].text_a, "\"Hi\" he said");
@@ -441,25 +351,13 @@ mod tests {
     #[test]
     fn tsv_columns_found_by_name_when_reordered() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            &dir,
-            "x.tsv",
-            b"label\tsentence2\tsentence1\nentailment\tB\tA\n",
-        );
+        let p = write(&dir, "x.tsv", b"label\tsentence2\tsentence1\nentailment\tB\tA\n");
         let names = classes();
         let ex = read_tsv(&p, None)
             .unwrap()
-            .examples(
-                "sentence1",
-                Some("sentence2"),
-                "label",
-                &LabelParser::Classes(&names),
-            )
+            .examples("sentence1", Some("sentence2"), "label", &LabelParser::Classes(&names))
             .unwrap();
-        assert_eq!(
-            (ex[0].text_a.as_str(), ex[0].text_b.as_deref()),
-            ("A", Some("B"))
-        );
+        assert_eq!((ex[0].text_a.as_str(), ex[0].text_b.as_deref()), ("A", Some("B")));
     }
 
     #[test]
@@ -492,19 +390,11 @@ mod tests {
         let names = classes();
         let err = read_tsv(&p, None)
             .unwrap()
-            .examples(
-                "sentence1",
-                Some("sentence2"),
-                "label",
-                &LabelParser::Classes(&names),
-            )
+            .examples("sentence1", Some("sentence2"), "label", &LabelParser::Classes(&names))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!(
-                "{}:5: unknown label \"maybe\" (expected one of: entailment, not_entailment)",
-                p.display()
-            )
+            format!("{}:5: unknown label \"maybe\" (expected one of: entailment, not_entailment)", p.display())
         );
     }
 
@@ -513,17 +403,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "x.tsv", b"text\tlabel\nhello\t1\n");
         let names = classes();
-        let err = read_tsv(&p, None)
-            .unwrap()
-            .examples("sentence", None, "label", &LabelParser::Classes(&names))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "{}: missing column \"sentence\" (header has: text, label)",
-                p.display()
-            )
-        );
+        let err =
+            read_tsv(&p, None).unwrap().examples("sentence", None, "label", &LabelParser::Classes(&names)).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}: missing column \"sentence\" (header has: text, label)", p.display()));
     }
 
     #[test]
@@ -532,26 +414,17 @@ mod tests {
         let p = write(&dir, "train.tsv", b"");
         assert_eq!(
             read_tsv(&p, None).unwrap_err().to_string(),
-            format!(
-                "{}: file is empty (expected a header and at least one row)",
-                p.display()
-            )
+            format!("{}: file is empty (expected a header and at least one row)", p.display())
         );
         let p = write(&dir, "head.tsv", b"sentence\tlabel\n");
         assert_eq!(
             read_tsv(&p, None).unwrap_err().to_string(),
-            format!(
-                "{}: no data rows after the header (expected at least one row)",
-                p.display()
-            )
+            format!("{}: no data rows after the header (expected at least one row)", p.display())
         );
         let p = write(&dir, "e.csv", b"\n");
         assert!(matches!(read_csv(&p, None), Err(DataError::Empty { .. })));
         let p = write(&dir, "e.jsonl", b"\n\n");
-        assert!(matches!(
-            read_jsonl(&p, &["a"]),
-            Err(DataError::Empty { .. })
-        ));
+        assert!(matches!(read_jsonl(&p, &["a"]), Err(DataError::Empty { .. })));
     }
 
     #[test]
@@ -573,20 +446,11 @@ mod tests {
         }
         content.extend_from_slice(b"bad \xFF\t1\n");
         let p = write(&dir, "train.tsv", &content);
-        assert_eq!(
-            read_tsv(&p, None).unwrap_err().to_string(),
-            format!("{}:9: not valid UTF-8", p.display())
-        );
+        assert_eq!(read_tsv(&p, None).unwrap_err().to_string(), format!("{}:9: not valid UTF-8", p.display()));
         let p = write(&dir, "x.csv", b"a,b\n\"x\",1\n\"\xFF\",1\n");
-        assert_eq!(
-            read_csv(&p, None).unwrap_err().to_string(),
-            format!("{}:3: not valid UTF-8", p.display())
-        );
+        assert_eq!(read_csv(&p, None).unwrap_err().to_string(), format!("{}:3: not valid UTF-8", p.display()));
         let p = write(&dir, "x.jsonl", b"{\"a\":\"x\"}\n{\"a\":\"\xFF\"}\n");
-        assert_eq!(
-            read_jsonl(&p, &["a"]).unwrap_err().to_string(),
-            format!("{}:2: not valid UTF-8", p.display())
-        );
+        assert_eq!(read_jsonl(&p, &["a"]).unwrap_err().to_string(), format!("{}:2: not valid UTF-8", p.display()));
     }
 
     #[test]
@@ -599,14 +463,9 @@ mod tests {
         content.extend_from_slice(b"  \t1\n");
         let p = write(&dir, "train.tsv", &content);
         let names = vec!["0".to_string(), "1".to_string()];
-        let err = read_tsv(&p, None)
-            .unwrap()
-            .examples("sentence", None, "label", &LabelParser::Classes(&names))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("{}:12: empty text in column \"sentence\"", p.display())
-        );
+        let err =
+            read_tsv(&p, None).unwrap().examples("sentence", None, "label", &LabelParser::Classes(&names)).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}:12: empty text in column \"sentence\"", p.display()));
     }
 
     #[test]
@@ -614,18 +473,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "dev.tsv", b"s1\ts2\tscore\na\tb\t1.5\nc\td\tabc\n");
         let t = read_tsv(&p, None).unwrap();
-        let err = t
-            .examples("s1", Some("s2"), "score", &LabelParser::Score)
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("{}:3: score \"abc\" is not a number", p.display())
-        );
+        let err = t.examples("s1", Some("s2"), "score", &LabelParser::Score).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}:3: score \"abc\" is not a number", p.display()));
         let p = write(&dir, "nan.tsv", b"s1\ts2\tscore\na\tb\tNaN\n");
         assert!(matches!(
-            read_tsv(&p, None)
-                .unwrap()
-                .examples("s1", Some("s2"), "score", &LabelParser::Score),
+            read_tsv(&p, None).unwrap().examples("s1", Some("s2"), "score", &LabelParser::Score),
             Err(DataError::BadScore { line: 2, .. })
         ));
     }
@@ -656,11 +508,8 @@ mod tests {
     #[test]
     fn csv_quotes_multiline_and_line_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            &dir,
-            "x.csv",
-            b"\xEF\xBB\xBF\"label\",\"text\"\r\n\"1\",\"a \"\"q\"\" b\n\"\r\n\"-1\",\"c, d\"\r\n",
-        );
+        let p =
+            write(&dir, "x.csv", b"\xEF\xBB\xBF\"label\",\"text\"\r\n\"1\",\"a \"\"q\"\" b\n\"\r\n\"-1\",\"c, d\"\r\n");
         let t = read_csv(&p, None).unwrap();
         assert_eq!(t.header, ["label", "text"]);
         assert_eq!(t.rows[0].line, 2);
@@ -674,41 +523,21 @@ mod tests {
         let p = write(&dir, "y.csv", b"label,text\n1,a\n1,a,b\n");
         assert_eq!(
             read_csv(&p, None).unwrap_err().to_string(),
-            format!(
-                "{}:3: expected 2 comma-separated columns (label, text), found 3",
-                p.display()
-            )
+            format!("{}:3: expected 2 comma-separated columns (label, text), found 3", p.display())
         );
     }
 
     #[test]
     fn jsonl_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            &dir,
-            "x.jsonl",
-            b"{\"text\":\"a\",\"label\":1}\n\n{\"text\": \"b\"}\n",
-        );
+        let p = write(&dir, "x.jsonl", b"{\"text\":\"a\",\"label\":1}\n\n{\"text\": \"b\"}\n");
         assert_eq!(
             read_jsonl(&p, &["text", "label"]).unwrap_err().to_string(),
-            format!(
-                "{}:3: missing key \"label\" (object has: text)",
-                p.display()
-            )
+            format!("{}:3: missing key \"label\" (object has: text)", p.display())
         );
-        let p = write(
-            &dir,
-            "y.jsonl",
-            b"{\"text\":\"a\",\"label\":1}\n{\"text\": \n",
-        );
+        let p = write(&dir, "y.jsonl", b"{\"text\":\"a\",\"label\":1}\n{\"text\": \n");
         let msg = read_jsonl(&p, &["text", "label"]).unwrap_err().to_string();
-        assert!(
-            msg.starts_with(&format!(
-                "{}:2: invalid JSON (expected one object per line): ",
-                p.display()
-            )),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}:2: invalid JSON (expected one object per line): ", p.display())), "{msg}");
         assert!(!msg.contains('\n'));
         let p = write(&dir, "z.jsonl", b"[1, 2]\n");
         assert_eq!(
@@ -718,10 +547,7 @@ mod tests {
         let p = write(&dir, "w.jsonl", b"{\"text\": [\"a\"]}\n");
         assert_eq!(
             read_jsonl(&p, &["text"]).unwrap_err().to_string(),
-            format!(
-                "{}:1: key \"text\" must be a string or a number",
-                p.display()
-            )
+            format!("{}:1: key \"text\" must be a string or a number", p.display())
         );
     }
 

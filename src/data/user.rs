@@ -23,12 +23,7 @@ pub enum LabelMode {
 
 /// The sorted set of distinct (trimmed) label values: the class order of a user task.
 pub fn label_set<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    labels
-        .into_iter()
-        .map(|l| l.trim().to_string())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    labels.into_iter().map(|l| l.trim().to_string()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 /// Loads a `.tsv`, `.csv` or `.jsonl` file, taking the texts from `text_a_col` (and
@@ -41,10 +36,7 @@ pub fn load_user_file(
     label_col: &str,
     labels: &LabelMode,
 ) -> Result<Dataset> {
-    let extension = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
+    let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
     let table: Table = match extension.as_str() {
         "tsv" => read_tsv(path, None)?,
         "csv" => read_csv(path, None)?,
@@ -57,9 +49,7 @@ pub fn load_user_file(
         other => {
             return Err(DataError::Invalid {
                 path: path.to_path_buf(),
-                message: format!(
-                    "unsupported file extension {other:?} (expected .tsv, .csv or .jsonl)"
-                ),
+                message: format!("unsupported file extension {other:?} (expected .tsv, .csv or .jsonl)"),
             })
         }
     };
@@ -80,19 +70,9 @@ pub fn load_user_file(
             names
         }
     };
-    let parser = if label_names.is_empty() {
-        LabelParser::Score
-    } else {
-        LabelParser::Classes(&label_names)
-    };
+    let parser = if label_names.is_empty() { LabelParser::Score } else { LabelParser::Classes(&label_names) };
     let examples = table.examples(text_a_col, text_b_col, label_col, &parser)?;
-    Ok(Dataset {
-        examples,
-        source: path.to_path_buf(),
-        label_names,
-        partial: false,
-        notes: Vec::new(),
-    })
+    Ok(Dataset { examples, source: path.to_path_buf(), label_names, partial: false, notes: Vec::new() })
 }
 
 #[cfg(test)]
@@ -109,25 +89,14 @@ mod tests {
 
     #[test]
     fn label_set_is_sorted_and_distinct() {
-        assert_eq!(
-            label_set(["pos", "neg", "pos ", "neutral"]),
-            ["neg", "neutral", "pos"]
-        );
+        assert_eq!(label_set(["pos", "neg", "pos ", "neutral"]), ["neg", "neutral", "pos"]);
     }
 
     #[test]
     fn all_formats_give_the_same_examples() {
         let dir = tempfile::tempdir().unwrap();
-        let tsv = write(
-            &dir,
-            "a.tsv",
-            "label\ttext\npos\tGreat \"fun\".\nneg\tDull.\n",
-        );
-        let csv = write(
-            &dir,
-            "a.csv",
-            "label,text\npos,\"Great \"\"fun\"\".\"\nneg,Dull.\n",
-        );
+        let tsv = write(&dir, "a.tsv", "label\ttext\npos\tGreat \"fun\".\nneg\tDull.\n");
+        let csv = write(&dir, "a.csv", "label,text\npos,\"Great \"\"fun\"\".\"\nneg,Dull.\n");
         let jsonl = write(
             &dir,
             "a.jsonl",
@@ -145,11 +114,7 @@ mod tests {
     #[test]
     fn pairs_regression_and_given_labels() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            &dir,
-            "s.jsonl",
-            "{\"a\": \"x\", \"b\": \"y\", \"score\": 3.5}\n",
-        );
+        let p = write(&dir, "s.jsonl", "{\"a\": \"x\", \"b\": \"y\", \"score\": 3.5}\n");
         let d = load_user_file(&p, "a", Some("b"), "score", &LabelMode::Regression).unwrap();
         assert_eq!(d.examples[0].label, Label::Score(3.5));
         assert_eq!(d.examples[0].text_b.as_deref(), Some("y"));
@@ -159,13 +124,8 @@ mod tests {
         let p = write(&dir, "test.csv", "text,label\nok,pos\nhm,maybe\n");
         let given = LabelMode::Given(vec!["neg".into(), "pos".into()]);
         assert_eq!(
-            load_user_file(&p, "text", None, "label", &given)
-                .unwrap_err()
-                .to_string(),
-            format!(
-                "{}:3: unknown label \"maybe\" (expected one of: neg, pos)",
-                p.display()
-            )
+            load_user_file(&p, "text", None, "label", &given).unwrap_err().to_string(),
+            format!("{}:3: unknown label \"maybe\" (expected one of: neg, pos)", p.display())
         );
     }
 
@@ -174,34 +134,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "x.csv", "text,label\nhello,1\n");
         assert_eq!(
-            load_user_file(&p, "sentence", None, "label", &LabelMode::Regression)
-                .unwrap_err()
-                .to_string(),
-            format!(
-                "{}: missing column \"sentence\" (header has: text, label)",
-                p.display()
-            )
+            load_user_file(&p, "sentence", None, "label", &LabelMode::Regression).unwrap_err().to_string(),
+            format!("{}: missing column \"sentence\" (header has: text, label)", p.display())
         );
         let p = write(&dir, "one.csv", "text,label\nhello,1\nbye,1\n");
-        assert!(matches!(
-            load_user_file(&p, "text", None, "label", &LabelMode::Infer),
-            Err(DataError::Invalid { .. })
-        ));
+        assert!(matches!(load_user_file(&p, "text", None, "label", &LabelMode::Infer), Err(DataError::Invalid { .. })));
         let p = write(&dir, "x.txt", "text,label\n");
         assert_eq!(
-            load_user_file(&p, "text", None, "label", &LabelMode::Infer)
-                .unwrap_err()
-                .to_string(),
-            format!(
-                "{}: unsupported file extension \"txt\" (expected .tsv, .csv or .jsonl)",
-                p.display()
-            )
+            load_user_file(&p, "text", None, "label", &LabelMode::Infer).unwrap_err().to_string(),
+            format!("{}: unsupported file extension \"txt\" (expected .tsv, .csv or .jsonl)", p.display())
         );
         let p = write(&dir, "r.tsv", "text\tscore\nfine\t2\nodd\tabc\n");
         assert_eq!(
-            load_user_file(&p, "text", None, "score", &LabelMode::Regression)
-                .unwrap_err()
-                .to_string(),
+            load_user_file(&p, "text", None, "score", &LabelMode::Regression).unwrap_err().to_string(),
             format!("{}:3: score \"abc\" is not a number", p.display())
         );
     }

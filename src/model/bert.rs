@@ -84,10 +84,9 @@ impl Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: Config = serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}:{}: {}", path.display(), e.line(), e)))?;
-        cfg.arch()
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let cfg: Config =
+            serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}:{}: {}", path.display(), e.line(), e)))?;
+        cfg.arch().map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         if cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::Input(format!(
                 "{}: hidden_size {} is not a multiple of num_attention_heads {}",
@@ -103,8 +102,7 @@ impl Config {
                 cfg.position_embedding_type
             )));
         }
-        Activation::parse(&cfg.hidden_act)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        Activation::parse(&cfg.hidden_act).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
 
@@ -113,9 +111,7 @@ impl Config {
         match self.model_type.as_str() {
             "bert" => Ok(Arch::Bert),
             "roberta" | "xlm-roberta" => Ok(Arch::Roberta),
-            other => Err(format!(
-                "unsupported architecture model_type \"{other}\" (supported: bert, roberta)"
-            )),
+            other => Err(format!("unsupported architecture model_type \"{other}\" (supported: bert, roberta)")),
         }
     }
 
@@ -138,9 +134,7 @@ impl Activation {
             "gelu" => Ok(Self::Gelu),
             "gelu_new" | "gelu_pytorch_tanh" => Ok(Self::GeluTanh),
             "relu" => Ok(Self::Relu),
-            other => Err(format!(
-                "hidden_act \"{other}\" is not supported (expected gelu, gelu_new or relu)"
-            )),
+            other => Err(format!("hidden_act \"{other}\" is not supported (expected gelu, gelu_new or relu)")),
         }
     }
 
@@ -164,13 +158,27 @@ pub enum Positions {
     Shifted,
 }
 
-/// A dense layer `y = x Wᵀ + b` with the checkpoint's `(out, in)` weight.
+/// A dense layer `y = x Wᵀ + b` with the checkpoint's `(out, in)` weight, and an optional
+/// low-rank update (LoRA).
 #[derive(Debug)]
 pub struct Linear {
     /// `(out, in)`.
     pub weight: Tensor,
     /// `(out,)`.
     pub bias: Tensor,
+    /// LoRA: `y += scale · (x Aᵀ) Bᵀ`.
+    pub lora: Option<Lora>,
+}
+
+/// A trainable low-rank update of a frozen linear layer (Hu et al. 2021), kept unmerged.
+#[derive(Debug)]
+pub struct Lora {
+    /// `(r, in)`, Kaiming-uniform initialised.
+    pub a: Tensor,
+    /// `(out, r)`, zero initialised (the update starts at 0).
+    pub b: Tensor,
+    /// `alpha / r`.
+    pub scale: f64,
 }
 
 impl Linear {
@@ -178,12 +186,17 @@ impl Linear {
         Ok(Self {
             weight: w.take(&format!("{name}.weight"), &[out_dim, in_dim])?,
             bias: w.take(&format!("{name}.bias"), &[out_dim])?,
+            lora: None,
         })
     }
 
     /// Applies the layer.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
+        let y = x.linear(&self.weight, Some(&self.bias));
+        match &self.lora {
+            Some(l) => y + x.linear::<Tensor>(&l.a, None).linear::<Tensor>(&l.b, None) * l.scale,
+            None => y,
+        }
     }
 }
 
@@ -199,10 +212,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     fn load(w: &mut Weights, name: &str, dim: i64, eps: f64) -> Result<Self> {
-        let weight = w.take_any(
-            &[&format!("{name}.weight"), &format!("{name}.gamma")],
-            &[dim],
-        )?;
+        let weight = w.take_any(&[&format!("{name}.weight"), &format!("{name}.gamma")], &[dim])?;
         let bias = w.take_any(&[&format!("{name}.bias"), &format!("{name}.beta")], &[dim])?;
         Ok(Self { weight, bias, eps })
     }
@@ -232,14 +242,8 @@ impl Embeddings {
         let h = cfg.hidden_size;
         Ok(Self {
             word_embeddings: w.take("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
-            position_embeddings: w.take(
-                "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, h],
-            )?,
-            token_type_embeddings: w.take(
-                "embeddings.token_type_embeddings.weight",
-                &[cfg.type_vocab_size, h],
-            )?,
+            position_embeddings: w.take("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?,
+            token_type_embeddings: w.take("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?,
             layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
         })
     }
@@ -260,13 +264,7 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// `x: (B, T, H)`, `mask: (B, 1, 1, p+T)` additive, `prefix: Some((k, v))` each `(B, p, H)`.
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: &Tensor,
-        prefix: Option<(&Tensor, &Tensor)>,
-        dropout: f64,
-    ) -> Tensor {
+    fn forward(&self, x: &Tensor, mask: &Tensor, prefix: Option<(&Tensor, &Tensor)>, dropout: f64) -> Tensor {
         let (b, t, h) = x.size3().expect("hidden states are (B, T, H)");
         let split = |y: Tensor| y.view([b, -1, self.heads, self.head_dim]).transpose(1, 2);
         let q = split(self.query.forward(x));
@@ -277,16 +275,7 @@ impl SelfAttention {
             v = Tensor::cat(&[pv, &v], 1);
         }
         let (k, v) = (split(k), split(v));
-        let ctx = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(mask),
-            dropout,
-            false,
-            None,
-            false,
-        );
+        let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, None, false);
         ctx.transpose(1, 2).reshape([b, t, h])
     }
 }
@@ -330,13 +319,7 @@ impl Layer {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: &Tensor,
-        prefix: Option<(&Tensor, &Tensor)>,
-        drop: Dropout,
-    ) -> Tensor {
+    fn forward(&self, x: &Tensor, mask: &Tensor, prefix: Option<(&Tensor, &Tensor)>, drop: Dropout) -> Tensor {
         let a = self.attention.forward(x, mask, prefix, drop.attention);
         let a = drop.hidden(&self.attention_output.forward(&a));
         let x = self.attention_norm.forward(&(a + x));
@@ -447,16 +430,8 @@ impl Encoder {
             Arch::Roberta => "roberta.",
         });
         let embeddings = Embeddings::load(w, &config)?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(w, &config, i))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            config,
-            arch,
-            embeddings,
-            layers,
-            device,
-        })
+        let layers = (0..config.num_hidden_layers).map(|i| Layer::load(w, &config, i)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { config, arch, embeddings, layers, device })
     }
 
     /// The device the weights live on.
@@ -477,26 +452,11 @@ impl Encoder {
     /// All weight tensors, with their checkpoint names (unprefixed).
     pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out: Vec<(String, &Tensor)> = vec![
-            (
-                "embeddings.word_embeddings.weight".into(),
-                &self.embeddings.word_embeddings,
-            ),
-            (
-                "embeddings.position_embeddings.weight".into(),
-                &self.embeddings.position_embeddings,
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                &self.embeddings.token_type_embeddings,
-            ),
-            (
-                "embeddings.LayerNorm.weight".into(),
-                &self.embeddings.layer_norm.weight,
-            ),
-            (
-                "embeddings.LayerNorm.bias".into(),
-                &self.embeddings.layer_norm.bias,
-            ),
+            ("embeddings.word_embeddings.weight".into(), &self.embeddings.word_embeddings),
+            ("embeddings.position_embeddings.weight".into(), &self.embeddings.position_embeddings),
+            ("embeddings.token_type_embeddings.weight".into(), &self.embeddings.token_type_embeddings),
+            ("embeddings.LayerNorm.weight".into(), &self.embeddings.layer_norm.weight),
+            ("embeddings.LayerNorm.bias".into(), &self.embeddings.layer_norm.bias),
         ];
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("encoder.layer.{i}");
@@ -512,10 +472,7 @@ impl Encoder {
                 out.push((format!("{p}.{n}.weight"), &lin.weight));
                 out.push((format!("{p}.{n}.bias"), &lin.bias));
             }
-            for (n, ln) in [
-                ("attention.output.LayerNorm", &l.attention_norm),
-                ("output.LayerNorm", &l.output_norm),
-            ] {
+            for (n, ln) in [("attention.output.LayerNorm", &l.attention_norm), ("output.LayerNorm", &l.output_norm)] {
                 out.push((format!("{p}.{n}.weight"), &ln.weight));
                 out.push((format!("{p}.{n}.bias"), &ln.bias));
             }
@@ -523,19 +480,128 @@ impl Encoder {
         out
     }
 
+    /// Mutable access to every weight tensor, with its checkpoint name.
+    fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let e = &mut self.embeddings;
+        let mut out: Vec<(String, &mut Tensor)> = vec![
+            ("embeddings.word_embeddings.weight".into(), &mut e.word_embeddings),
+            ("embeddings.position_embeddings.weight".into(), &mut e.position_embeddings),
+            ("embeddings.token_type_embeddings.weight".into(), &mut e.token_type_embeddings),
+            ("embeddings.LayerNorm.weight".into(), &mut e.layer_norm.weight),
+            ("embeddings.LayerNorm.bias".into(), &mut e.layer_norm.bias),
+        ];
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            let lin = [
+                ("attention.self.query", &mut l.attention.query),
+                ("attention.self.key", &mut l.attention.key),
+                ("attention.self.value", &mut l.attention.value),
+                ("attention.output.dense", &mut l.attention_output),
+                ("intermediate.dense", &mut l.intermediate),
+                ("output.dense", &mut l.output),
+            ];
+            for (n, lin) in lin {
+                out.push((format!("{p}.{n}.weight"), &mut lin.weight));
+                out.push((format!("{p}.{n}.bias"), &mut lin.bias));
+            }
+            for (n, ln) in
+                [("attention.output.LayerNorm", &mut l.attention_norm), ("output.LayerNorm", &mut l.output_norm)]
+            {
+                out.push((format!("{p}.{n}.weight"), &mut ln.weight));
+                out.push((format!("{p}.{n}.bias"), &mut ln.bias));
+            }
+        }
+        out
+    }
+
+    /// Makes the weights whose checkpoint name passes `select` trainable: each becomes a
+    /// variable of `path` under its checkpoint name (BitFit: the biases; full fine-tuning:
+    /// everything). Returns how many tensors were made trainable.
+    pub fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
+        let mut count = 0;
+        for (name, t) in self.named_tensors_mut() {
+            if select(&name) {
+                *t = nested(path, &name).var_copy(name.rsplit('.').next().expect("name"), t);
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Adds LoRA updates of rank `r` (scale `alpha / r`) to the attention projections named
+    /// in `targets` (`query`, `key`, `value`, `output`) of every layer, as variables of `path`.
+    pub fn add_lora(
+        &mut self,
+        path: &tch::nn::Path,
+        r: i64,
+        alpha: f64,
+        targets: &[String],
+    ) -> crate::error::Result<()> {
+        for t in targets {
+            if !["query", "key", "value", "output"].contains(&t.as_str()) {
+                return Err(Error::Input(format!(
+                    "lora target \"{t}\" is not known (expected query, key, value or output)"
+                )));
+            }
+        }
+        let h = self.hidden_size();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for t in targets {
+                let (lin, name) = match t.as_str() {
+                    "query" => (&mut layer.attention.query, "attention.self.query"),
+                    "key" => (&mut layer.attention.key, "attention.self.key"),
+                    "value" => (&mut layer.attention.value, "attention.self.value"),
+                    _ => (&mut layer.attention_output, "attention.output.dense"),
+                };
+                let p = nested(path, &format!("encoder.layer.{i}.{name}.lora"));
+                let bound = 1.0 / (h as f64).sqrt();
+                lin.lora = Some(Lora {
+                    a: p.var("A", &[r, h], tch::nn::Init::Uniform { lo: -bound, up: bound }),
+                    b: p.zeros("B", &[h, r]),
+                    scale: alpha / r as f64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Embeds a batch behind a soft prompt `(q, H)` in the word-embedding space (prompt
+    /// tuning): positions run over prompt and tokens together. Returns the embeddings
+    /// `(B, q+T, H)` and the extended `(B, q+T)` attention mask.
+    pub fn embed_prompted(&self, batch: &Batch, prompt: &Tensor, dropout: bool) -> (Tensor, Tensor) {
+        let e = &self.embeddings;
+        let (b, t) = batch.input_ids.size2().expect("input ids are (B, T)");
+        let q = prompt.size()[0];
+        let words = Tensor::embedding(&e.word_embeddings, &batch.input_ids, -1, false, false);
+        let words = Tensor::cat(&[prompt.unsqueeze(0).expand([b, q, -1], false), words], 1);
+        let mask =
+            Tensor::cat(&[Tensor::ones([b, q], (Kind::Int64, self.device)), batch.attention_mask.shallow_clone()], 1);
+        let types =
+            Tensor::cat(&[Tensor::zeros([b, q], (Kind::Int64, self.device)), batch.token_type_ids.shallow_clone()], 1);
+        let pos = match self.arch {
+            Arch::Bert => Tensor::arange(q + t, (Kind::Int64, self.device)).unsqueeze(0).expand([b, q + t], true),
+            Arch::Roberta => mask.cumsum(1, Kind::Int64) * &mask + self.config.pad_token_id,
+        };
+        let x = words
+            + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false)
+            + Tensor::embedding(&e.token_type_embeddings, &types, -1, false, false);
+        let x = e.layer_norm.forward(&x);
+        let x = if dropout && self.config.hidden_dropout_prob > 0.0 {
+            x.dropout(self.config.hidden_dropout_prob, true)
+        } else {
+            x
+        };
+        (x, mask)
+    }
+
     /// Position ids `(B, T)` for the real tokens, `offset` = prefix length when shifted.
     fn position_ids(&self, batch: &Batch, offset: i64) -> Tensor {
         let (b, t) = batch.input_ids.size2().expect("input ids are (B, T)");
         match self.arch {
-            Arch::Bert => (Tensor::arange(t, (Kind::Int64, self.device)) + offset)
-                .unsqueeze(0)
-                .expand([b, t], true),
+            Arch::Bert => (Tensor::arange(t, (Kind::Int64, self.device)) + offset).unsqueeze(0).expand([b, t], true),
             Arch::Roberta => {
                 // As HF `create_position_ids_from_input_ids`: count real tokens after padding_idx.
-                let m = batch
-                    .input_ids
-                    .ne(self.config.pad_token_id)
-                    .to_kind(Kind::Int64);
+                let m = batch.input_ids.ne(self.config.pad_token_id).to_kind(Kind::Int64);
                 (m.cumsum(1, Kind::Int64) + offset) * &m + self.config.pad_token_id
             }
         }
@@ -547,13 +613,7 @@ impl Encoder {
         let pos = self.position_ids(batch, position_offset);
         let x = Tensor::embedding(&e.word_embeddings, &batch.input_ids, -1, false, false)
             + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false)
-            + Tensor::embedding(
-                &e.token_type_embeddings,
-                &batch.token_type_ids,
-                -1,
-                false,
-                false,
-            );
+            + Tensor::embedding(&e.token_type_embeddings, &batch.token_type_ids, -1, false, false);
         let x = e.layer_norm.forward(&x);
         if dropout && self.config.hidden_dropout_prob > 0.0 {
             x.dropout(self.config.hidden_dropout_prob, true)
@@ -609,11 +669,7 @@ impl Encoder {
             );
         }
         let mask = attention_mask.to_kind(Kind::Float);
-        let mask = if p > 0 {
-            Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, self.device)), mask], 1)
-        } else {
-            mask
-        };
+        let mask = if p > 0 { Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, self.device)), mask], 1) } else { mask };
         self.run_layers(x, &additive_mask(&mask), prefix, opts)
     }
 
@@ -621,26 +677,12 @@ impl Encoder {
     /// `(B, 1, 1 or T, p+T)` (0 = attend, very negative = masked) and an optional prefix
     /// `(L, 2, B or 1, p, H)`. [`Encoder::forward`] is the usual entry point; this one lets
     /// callers use any attention pattern.
-    pub fn run_layers(
-        &self,
-        x: &Tensor,
-        additive: &Tensor,
-        prefix: Option<&Tensor>,
-        opts: Forward,
-    ) -> Tensor {
+    pub fn run_layers(&self, x: &Tensor, additive: &Tensor, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
         let (b, _t, _h) = x.size3().expect("embeddings are (B, T, H)");
         let p = prefix.map(|p| p.size()[3]).unwrap_or(0);
         let drop = Dropout {
-            hidden: if opts.dropout {
-                self.config.hidden_dropout_prob
-            } else {
-                0.0
-            },
-            attention: if opts.dropout {
-                self.config.attention_probs_dropout_prob
-            } else {
-                0.0
-            },
+            hidden: if opts.dropout { self.config.hidden_dropout_prob } else { 0.0 },
+            attention: if opts.dropout { self.config.attention_probs_dropout_prob } else { 0.0 },
         };
         let mut h = x.shallow_clone();
         for (l, layer) in self.layers.iter().enumerate() {
@@ -666,10 +708,7 @@ impl Encoder {
     pub fn keys_values(&self, batch: &Batch) -> Tensor {
         let x = self.embed(batch, 0, false);
         let additive = additive_mask(&batch.attention_mask.to_kind(Kind::Float));
-        let drop = Dropout {
-            hidden: 0.0,
-            attention: 0.0,
-        };
+        let drop = Dropout { hidden: 0.0, attention: 0.0 };
         let mut h = x;
         let mut kvs = Vec::new();
         for layer in &self.layers {
@@ -683,16 +722,31 @@ impl Encoder {
 
     /// Makes every weight trainable (full fine-tuning) or frozen again; returns them.
     pub fn set_trainable(&mut self, trainable: bool) -> Vec<Tensor> {
-        let tensors: Vec<Tensor> = self
-            .named_tensors()
-            .into_iter()
-            .map(|(_, t)| t.shallow_clone())
-            .collect();
+        let tensors: Vec<Tensor> = self.named_tensors().into_iter().map(|(_, t)| t.shallow_clone()).collect();
         for t in &tensors {
             let _ = t.shallow_clone().set_requires_grad(trainable);
         }
         tensors
     }
+}
+
+/// The path `a / b / c` for a dotted name `a.b.c.leaf` (the leaf excluded).
+fn nested<'a>(path: &tch::nn::Path<'a>, name: &str) -> tch::nn::Path<'a> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let mut p = path.sub(parts[0]);
+    let upto = if name.ends_with(".weight")
+        || name.ends_with(".bias")
+        || name.ends_with(".gamma")
+        || name.ends_with(".beta")
+    {
+        parts.len() - 1
+    } else {
+        parts.len()
+    };
+    for part in &parts[1..upto] {
+        p = p.sub(*part);
+    }
+    p
 }
 
 /// Additive attention mask `(B, 1, 1, S)` from a `(B, S)` 0/1 float mask: 0 where
@@ -719,8 +773,7 @@ impl Pooling {
             Pooling::Cls => hidden.select(1, 0),
             Pooling::Mean => {
                 let m = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
-                (hidden * &m).sum_dim_intlist(1, false, None)
-                    / m.sum_dim_intlist(1, false, None).clamp_min(1.0)
+                (hidden * &m).sum_dim_intlist(1, false, None) / m.sum_dim_intlist(1, false, None).clamp_min(1.0)
             }
         }
     }
@@ -732,13 +785,10 @@ impl Pooling {
             serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).ok()?).ok()?;
         let pool_dir = modules.as_array()?.iter().find_map(|m| {
             let ty = m.get("type")?.as_str()?;
-            ty.ends_with("Pooling")
-                .then(|| m.get("path")?.as_str().map(str::to_string))?
+            ty.ends_with("Pooling").then(|| m.get("path")?.as_str().map(str::to_string))?
         })?;
-        let cfg: HashMap<String, serde_json::Value> = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(pool_dir).join("config.json")).ok()?,
-        )
-        .ok()?;
+        let cfg: HashMap<String, serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(pool_dir).join("config.json")).ok()?).ok()?;
         let on = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
         if on("pooling_mode_mean_tokens") {
             Some(Pooling::Mean)

@@ -42,25 +42,15 @@ impl Weights {
             };
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
-            let t = if t.is_floating_point() {
-                t.to_kind(Kind::Float)
-            } else {
-                t
-            };
+            let t = if t.is_floating_point() { t.to_kind(Kind::Float) } else { t };
             tensors.insert(name, t.to_device(device));
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            tensors,
-        })
+        Ok(Self { path: path.to_path_buf(), tensors })
     }
 
     /// Wraps tensors already in memory (tests, conversions).
     pub fn from_tensors(path: &Path, tensors: HashMap<String, Tensor>) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            tensors,
-        }
+        Self { path: path.to_path_buf(), tensors }
     }
 
     /// All remaining tensors by name.
@@ -70,12 +60,7 @@ impl Weights {
 
     /// Renames `prefix.X` to `X` (checkpoints saved from a task model carry `bert.` etc.).
     pub fn strip_prefix(&mut self, prefix: &str) {
-        let names: Vec<String> = self
-            .tensors
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
+        let names: Vec<String> = self.tensors.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
         for n in names {
             if let Some(t) = self.tensors.remove(&n) {
                 self.tensors.insert(n[prefix.len()..].to_string(), t);

@@ -26,10 +26,7 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer")
-            .field("pad_id", &self.pad_id)
-            .field("max_len", &self.max_len)
-            .finish()
+        f.debug_struct("TextTokenizer").field("pad_id", &self.pad_id).field("max_len", &self.max_len).finish()
     }
 }
 
@@ -48,32 +45,17 @@ impl TextTokenizer {
             Tokenizer::from_file(&tj).map_err(|e| tok_err(&tj, e))?
         } else if vocab_txt.is_file() {
             let p = vocab_txt.to_string_lossy().to_string();
-            let wp = WordPiece::from_file(&p)
-                .unk_token("[UNK]".into())
-                .build()
-                .map_err(|e| tok_err(&vocab_txt, e))?;
+            let wp = WordPiece::from_file(&p).unk_token("[UNK]".into()).build().map_err(|e| tok_err(&vocab_txt, e))?;
             let mut t = Tokenizer::new(wp);
-            t.with_normalizer(Some(BertNormalizer::new(
-                true,
-                true,
-                None,
-                lower.unwrap_or(true),
-            )))
-            .map_err(|e| tok_err(&vocab_txt, e))?;
+            t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower.unwrap_or(true))))
+                .map_err(|e| tok_err(&vocab_txt, e))?;
             t.with_pre_tokenizer(Some(BertPreTokenizer));
             let id = |s: &str| {
-                t.token_to_id(s).ok_or_else(|| {
-                    tok_err(
-                        &vocab_txt,
-                        format!("special token {s} is not in the vocabulary"),
-                    )
-                })
+                t.token_to_id(s)
+                    .ok_or_else(|| tok_err(&vocab_txt, format!("special token {s} is not in the vocabulary")))
             };
             let (sep, cls) = (id("[SEP]")?, id("[CLS]")?);
-            t.with_post_processor(Some(BertProcessing::new(
-                ("[SEP]".into(), sep),
-                ("[CLS]".into(), cls),
-            )));
+            t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
             t
         } else if vocab_json.is_file() && merges.is_file() {
             let bpe = BPE::from_file(&vocab_json.to_string_lossy(), &merges.to_string_lossy())
@@ -82,17 +64,12 @@ impl TextTokenizer {
             let mut t = Tokenizer::new(bpe);
             t.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
             let id = |s: &str| {
-                t.token_to_id(s).ok_or_else(|| {
-                    tok_err(
-                        &vocab_json,
-                        format!("special token {s} is not in the vocabulary"),
-                    )
-                })
+                t.token_to_id(s)
+                    .ok_or_else(|| tok_err(&vocab_json, format!("special token {s} is not in the vocabulary")))
             };
             let (sep, cls) = (id("</s>")?, id("<s>")?);
             t.with_post_processor(Some(
-                RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
-                    .trim_offsets(true),
+                RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls)).trim_offsets(true),
             ));
             t
         } else {
@@ -110,16 +87,8 @@ impl TextTokenizer {
             }))
             .map_err(|e| tok_err(dir, e))?;
         inner.with_padding(None);
-        let pad_id = ["[PAD]", "<pad>"]
-            .iter()
-            .find_map(|t| inner.token_to_id(t))
-            .map(i64::from)
-            .unwrap_or(0);
-        Ok(Self {
-            inner,
-            pad_id,
-            max_len,
-        })
+        let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).map(i64::from).unwrap_or(0);
+        Ok(Self { inner, pad_id, max_len })
     }
 
     /// The padding token id.
@@ -139,10 +108,7 @@ impl TextTokenizer {
             None => a.into(),
         };
         let enc = self.inner.encode(input, true).map_err(|e| {
-            Error::Input(format!(
-                "cannot tokenise \"{}\": {e}",
-                a.chars().take(60).collect::<String>()
-            ))
+            Error::Input(format!("cannot tokenise \"{}\": {e}", a.chars().take(60).collect::<String>()))
         })?;
         Ok((
             enc.get_ids().iter().map(|&i| i64::from(i)).collect(),
@@ -152,10 +118,7 @@ impl TextTokenizer {
 
     /// Tokenises and pads a batch of inputs to the longest one.
     pub fn batch(&self, inputs: &[(&str, Option<&str>)], device: Device) -> Result<Batch> {
-        let enc = inputs
-            .iter()
-            .map(|(a, b)| self.encode(a, *b))
-            .collect::<Result<Vec<_>>>()?;
+        let enc = inputs.iter().map(|(a, b)| self.encode(a, *b)).collect::<Result<Vec<_>>>()?;
         Ok(pad_batch(&enc, self.pad_id, device))
     }
 }

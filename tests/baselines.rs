@@ -1,0 +1,76 @@
+//! The baselines' parameter wiring on a tiny random encoder, and a short real run of each.
+
+mod common;
+
+use prefix_subspace::config::Method;
+use prefix_subspace::model::Forward;
+use tch::nn;
+use tch::{Device, Kind};
+
+#[test]
+fn lora_starts_as_the_frozen_model_and_trains_only_its_factors() {
+    let mut enc = common::tiny_bert(0);
+    let batch = common::tiny_batch(3, 6);
+    let before = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
+    let vs = nn::VarStore::new(Device::Cpu);
+    enc.add_lora(&vs.root(), 4, 8.0, &["query".into(), "value".into()]).unwrap();
+    let after = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
+    assert_eq!(common::max_abs_diff(&before, &after), 0.0, "B = 0 at init: no change");
+    let vars = vs.variables();
+    assert_eq!(vars.len(), 2 * 2 * 2, "A and B for query and value in 2 layers");
+    assert!(vars.keys().all(|k| k.contains(".lora.")));
+    let out = enc.forward(&batch, None, Forward::default());
+    out.sum(Kind::Float).backward();
+    assert!(vars.values().all(|v| v.grad().defined()));
+    assert!(enc.named_tensors().iter().all(|(_, t)| !t.requires_grad()), "frozen weights stay frozen");
+    assert!(enc.add_lora(&vs.root(), 4, 8.0, &["keys".into()]).unwrap_err().to_string().contains("keys"));
+}
+
+#[test]
+fn bitfit_trains_the_biases_and_full_fine_tuning_everything() {
+    let mut enc = common::tiny_bert(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let n = enc.make_trainable(&vs.root(), &|n| n.ends_with(".bias"));
+    let trainable: Vec<String> = enc.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+    assert_eq!(trainable.len(), n);
+    assert!(trainable.iter().all(|n| n.ends_with(".bias")));
+    assert!(vs.variables().contains_key("encoder.layer.1.attention.self.query.bias"), "vars keep checkpoint names");
+
+    let mut enc = common::tiny_bert(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let n = enc.make_trainable(&vs.root(), &|_| true);
+    assert_eq!(n, enc.named_tensors().len());
+    assert!(enc.named_tensors().iter().all(|(_, t)| t.requires_grad()));
+}
+
+#[test]
+fn a_prompt_extends_the_sequence_and_the_mask() {
+    let enc = common::tiny_bert(0);
+    let batch = common::tiny_batch(2, 5);
+    let prompt = tch::Tensor::randn([3, 16], (Kind::Float, Device::Cpu));
+    let (x, mask) = enc.embed_prompted(&batch, &prompt, false);
+    assert_eq!(x.size(), vec![2, 8, 16]);
+    assert_eq!(mask.sum(Kind::Int64).int64_value(&[]), 16);
+}
+
+#[test]
+fn every_method_trains_and_its_run_directory_evaluates_back() {
+    common::minilm_dir();
+    let bin = env!("CARGO_BIN_EXE_prefix-subspace");
+    let tmp = tempfile::tempdir().unwrap();
+    for m in Method::ALL {
+        let out = tmp.path().join(m.name());
+        let o = std::process::Command::new(bin)
+            .args(["train", "--task", "polarity", "--quiet", "--method", m.name(), "--out", out.to_str().unwrap()])
+            .args(["--set", "max_steps=4", "--set", "test_limit=60", "--set", "dev_samples=2", "--set", "ensemble_samples=2"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", m.name(), String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+        assert_eq!(r["method"], m.name());
+        let e = std::process::Command::new(bin).args(["eval", "--run", out.to_str().unwrap()]).output().unwrap();
+        assert!(e.status.success(), "{}: {}", m.name(), String::from_utf8_lossy(&e.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+        assert_eq!(v["test"]["accuracy"], r["test"]["centroid"]["accuracy"], "{}: eval differs from training's test", m.name());
+    }
+}
