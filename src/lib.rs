@@ -1,6 +1,7 @@
 //! prefix-subspace: few-shot fine-tuning of a frozen BERT/RoBERTa encoder by learning a
 //! simplex of deep prefixes (Falissard, Guigue, Soulier, EMNLP 2023 Findings).
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod embed;

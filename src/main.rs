@@ -77,6 +77,25 @@ enum Command {
         #[arg(long, default_value = "test")]
         split: String,
     },
+    /// Run a benchmark grid (resumable: finished cells are never recomputed), or merge the
+    /// outputs of several shards.
+    Bench {
+        /// The bench description (TOML: tasks, shots, split_seeds, methods, [[variant]], [base]).
+        #[arg(long, required_unless_present = "merge")]
+        config: Option<PathBuf>,
+        /// Output folder (cells/, results.csv, summary.md).
+        #[arg(long)]
+        out: PathBuf,
+        /// Cells run at the same time (each single-threaded when > 1).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Run only shard I of N (0-based): every N-th cell of the grid's stable order.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Combine the finished cells of these bench folders into --out's tables.
+        #[arg(long, num_args = 1.., conflicts_with = "config")]
+        merge: Vec<PathBuf>,
+    },
     /// Print a table of finished runs (test metrics at the centroid, the ensemble, the best
     /// vertex).
     Report {
@@ -392,6 +411,29 @@ fn run(cli: Cli) -> Result<()> {
                 report.insert(name.clone(), value);
             }
             println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(report))?);
+        }
+        Command::Bench { config, out, jobs, shard, merge } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+            if !merge.is_empty() {
+                let n = prefix_subspace::bench::write_tables(&merge, &out)?;
+                println!("merged {n} runs into {}", out.join("summary.md").display());
+                return Ok(());
+            }
+            let path = config.expect("clap requires --config without --merge");
+            let bench = prefix_subspace::bench::BenchConfig::from_file(&path)?;
+            let mut cells = bench.cells()?;
+            if let Some(s) = shard {
+                cells = prefix_subspace::bench::shard(cells, prefix_subspace::bench::parse_shard(&s)?);
+            }
+            let exe = std::env::current_exe()?;
+            let failed = prefix_subspace::bench::run_cells(&exe, cells, &out, jobs)?;
+            print!("{}", std::fs::read_to_string(out.join("summary.md")).unwrap_or_default());
+            if failed > 0 {
+                bail!(
+                    "{failed} cell(s) failed; their logs are in {}/cells/ (rerun the same command to retry them)",
+                    out.display()
+                );
+            }
         }
         Command::Report { runs } => {
             let mut rows = Vec::new();

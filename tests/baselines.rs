@@ -31,7 +31,8 @@ fn bitfit_trains_the_biases_and_full_fine_tuning_everything() {
     let mut enc = common::tiny_bert(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let n = enc.make_trainable(&vs.root(), &|n| n.ends_with(".bias"));
-    let trainable: Vec<String> = enc.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+    let trainable: Vec<String> =
+        enc.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
     assert_eq!(trainable.len(), n);
     assert!(trainable.iter().all(|n| n.ends_with(".bias")));
     assert!(vs.variables().contains_key("encoder.layer.1.attention.self.query.bias"), "vars keep checkpoint names");
@@ -62,15 +63,30 @@ fn every_method_trains_and_its_run_directory_evaluates_back() {
         let out = tmp.path().join(m.name());
         let o = std::process::Command::new(bin)
             .args(["train", "--task", "polarity", "--quiet", "--method", m.name(), "--out", out.to_str().unwrap()])
-            .args(["--set", "max_steps=4", "--set", "test_limit=60", "--set", "dev_samples=2", "--set", "ensemble_samples=2"])
+            .args([
+                "--set",
+                "max_steps=4",
+                "--set",
+                "test_limit=60",
+                "--set",
+                "dev_samples=2",
+                "--set",
+                "ensemble_samples=2",
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}: {}", m.name(), String::from_utf8_lossy(&o.stderr));
-        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
         assert_eq!(r["method"], m.name());
         let e = std::process::Command::new(bin).args(["eval", "--run", out.to_str().unwrap()]).output().unwrap();
         assert!(e.status.success(), "{}: {}", m.name(), String::from_utf8_lossy(&e.stderr));
         let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
-        assert_eq!(v["test"]["accuracy"], r["test"]["centroid"]["accuracy"], "{}: eval differs from training's test", m.name());
+        assert_eq!(
+            v["test"]["accuracy"],
+            r["test"]["centroid"]["accuracy"],
+            "{}: eval differs from training's test",
+            m.name()
+        );
     }
 }

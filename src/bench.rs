@@ -1,0 +1,423 @@
+//! The benchmark grid: tasks × few-shot protocol (K) × split seeds × methods (and ablation
+//! variants), each cell one `train` run in its own directory. Resumable (a cell with a
+//! `results.json` is never recomputed), shardable (`--shard I/N`), and summarised as
+//! `results.csv` (one row per run) and `summary.md` (mean (std) over split seeds).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Method, Protocol, RunConfig};
+use crate::error::{Error, Result};
+
+/// One method setting of the grid: a method plus config overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Name in tables and directory names.
+    pub name: String,
+    /// The method.
+    pub method: String,
+    /// Config overrides, `key = value`.
+    #[serde(default)]
+    pub set: toml::Table,
+}
+
+/// A benchmark description (TOML).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchConfig {
+    /// Tasks.
+    pub tasks: Vec<String>,
+    /// Protocol of every cell.
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    /// K values.
+    pub shots: Vec<usize>,
+    /// Split seeds.
+    pub split_seeds: Vec<u64>,
+    /// Training seed of every cell.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Methods run with their defaults (each becomes a variant named after it).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Further variants (ablations).
+    #[serde(default)]
+    pub variant: Vec<Variant>,
+    /// Overrides applied to every cell before the variant's own.
+    #[serde(default)]
+    pub base: toml::Table,
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::PerClass
+}
+fn default_seed() -> u64 {
+    1
+}
+
+/// One run of the grid.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Directory name under `cells/`.
+    pub id: String,
+    /// The run's full config.
+    pub config: RunConfig,
+    /// Variant name.
+    pub variant: String,
+}
+
+impl BenchConfig {
+    /// Reads a bench TOML file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: {}", path.display(), e.to_string().replace('\n', " "))))
+    }
+
+    /// All cells, in a stable order (split seed, task, K, variant).
+    pub fn cells(&self) -> Result<Vec<Cell>> {
+        let mut variants: Vec<Variant> = self
+            .methods
+            .iter()
+            .map(|m| Variant { name: m.clone(), method: m.clone(), set: toml::Table::new() })
+            .collect();
+        variants.extend(self.variant.iter().cloned());
+        let mut names = std::collections::BTreeSet::new();
+        for v in &variants {
+            Method::parse(&v.method)?;
+            if !names.insert(v.name.clone()) {
+                return Err(Error::Input(format!("bench: variant name \"{}\" is used twice", v.name)));
+            }
+        }
+        let to_sets = |t: &toml::Table| -> Vec<String> { t.iter().map(|(k, v)| format!("{k}={v}")).collect() };
+        let base = RunConfig::default().apply_overrides(&to_sets(&self.base))?;
+        let mut cells = Vec::new();
+        // Seed-major: an interrupted bench has whole tables for its first seeds.
+        for &ss in &self.split_seeds {
+            for task in &self.tasks {
+                for &k in &self.shots {
+                    for v in &variants {
+                        let mut c = base.apply_overrides(&to_sets(&v.set))?;
+                        c.task = task.clone();
+                        c.protocol = self.protocol;
+                        c.shots = k;
+                        c.split_seed = ss;
+                        c.seed = self.seed;
+                        c.method = Method::parse(&v.method)?;
+                        let proto = match self.protocol {
+                            Protocol::PerClass => "k",
+                            Protocol::Total => "total",
+                        };
+                        let id = format!("{task}-{proto}{k}-split{ss}-{}", v.name);
+                        cells.push(Cell { id, config: c.resolve()?, variant: v.name.clone() });
+                    }
+                }
+            }
+        }
+        Ok(cells)
+    }
+}
+
+/// Parses `I/N` (0-based shard index I of N).
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::Input(format!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/3"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// The cells a shard runs: every N-th cell of the stable order, starting at I.
+pub fn shard(cells: Vec<Cell>, (i, n): (usize, usize)) -> Vec<Cell> {
+    cells.into_iter().enumerate().filter(|(k, _)| k % n == i).map(|(_, c)| c).collect()
+}
+
+/// Finished runs found under `<dir>/cells/*/results.json` of every bench directory.
+pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Value>> {
+    let mut rows = BTreeMap::new();
+    for d in dirs {
+        let cells = d.join("cells");
+        let entries = match std::fs::read_dir(&cells) {
+            Ok(e) => e,
+            Err(e) => return Err(Error::io(&cells, e)),
+        };
+        for e in entries.flatten() {
+            let p = e.path().join("results.json");
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                let mut v: Value = serde_json::from_str(&text)
+                    .map_err(|err| Error::Input(format!("{}: invalid JSON: {err}", p.display())))?;
+                // Directory names are `<task>-<protocol K>-split<S>-<variant>`.
+                let name = e.file_name().to_string_lossy().into_owned();
+                let variant = name.splitn(4, '-').nth(3).unwrap_or("").to_string();
+                v["variant"] = Value::String(variant);
+                rows.insert(e.file_name().to_string_lossy().into_owned(), v);
+            }
+        }
+    }
+    Ok(rows.into_values().collect())
+}
+
+/// The test set and metric a task is summarised by (the main metric, at the centroid).
+fn main_entry(r: &Value) -> Option<(String, String, f64)> {
+    let key = if r.get("test_matched").is_some() { "test_matched" } else { "test" };
+    let m = r.get(key)?.get("centroid")?;
+    let task = r["task"].as_str()?;
+    let metric = match task {
+        "cola" => "mcc",
+        "mrpc" | "qqp" => "f1",
+        "stsb" => "pearson",
+        _ => "accuracy",
+    };
+    Some((key.to_string(), metric.to_string(), m.get(metric)?.as_f64()?))
+}
+
+/// `results.csv`: one row per run, every test metric flattened as `<set>.<at>.<metric>`.
+pub fn results_csv(rows: &[Value]) -> String {
+    let mut metric_cols = std::collections::BTreeSet::new();
+    for r in rows {
+        for key in ["test", "test_matched", "test_mismatched"] {
+            if let Some(t) = r.get(key).and_then(Value::as_object) {
+                for (at, m) in t {
+                    for k in m.as_object().into_iter().flat_map(|o| o.keys()) {
+                        metric_cols.insert(format!("{key}.{at}.{k}"));
+                    }
+                }
+            }
+        }
+    }
+    let fixed = [
+        "task",
+        "protocol",
+        "shots",
+        "split_seed",
+        "seed",
+        "variant",
+        "method",
+        "vertices",
+        "train_seconds",
+        "best_epoch",
+    ];
+    let mut out = fixed.join(",");
+    for c in &metric_cols {
+        out.push(',');
+        out.push_str(c);
+    }
+    out.push('\n');
+    for r in rows {
+        let cells: Vec<String> = fixed
+            .iter()
+            .map(|k| match &r[*k] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                v => v.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        for c in &metric_cols {
+            let mut parts = c.splitn(3, '.');
+            let (a, b, m) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            out.push(',');
+            if let Some(x) = r.get(a).and_then(|v| v.get(b)).and_then(|v| v.get(m)).and_then(Value::as_f64) {
+                out.push_str(&format!("{x:.6}"));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// `summary.md`: per (protocol, K), a table of variants × tasks, mean (std) over split seeds
+/// of the main test metric at the centroid (×100), an average column, the best per column in
+/// bold. For subspace variants an extra row reports the ensemble.
+pub fn summary_md(rows: &[Value]) -> String {
+    // (protocol, shots) -> variant -> task -> values
+    type Table = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
+    let mut groups: BTreeMap<(String, u64), Table> = BTreeMap::new();
+    let mut metric_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for r in rows {
+        let Some((set, metric, v)) = main_entry(r) else { continue };
+        let task = r["task"].as_str().unwrap_or("?").to_string();
+        metric_of.insert(task.clone(), metric.clone());
+        let g = groups
+            .entry((r["protocol"].as_str().unwrap_or("?").to_string(), r["shots"].as_u64().unwrap_or(0)))
+            .or_default();
+        let variant =
+            r["variant"].as_str().filter(|s| !s.is_empty()).or(r["method"].as_str()).unwrap_or("?").to_string();
+        if !order.contains(&variant) {
+            order.push(variant.clone());
+        }
+        g.entry(variant.clone()).or_default().entry(task.clone()).or_default().push(100.0 * v);
+        if let Some(e) =
+            r.get(&set).and_then(|t| t.get("ensemble")).and_then(|m| m.get(&metric)).and_then(Value::as_f64)
+        {
+            let name = format!("{variant} (ensemble)");
+            g.entry(name.clone()).or_default().entry(task).or_default().push(100.0 * e);
+            if !order.contains(&name) {
+                order.push(name);
+            }
+        }
+    }
+    let mut out = String::new();
+    for ((protocol, shots), table) in &groups {
+        let tasks: Vec<String> = {
+            let mut t: Vec<String> = table.values().flat_map(|m| m.keys().cloned()).collect();
+            t.sort();
+            t.dedup();
+            t
+        };
+        out.push_str(&format!(
+            "\n### protocol {protocol}, K = {shots}: test score ×100 at the centroid, mean (std) over split seeds\n\n"
+        ));
+        out.push_str("| method |");
+        for t in &tasks {
+            out.push_str(&format!(" {t} ({}) |", metric_of[t]));
+        }
+        out.push_str(" avg |\n|---|");
+        out.push_str(&"---:|".repeat(tasks.len() + 1));
+        out.push('\n');
+        let stats = |v: &str, t: &str| table.get(v).and_then(|m| m.get(t)).map(|x| (mean_std(x), x.len()));
+        let avg = |v: &str| -> Option<f64> {
+            let means: Vec<f64> = tasks.iter().filter_map(|t| stats(v, t).map(|s| s.0 .0)).collect();
+            (means.len() == tasks.len()).then(|| means.iter().sum::<f64>() / means.len() as f64)
+        };
+        let variants: Vec<&String> = order.iter().filter(|v| table.contains_key(*v)).collect();
+        let best: Vec<f64> = tasks
+            .iter()
+            .map(|t| variants.iter().filter_map(|v| stats(v, t).map(|s| s.0 .0)).fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        let best_avg = variants.iter().filter_map(|v| avg(v)).fold(f64::NEG_INFINITY, f64::max);
+        for v in variants {
+            out.push_str(&format!("| {v} |"));
+            for (t, b) in tasks.iter().zip(&best) {
+                match stats(v, t) {
+                    Some(((m, s), n)) => {
+                        let cell = format!("{m:.1} ({s:.1}){}", if n < 5 { format!(" n={n}") } else { String::new() });
+                        if (m - b).abs() < 1e-9 {
+                            out.push_str(&format!(" **{cell}** |"));
+                        } else {
+                            out.push_str(&format!(" {cell} |"));
+                        }
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            match avg(v) {
+                Some(a) if (a - best_avg).abs() < 1e-9 => out.push_str(&format!(" **{a:.1}** |\n")),
+                Some(a) => out.push_str(&format!(" {a:.1} |\n")),
+                None => out.push_str(" – |\n"),
+            }
+        }
+    }
+    out
+}
+
+/// Writes `results.csv` and `summary.md` for the runs found in `dirs` into `out`.
+pub fn write_tables(dirs: &[PathBuf], out: &Path) -> Result<usize> {
+    let rows = collect(dirs)?;
+    crate::train::write_atomic(&out.join("results.csv"), results_csv(&rows).as_bytes())?;
+    let mut md = String::from("# Benchmark summary\n\nGenerated by `prefix-subspace bench` from the runs under ");
+    md.push_str(&dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "));
+    md.push_str(". Main metric per task: accuracy (SST-2, RTE, QNLI, MNLI matched, WNLI, polarity), MCC (CoLA), F1 (MRPC, QQP), Pearson (STS-B). `n=k` marks cells with fewer than 5 finished seeds.\n");
+    md.push_str(&summary_md(&rows));
+    let notes: std::collections::BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| r["notes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .filter(|n| !n.starts_with("train pool:"))
+        .collect();
+    if !notes.is_empty() {
+        md.push_str("\n### Data caveats\n\n");
+        for n in notes {
+            md.push_str(&format!("- {n}\n"));
+        }
+    }
+    crate::train::write_atomic(&out.join("summary.md"), md.as_bytes())?;
+    Ok(rows.len())
+}
+
+/// Runs the cells not yet finished under `out/cells/`, `jobs` at a time, each as a child
+/// process of `exe train` (single-threaded when jobs > 1). Returns the number of failures.
+pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Result<usize> {
+    use std::sync::{Arc, Mutex};
+    let dir = out.join("cells");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let total = cells.len();
+    let todo: Vec<Cell> = cells.into_iter().filter(|c| !dir.join(&c.id).join("results.json").is_file()).collect();
+    eprintln!(
+        "bench: {} cells, {} already finished, {} to run ({} at a time)",
+        total,
+        total - todo.len(),
+        todo.len(),
+        jobs
+    );
+    let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(todo)));
+    let done = Arc::new(Mutex::new((0usize, 0usize))); // (finished, failed)
+    let n_todo = queue.lock().expect("queue").len();
+    let workers: Vec<_> = (0..jobs.max(1))
+        .map(|_| {
+            let (queue, done, dir, exe, out) =
+                (queue.clone(), done.clone(), dir.clone(), exe.to_path_buf(), out.to_path_buf());
+            std::thread::spawn(move || loop {
+                let Some(mut cell) = queue.lock().expect("queue").pop_front() else { break };
+                if jobs > 1 {
+                    cell.config.threads = 1;
+                }
+                let cfg_path = dir.join(format!("{}.toml", cell.id));
+                let log_path = dir.join(format!("{}.log", cell.id));
+                let run_dir = dir.join(&cell.id);
+                let t0 = std::time::Instant::now();
+                let ok = crate::train::write_atomic(&cfg_path, cell.config.to_toml().as_bytes()).is_ok()
+                    && std::fs::File::create(&log_path)
+                        .and_then(|log| {
+                            std::process::Command::new(&exe)
+                                .args(["train", "--quiet", "--overwrite", "--config"])
+                                .arg(&cfg_path)
+                                .arg("--out")
+                                .arg(&run_dir)
+                                .stdout(log.try_clone()?)
+                                .stderr(log)
+                                .status()
+                        })
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                let mut d = done.lock().expect("done");
+                d.0 += 1;
+                if !ok {
+                    d.1 += 1;
+                }
+                eprintln!(
+                    "bench: [{}/{}] {} {} in {:.0} s{}",
+                    d.0,
+                    n_todo,
+                    cell.id,
+                    if ok { "finished" } else { "FAILED" },
+                    t0.elapsed().as_secs_f64(),
+                    if ok { String::new() } else { format!(" (see {})", log_path.display()) }
+                );
+                if let Err(e) = write_tables(std::slice::from_ref(&out), &out) {
+                    eprintln!("bench: could not update the tables: {e}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let failed = done.lock().expect("done").1;
+    write_tables(std::slice::from_ref(&out.to_path_buf()), out)?;
+    Ok(failed)
+}
