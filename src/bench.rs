@@ -164,7 +164,7 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Value>> {
 }
 
 /// The test set and metric a task is summarised by (the main metric, at the centroid).
-fn main_entry(r: &Value) -> Option<(String, String, f64)> {
+pub fn main_entry(r: &Value) -> Option<(String, String, f64)> {
     let key = if r.get("test_matched").is_some() { "test_matched" } else { "test" };
     let m = r.get(key)?.get("centroid")?;
     let task = r["task"].as_str()?;
@@ -232,7 +232,8 @@ pub fn results_csv(rows: &[Value]) -> String {
     out
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
@@ -349,6 +350,27 @@ pub fn write_tables(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     Ok(rows.len())
 }
 
+/// The settings that cannot change a finished run's numbers (thread count, device, and the
+/// opt-in to partial train files, which only decides whether a run can start).
+fn comparable(c: &RunConfig) -> RunConfig {
+    RunConfig { threads: 0, device: "cpu".into(), allow_partial_train: false, ..c.clone() }
+}
+
+/// A cell is finished when its `results.json` exists and its `config.toml` is the cell's
+/// config; a cell trained with other settings is stale and runs again.
+fn finished(run_dir: &Path, config: &RunConfig) -> bool {
+    if !run_dir.join("results.json").is_file() {
+        return false;
+    }
+    match RunConfig::from_file(&run_dir.join("config.toml")) {
+        Ok(c) if comparable(&c) == comparable(config) => true,
+        _ => {
+            eprintln!("bench: {} was trained with other settings: running it again", run_dir.display());
+            false
+        }
+    }
+}
+
 /// Runs the cells not yet finished under `out/cells/`, `jobs` at a time, each as a child
 /// process of `exe train` (single-threaded when jobs > 1). Returns the number of failures.
 pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Result<usize> {
@@ -356,7 +378,7 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
     let dir = out.join("cells");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let total = cells.len();
-    let todo: Vec<Cell> = cells.into_iter().filter(|c| !dir.join(&c.id).join("results.json").is_file()).collect();
+    let todo: Vec<Cell> = cells.into_iter().filter(|c| !finished(&dir.join(&c.id), &c.config)).collect();
     eprintln!(
         "bench: {} cells, {} already finished, {} to run ({} at a time)",
         total,

@@ -92,9 +92,31 @@ enum Command {
         /// Run only shard I of N (0-based): every N-th cell of the grid's stable order.
         #[arg(long)]
         shard: Option<String>,
+        /// Run only the cells of these tasks (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Run only the cells of these methods / variant names (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        variants: Vec<String>,
         /// Combine the finished cells of these bench folders into --out's tables.
         #[arg(long, num_args = 1.., conflicts_with = "config")]
         merge: Vec<PathBuf>,
+    },
+    /// Draw the figures of a run (training curves; accuracy along the simplex) or of a bench
+    /// (method comparison with error bars), as PNG and SVG.
+    Plot {
+        /// A run directory: figures go to RUN/plots/.
+        #[arg(long, required_unless_present = "bench")]
+        run: Option<PathBuf>,
+        /// Bench folders: figures go to the first one's plots/.
+        #[arg(long, num_args = 1.., conflicts_with = "run")]
+        bench: Vec<PathBuf>,
+        /// For n ≥ 3, the split of the triangle heat map (dev or test).
+        #[arg(long, default_value = "dev")]
+        split: String,
+        /// Step of α along the edge / over the triangle.
+        #[arg(long, default_value_t = 0.05)]
+        step: f64,
     },
     /// Print a table of finished runs (test metrics at the centroid, the ensemble, the best
     /// vertex).
@@ -412,7 +434,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(report))?);
         }
-        Command::Bench { config, out, jobs, shard, merge } => {
+        Command::Bench { config, out, jobs, shard, tasks, variants, merge } => {
             std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
             if !merge.is_empty() {
                 let n = prefix_subspace::bench::write_tables(&merge, &out)?;
@@ -422,6 +444,12 @@ fn run(cli: Cli) -> Result<()> {
             let path = config.expect("clap requires --config without --merge");
             let bench = prefix_subspace::bench::BenchConfig::from_file(&path)?;
             let mut cells = bench.cells()?;
+            if !tasks.is_empty() {
+                cells.retain(|c| tasks.contains(&c.config.task));
+            }
+            if !variants.is_empty() {
+                cells.retain(|c| variants.contains(&c.variant));
+            }
             if let Some(s) = shard {
                 cells = prefix_subspace::bench::shard(cells, prefix_subspace::bench::parse_shard(&s)?);
             }
@@ -433,6 +461,26 @@ fn run(cli: Cli) -> Result<()> {
                     "{failed} cell(s) failed; their logs are in {}/cells/ (rerun the same command to retry them)",
                     out.display()
                 );
+            }
+        }
+        Command::Plot { run, bench, split, step } => {
+            if !(step > 0.0 && step <= 0.5) {
+                bail!("--step {step}: expected a value in (0, 0.5]");
+            }
+            let written = if let Some(run) = run {
+                let out = run.join("plots");
+                std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+                let (session, _vs, subspace) = open_run(&run)?;
+                let mut w = vec![prefix_subspace::figures::training(&run, session.task.main_metric.name(), &out)?];
+                w.extend(prefix_subspace::figures::simplex(&session, &subspace, &split, step, &out)?);
+                w
+            } else {
+                let out = bench[0].join("plots");
+                std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+                prefix_subspace::figures::bench_methods(&bench, &out)?
+            };
+            for w in written {
+                println!("{}.png\n{}.svg", w.display(), w.display());
             }
         }
         Command::Report { runs } => {

@@ -61,6 +61,25 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     let again = bench(&["--config", cfg, "--out", whole.to_str().unwrap()]);
     assert!(again.contains("6 already finished, 0 to run"), "{again}");
 
+    // A cell interrupted before its results.json (as after a kill) runs again, alone, and
+    // rerunning it with its seeds gives the same numbers.
+    let cell = whole.join("cells/polarity-k4-split21-subspace-beta0");
+    std::fs::remove_file(cell.join("results.json")).unwrap();
+    let resumed = bench(&["--config", cfg, "--out", whole.to_str().unwrap()]);
+    assert!(resumed.contains("5 already finished, 1 to run"), "{resumed}");
+    assert_eq!(rows(&whole), all);
+
+    // A cell trained with other settings is stale and reruns.
+    let edited = GRID.replace("max_steps = 2", "max_steps = 3");
+    let cfg2 = tmp.path().join("grid2.toml");
+    std::fs::write(&cfg2, edited).unwrap();
+    let stale = bench(&["--config", cfg2.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--tasks", "polarity"]);
+    assert!(stale.contains("0 already finished, 6 to run"), "{stale}");
+
+    // Back to the original grid for the sharding comparison.
+    bench(&["--config", cfg, "--out", whole.to_str().unwrap()]);
+    assert_eq!(rows(&whole), all);
+
     let mut shards = Vec::new();
     for i in 0..3 {
         let d = tmp.path().join(format!("shard{i}"));

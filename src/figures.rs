@@ -1,0 +1,127 @@
+//! The figures of a run and of a bench: the data behind each plot, computed from the run's
+//! checkpoint and logs (the drawing itself is in `plot`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::eval::{outputs, score, Encoded};
+use crate::plot;
+use crate::subspace::{At, Subspace};
+use crate::train::Session;
+
+/// Training curves from a run's `metrics.jsonl`: `<out>/training.{png,svg}`.
+pub fn training(run: &Path, main_metric: &str, out: &Path) -> Result<PathBuf> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let (mut loss, mut dev) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| Error::Input(format!("{}:{}: invalid JSON ({e})", path.display(), i + 1)))?;
+        let step = v["step"].as_f64().unwrap_or(f64::NAN);
+        match v["kind"].as_str() {
+            Some("step") => loss.push((step, v["loss"].as_f64().unwrap_or(f64::NAN))),
+            Some("eval") => dev.push((step, v["dev"][main_metric].as_f64().unwrap_or(f64::NAN))),
+            _ => {}
+        }
+    }
+    let stem = out.join("training");
+    plot::training_curves(&loss, &dev, main_metric, &format!("training: {}", run.display()), &stem)?;
+    Ok(stem)
+}
+
+/// Accuracy (main metric) along the simplex: for n = 2 the edge vertex 0 → 1 in steps of
+/// `step` on dev and test, with the centroid and the ensemble marked (`<out>/simplex-line`);
+/// for n ≥ 3 a heat map over the triangle of vertices 0, 1, 2 on `split` (`<out>/simplex-triangle`).
+pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, out: &Path) -> Result<Option<PathBuf>> {
+    let n = subspace.n;
+    if n < 2 {
+        return Ok(None);
+    }
+    let tok = &session.tokenizer;
+    let metric = session.task.main_metric;
+    let (enc, pad, bs) = (&session.encoder, tok.pad_id(), session.cfg.eval_batch_size);
+    let eval = |d: &Encoded, at: &At, m: usize| -> f64 {
+        let o = outputs(enc, subspace, d, at, m, bs, pad);
+        score(&o, &d.labels, &[metric], false)[metric.name()]
+    };
+    let dev = Encoded::new(tok, &session.task.split.dev)?;
+    let test_set = session.task.tests.first().ok_or_else(|| Error::Input("the task has no test set".into()))?;
+    let test = Encoded::new(tok, &test_set.1)?;
+    let k = (1.0 / step).round().max(1.0) as usize;
+    if n == 2 {
+        let mut series = Vec::new();
+        let mut markers = Vec::new();
+        let mut hlines = Vec::new();
+        for (name, d) in [("dev", &dev), (test_set.0.as_str(), &test)] {
+            let pts: Vec<(f64, f64)> =
+                (0..=k).map(|i| i as f64 / k as f64).map(|t| (t, eval(d, &At::Alpha(vec![1.0 - t, t]), 1))).collect();
+            markers.push((format!("{name} centroid"), 0.5, eval(d, &At::Centroid, 1)));
+            hlines.push((
+                format!("{name} ensemble of {}", session.cfg.ensemble_samples),
+                eval(d, &At::Sample, session.cfg.ensemble_samples),
+            ));
+            series.push((name.to_string(), pts));
+        }
+        let stem = out.join("simplex-line");
+        let title = format!("{} along the edge vertex 0 → vertex 1 ({})", metric.name(), session.task.name);
+        plot::simplex_line(&series, &markers, &hlines, metric.name(), &title, &stem)?;
+        return Ok(Some(stem));
+    }
+    let d = match split {
+        "dev" => &dev,
+        "test" => &test,
+        other => return Err(Error::Input(format!("--split {other}: expected dev or test"))),
+    };
+    let mut points = Vec::new();
+    for i in 0..=k {
+        for j in 0..=(k - i) {
+            let a = [i as f64 / k as f64, j as f64 / k as f64, (k - i - j) as f64 / k as f64];
+            let mut alpha = vec![0.0; n];
+            alpha[..3].copy_from_slice(&a);
+            points.push((a, eval(d, &At::Alpha(alpha), 1)));
+        }
+    }
+    let stem = out.join("simplex-triangle");
+    let title = format!("{} {} over the simplex of vertices 0, 1, 2 ({})", split, metric.name(), session.task.name);
+    plot::simplex_triangle(&points, metric.name(), &title, &stem)?;
+    Ok(Some(stem))
+}
+
+/// Method comparison per task (mean ± std over split seeds of the main test metric at the
+/// centroid) from a bench folder's runs: `<out>/methods-<protocol>-<K>`.
+pub fn bench_methods(bench_dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    let rows = crate::bench::collect(bench_dirs)?;
+    let mut groups: BTreeMap<(String, u64), BTreeMap<(String, String), Vec<f64>>> = BTreeMap::new();
+    for r in &rows {
+        let Some((_, metric, v)) = crate::bench::main_entry(r) else { continue };
+        let task = format!("{} ({metric})", r["task"].as_str().unwrap_or("?"));
+        let variant =
+            r["variant"].as_str().filter(|s| !s.is_empty()).or(r["method"].as_str()).unwrap_or("?").to_string();
+        let key = (r["protocol"].as_str().unwrap_or("?").to_string(), r["shots"].as_u64().unwrap_or(0));
+        groups.entry(key).or_default().entry((task, variant)).or_default().push(100.0 * v);
+    }
+    let mut written = Vec::new();
+    for ((protocol, shots), cells) in groups {
+        let mut tasks: Vec<String> = cells.keys().map(|k| k.0.clone()).collect();
+        tasks.dedup();
+        let mut methods: Vec<String> = Vec::new();
+        for (_, m) in cells.keys() {
+            if !methods.contains(m) {
+                methods.push(m.clone());
+            }
+        }
+        let values: BTreeMap<(String, String), (f64, f64)> =
+            cells.iter().map(|(k, v)| (k.clone(), crate::bench::mean_std(v))).collect();
+        let stem = out.join(format!("methods-{protocol}-{shots}"));
+        let title = format!("test score ×100 at the centroid, mean ± std over split seeds ({protocol}, K = {shots})");
+        plot::method_comparison(&tasks, &methods, &values, "score × 100", &title, &stem)?;
+        written.push(stem);
+    }
+    if written.is_empty() {
+        return Err(Error::Input(format!("no finished runs under {:?}", bench_dirs)));
+    }
+    Ok(written)
+}
