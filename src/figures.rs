@@ -90,11 +90,14 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
     Ok(Some(stem))
 }
 
+/// Scores per (task, method) of one (protocol, K) group.
+type Cells = BTreeMap<(String, String), Vec<f64>>;
+
 /// Method comparison per task (mean ± std over split seeds of the main test metric at the
 /// centroid) from a bench folder's runs: `<out>/methods-<protocol>-<K>`.
 pub fn bench_methods(bench_dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     let rows = crate::bench::collect(bench_dirs)?;
-    let mut groups: BTreeMap<(String, u64), BTreeMap<(String, String), Vec<f64>>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, u64), Cells> = BTreeMap::new();
     for r in &rows {
         let Some((_, metric, v)) = crate::bench::main_entry(r) else { continue };
         let task = format!("{} ({metric})", r["task"].as_str().unwrap_or("?"));
