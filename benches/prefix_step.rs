@@ -77,7 +77,7 @@ fn main() {
             let a = s.sample_alphas(b, Device::Cpu);
             let mut loss = s.forward(&enc, &batch, &a, true).cross_entropy_for_logits(&labels);
             if let Some(reg) = s.regulariser(&mut rng) {
-                loss = loss + reg;
+                loss += reg;
             }
             opt.backward_step(&loss);
         });
