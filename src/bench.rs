@@ -272,6 +272,13 @@ pub fn summary_md(rows: &[Value]) -> String {
             }
         }
     }
+    // Methods in their usual order (each followed by its ensemble row), then the variants.
+    let rank = |v: &String| {
+        let base = v.trim_end_matches(" (ensemble)");
+        let i = Method::ALL.iter().position(|m| m.name() == base).unwrap_or(Method::ALL.len());
+        (i, base.to_string(), v.ends_with(" (ensemble)"))
+    };
+    order.sort_by_key(rank);
     let mut out = String::new();
     for ((protocol, shots), table) in &groups {
         let tasks: Vec<String> = {
