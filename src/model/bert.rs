@@ -4,7 +4,8 @@
 //!
 //! Structs mirror the checkpoint's tensor names (`embeddings.*`, `encoder.layer.N.*`), so
 //! loading is a lookup by name. Weights are plain tensors without `requires_grad`: no
-//! gradient is ever computed for them unless [`Encoder::set_trainable`] asks for it.
+//! gradient is ever computed for them unless [`Encoder::make_trainable`] or
+//! [`Encoder::add_lora`] asks for trainable parameters.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -718,15 +719,6 @@ impl Encoder {
             h = layer.forward(&h, &additive, None, drop);
         }
         Tensor::stack(&kvs, 0)
-    }
-
-    /// Makes every weight trainable (full fine-tuning) or frozen again; returns them.
-    pub fn set_trainable(&mut self, trainable: bool) -> Vec<Tensor> {
-        let tensors: Vec<Tensor> = self.named_tensors().into_iter().map(|(_, t)| t.shallow_clone()).collect();
-        for t in &tensors {
-            let _ = t.shallow_clone().set_requires_grad(trainable);
-        }
-        tensors
     }
 }
 
