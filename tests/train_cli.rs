@@ -258,3 +258,81 @@ fn an_existing_run_directory_is_refused_without_overwrite() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
     assert_eq!(std::fs::read_to_string(tmp.path().join("results.json")).unwrap(), "{}");
 }
+
+#[test]
+fn more_bad_inputs_name_what_is_wrong() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let good: String = std::iter::once("text\tlabel\n".to_string())
+        .chain((0..12).map(|i| format!("sentence number {i}\t{}\n", if i % 2 == 0 { "pos" } else { "neg" })))
+        .collect();
+    let train = write(t, "train.tsv", &good);
+    let f = |p: &Path| format!("train_file={}", p.display());
+
+    let mut bytes = b"text\tlabel\nfine\tpos\n".to_vec();
+    bytes.extend_from_slice(b"bad \xff\xfe bytes\tneg\n");
+    std::fs::write(t.join("latin.tsv"), bytes).unwrap();
+    let err = fails(t, &[f(&t.join("latin.tsv"))]);
+    assert!(err.contains("latin.tsv:3") && err.contains("UTF-8"), "non-UTF-8: {err}");
+
+    let blank = write(t, "blank.tsv", "text\tlabel\nfine\tpos\n  \tneg\n");
+    let err = fails(t, &[f(&blank)]);
+    assert!(err.contains("blank.tsv:3") && err.contains("empty"), "empty text: {err}");
+
+    let no_weights = t.join("model");
+    std::fs::create_dir(&no_weights).unwrap();
+    std::fs::copy(common::minilm_dir().join("config.json"), no_weights.join("config.json")).unwrap();
+    let err = fails(t, &[f(&train), format!("model={}", no_weights.display())]);
+    assert!(err.contains("model.safetensors"), "no weights: {err}");
+
+    // An output directory that cannot be created.
+    let blocker = write(t, "a-file", "");
+    let out = run(&[
+        "train",
+        "--task",
+        "user",
+        "--quiet",
+        "--set",
+        &f(&train),
+        "--set",
+        "shots=2",
+        "--out",
+        blocker.join("run").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a-file/run"), "unwritable output: {err}");
+}
+
+#[test]
+fn a_diverging_loss_stops_training_and_names_the_step() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("run");
+    let out = run(&[
+        "train",
+        "--task",
+        "polarity",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--set",
+        "lr=1e30",
+        "--set",
+        "head_lr=1e30",
+        "--set",
+        "clip=0",
+        "--set",
+        "max_steps=30",
+        "--set",
+        "eval_every=1",
+        "--set",
+        "test_limit=20",
+    ]);
+    assert!(!out.status.success(), "training with lr 1e30 did not stop");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("diverged") && err.contains("step"), "{err}");
+    assert!(out_dir.join("checkpoint.safetensors").is_file(), "the last good checkpoint is kept");
+    assert!(!out_dir.join("results.json").exists());
+}
