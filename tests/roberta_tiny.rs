@@ -1,6 +1,7 @@
 //! RoBERTa loading (with a `roberta.` name prefix) and the byte-level BPE tokenizer, on a
-//! tiny random checkpoint written here; the outputs are compared with Hugging Face values
-//! (scripts/reference/make_tiny_roberta_fixture.py, same vocabulary and merges as below).
+//! tiny checkpoint written here (pseudo-random weights from a formula); the outputs are
+//! compared with Hugging Face values (scripts/reference/make_tiny_roberta_fixture.py: same
+//! vocabulary, merges and weight formula as below).
 
 mod common;
 
@@ -29,30 +30,77 @@ fn write_checkpoint(dir: &std::path::Path) {
         "type_vocab_size": 1, "pad_token_id": 1, "layer_norm_eps": 1e-5, "hidden_act": "gelu"
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let fx = common::fixture("tiny_roberta.safetensors");
-    let weights: Vec<(String, Tensor)> = fx
+    let mut shapes: Vec<(String, Vec<i64>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![tokens.len() as i64, 32]),
+        ("embeddings.position_embeddings.weight".into(), vec![40, 32]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![1, 32]),
+        ("embeddings.LayerNorm.weight".into(), vec![32]),
+        ("embeddings.LayerNorm.bias".into(), vec![32]),
+    ];
+    for l in 0..2 {
+        for (n, o, i) in [
+            ("attention.self.query", 32, 32),
+            ("attention.self.key", 32, 32),
+            ("attention.self.value", 32, 32),
+            ("attention.output.dense", 32, 32),
+            ("intermediate.dense", 64, 32),
+            ("output.dense", 32, 64),
+        ] {
+            shapes.push((format!("encoder.layer.{l}.{n}.weight"), vec![o, i]));
+            shapes.push((format!("encoder.layer.{l}.{n}.bias"), vec![o]));
+        }
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("encoder.layer.{l}.{n}.weight"), vec![32]));
+            shapes.push((format!("encoder.layer.{l}.{n}.bias"), vec![32]));
+        }
+    }
+    shapes.sort();
+    let weights: Vec<(String, Tensor)> = shapes
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("w.").map(|n| (format!("roberta.{n}"), v.shallow_clone())))
+        .enumerate()
+        .map(|(k, (name, shape))| {
+            let numel: i64 = shape.iter().product();
+            let v: Vec<f32> = (0..numel)
+                .map(|j| {
+                    let s = (0.37 * j as f64 + 1.3 * k as f64 + 0.1).sin();
+                    (if name.ends_with("LayerNorm.weight") { 1.0 + 0.1 * s } else { 0.5 * s }) as f32
+                })
+                .collect();
+            (format!("roberta.{name}"), Tensor::from_slice(&v).view(shape.as_slice()))
+        })
         .collect();
     Tensor::write_safetensors(&weights, dir.join("model.safetensors")).unwrap();
+}
+
+/// HF's reference: token ids, mask and final hidden states.
+fn reference() -> (Tensor, Tensor, Tensor) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_roberta_reference.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ints = |k: &str| -> Tensor {
+        let rows: Vec<Vec<i64>> = serde_json::from_value(v[k].clone()).unwrap();
+        Tensor::from_slice2(&rows)
+    };
+    let shape: Vec<i64> = serde_json::from_value(v["shape"].clone()).unwrap();
+    let h: Vec<f32> = serde_json::from_value(v["last_hidden_state"].clone()).unwrap();
+    (ints("input_ids"), ints("attention_mask"), Tensor::from_slice(&h).view(shape.as_slice()))
 }
 
 #[test]
 fn tiny_roberta_and_bpe_tokenizer_match_hugging_face() {
     let tmp = tempfile::tempdir().unwrap();
     write_checkpoint(tmp.path());
-    let fx = common::fixture("tiny_roberta.safetensors");
+    let (ref_ids, ref_mask, ref_hidden) = reference();
     let tok = TextTokenizer::from_dir(tmp.path(), 64).unwrap();
     assert_eq!(tok.pad_id(), 1);
     let batch = tok.batch(&[("the cat", None), ("hello there.", Some("the cat")), ("cat", None)], Device::Cpu).unwrap();
-    assert_eq!(batch.input_ids, fx["input_ids"], "BPE ids differ from HF RobertaTokenizer");
-    assert_eq!(batch.attention_mask, fx["attention_mask"]);
+    assert_eq!(batch.input_ids, ref_ids, "BPE ids differ from HF RobertaTokenizer");
+    assert_eq!(batch.attention_mask, ref_mask);
 
     let enc = Encoder::load(tmp.path(), Device::Cpu).unwrap();
     assert_eq!(enc.arch, Arch::Roberta);
     let h = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
     let m = batch.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
-    let diff = common::max_abs_diff(&(&h * &m), &(&fx["last_hidden_state"] * &m));
+    let diff = common::max_abs_diff(&(&h * &m), &(&ref_hidden * &m));
     assert!(diff < 1e-4, "RoBERTa hidden states differ from HF by {diff}");
 }
 

@@ -1,22 +1,24 @@
 """Reference hidden states from Hugging Face transformers, for tests/encoder_parity.rs.
 
-Writes tests/fixtures/minilm_parity.safetensors with, for one padded batch:
-  input_ids, attention_mask, token_type_ids   (int64, from the HF tokenizer)
-  last_hidden_state                           (float32, HF BertModel in eval mode)
+Writes tests/fixtures/minilm_parity.json with, for one padded batch:
+  input_ids, attention_mask, token_type_ids   (from the HF tokenizer)
+  hidden_first48   final hidden states (HF BertModel, eval mode), dimensions 0..47 of every position
+  mean_pooled      the mask-weighted mean of the final hidden states over real tokens (all 384 dims)
+(a subset of the hidden states keeps the fixture small; the mean involves every dimension).
 
 Usage (needs torch + transformers; see scripts/reference/venv.sh):
   python scripts/reference/make_parity_fixture.py [MODEL_DIR] [OUT]
 """
+import json
 import os
 import sys
 
 import torch
-from safetensors.torch import save_file
 from transformers import AutoModel, AutoTokenizer
 
 HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
 model_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HOME, "models", "all-MiniLM-L6-v2")
-out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "minilm_parity.safetensors")
+out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "minilm_parity.json")
 
 # Singles and pairs of different lengths, in one padded batch.
 INPUTS = [
@@ -50,8 +52,9 @@ for i, e in enumerate(encs):
 ids[mask == 0] = tok.pad_token_id
 with torch.no_grad():
     h = model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-save_file(
-    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "last_hidden_state": h.float().contiguous()},
-    out,
-)
+m = mask.unsqueeze(-1).float()
+pooled = (h * m).sum(1) / m.sum(1)
+r = lambda t: [[round(x, 7) for x in row] for row in t.tolist()] if t.dim() == 2 else [r(x) for x in t]
+json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": types.tolist(),
+           "hidden_first48": r(h[:, :, :48]), "mean_pooled": r(pooled)}, open(out, "w"))
 print(f"wrote {out}: batch {tuple(ids.shape)}, hidden {tuple(h.shape)}")

@@ -1,12 +1,13 @@
-"""Reference values for tests/roberta_tiny.rs: a tiny random RoBERTa and its HF outputs.
+"""Reference values for tests/roberta_tiny.rs: a tiny RoBERTa and its HF outputs.
 
-The test writes the checkpoint folder itself (config.json, vocab.json, merges.txt from the
-same constants as below, model.safetensors from the weights stored here with a `roberta.`
-prefix), then compares our encoder and tokenizer with what HF computed here.
+The test writes the whole checkpoint folder itself: config.json, vocab.json and merges.txt
+from the same constants as below, and model.safetensors (with a `roberta.` prefix) from the
+same deterministic pseudo-random formula as below (`weight`): parameter number k of the
+sorted parameter names, element j: 0.5·sin(0.37·j + 1.3·k + 0.1), computed in float64 and
+rounded to float32 (LayerNorm weights: 1 + 0.1·sin(...)). No weights are stored in the repo.
 
-Writes tests/fixtures/tiny_roberta.safetensors:
-  w.<name>            every encoder weight (float32)
-  input_ids, attention_mask, last_hidden_state   (HF tokenizer + RobertaModel, eval mode)
+Writes tests/fixtures/tiny_roberta_reference.json: input_ids, attention_mask (from HF's
+RobertaTokenizer) and last_hidden_state (HF RobertaModel, eval mode), flattened.
 """
 import json
 import os
@@ -14,11 +15,10 @@ import sys
 import tempfile
 
 import torch
-from safetensors.torch import save_file
 from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "tests", "fixtures", "tiny_roberta.safetensors")
+out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "tests", "fixtures", "tiny_roberta_reference.json")
 
 # Keep in sync with tests/roberta_tiny.rs.
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -28,14 +28,21 @@ VOCAB = {t: i for i, t in enumerate(SPECIAL + PIECES)}
 MERGES = ["t h", "Ġ th", "Ġth e", "a t", "Ġ c", "Ġc at", "e r", "r e", "Ġthe re", "h e", "l l", "ll o", "he llo", "Ġ hello"]
 TEXTS = [("the cat", None), ("hello there.", "the cat"), ("cat", None)]
 
-torch.manual_seed(0)
+def weight(name, k, shape):
+    j = torch.arange(int(torch.tensor(shape).prod()), dtype=torch.float64)
+    v = torch.sin(0.37 * j + 1.3 * k + 0.1)
+    v = 1.0 + 0.1 * v if name.endswith("LayerNorm.weight") else 0.5 * v
+    return v.to(torch.float32).reshape(shape)
+
+
 cfg = RobertaConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=40, type_vocab_size=1, pad_token_id=1,
                     bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
 model = RobertaModel(cfg, add_pooling_layer=False).eval()
+params = dict(model.named_parameters())
 with torch.no_grad():
-    for p in model.parameters():
-        p.normal_(0, 0.5)
+    for k, name in enumerate(sorted(params)):
+        params[name].copy_(weight(name, k, params[name].shape))
 
 with tempfile.TemporaryDirectory() as d:
     json.dump(VOCAB, open(os.path.join(d, "vocab.json"), "w"))
@@ -50,8 +57,7 @@ for i, e in enumerate(encs):
     mask[i, : len(e["input_ids"])] = 1
 with torch.no_grad():
     h = model(input_ids=ids, attention_mask=mask).last_hidden_state
-tensors = {"w." + k: v.contiguous() for k, v in model.state_dict().items()}
-tensors.update({"input_ids": ids, "attention_mask": mask, "last_hidden_state": h.contiguous()})
-save_file(tensors, out)
+json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "shape": list(h.shape),
+           "last_hidden_state": [round(x, 7) for x in h.flatten().tolist()]}, open(out, "w"))
 print("ids", ids.tolist())
 print(f"wrote {out}")

@@ -25,10 +25,37 @@ pub fn glue_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/glue")
 }
 
-/// Reads a fixture file of named tensors.
+/// Reads a JSON fixture: each array becomes a tensor of its nested shape, int64 for the
+/// id/mask matrices, float32 otherwise.
 pub fn fixture(name: &str) -> HashMap<String, Tensor> {
+    fn shape(v: &serde_json::Value, out: &mut Vec<i64>) {
+        if let Some(a) = v.as_array() {
+            out.push(a.len() as i64);
+            shape(&a[0], out);
+        }
+    }
+    fn flat(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v.as_array() {
+            Some(a) => a.iter().for_each(|x| flat(x, out)),
+            None => out.push(v.as_f64().expect("a number")),
+        }
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    Tensor::read_safetensors(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, x)| x.is_array())
+        .map(|(k, x)| {
+            let (mut s, mut values) = (Vec::new(), Vec::new());
+            shape(x, &mut s);
+            flat(x, &mut values);
+            let t = Tensor::from_slice(&values).view(s.as_slice());
+            let kind = if k.ends_with("_ids") || k.ends_with("_mask") { tch::Kind::Int64 } else { tch::Kind::Float };
+            (k.clone(), t.to_kind(kind))
+        })
+        .collect()
 }
 
 /// Max absolute difference of two float tensors.
