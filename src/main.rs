@@ -372,8 +372,14 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::remove_dir_all(&out).with_context(|| format!("{}: cannot remove", out.display()))?;
             }
             let results = train(&mut session, &out, args.quiet)?;
+            let sel = &results["dev_selection"];
+            let main = session.task.main_metric.name();
+            let how = match sel["samples"].as_u64() {
+                Some(m) if m > 1 => format!("{m} sampled models per example"),
+                _ => "centroid".to_string(),
+            };
             println!(
-                "{} {} (n = {}), {} train / {} dev examples, split seed {}, seed {}: best dev {} at epoch {}, {:.1} s",
+                "{} {} (n = {}), {} train / {} dev examples, split seed {}, seed {}: best dev {main} {:.4} ({how}) at step {}, trained in {:.1} s",
                 results["task"].as_str().unwrap_or(""),
                 results["method"].as_str().unwrap_or(""),
                 results["vertices"],
@@ -381,8 +387,8 @@ fn run(cli: Cli) -> Result<()> {
                 results["dev_examples"],
                 results["split_seed"],
                 results["seed"],
-                results["dev_selection"],
-                results["best_epoch"],
+                sel[main].as_f64().unwrap_or(f64::NAN),
+                results["best_step"],
                 results["train_seconds"].as_f64().unwrap_or(0.0)
             );
             print_table(&results);
