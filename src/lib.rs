@@ -7,6 +7,7 @@ pub mod data;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod figures;
 pub mod metrics;
 pub mod model;

@@ -118,6 +118,21 @@ enum Command {
         #[arg(long, default_value_t = 0.05)]
         step: f64,
     },
+    /// Export a trained prefix as a PEFT prefix-tuning adapter (+ the head, saved alongside).
+    Export {
+        /// The run directory written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// centroid | vertex:I | alpha:A,B,...
+        #[arg(long, default_value = "centroid")]
+        at: String,
+        /// Output format (only peft).
+        #[arg(long, default_value = "peft")]
+        format: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a table of finished runs (test metrics at the centroid, the ensemble, the best
     /// vertex).
     Report {
@@ -488,6 +503,21 @@ fn run(cli: Cli) -> Result<()> {
             for w in written {
                 println!("{}.png\n{}.svg", w.display(), w.display());
             }
+        }
+        Command::Export { run, at, format, out } => {
+            if format != "peft" {
+                bail!("--format {format}: only peft is supported");
+            }
+            let (session, _vs, subspace) = open_run(&run)?;
+            let (point, m) = parse_at(&at)?;
+            if m > 1 {
+                bail!("--at {at}: export one point of the simplex (centroid, vertex:I or alpha:...), not an ensemble");
+            }
+            check_at(&point, subspace.n, &at)?;
+            if let Some(w) = prefix_subspace::export::peft(&session, &subspace, &point, &out)? {
+                eprintln!("warning: {w}");
+            }
+            println!("wrote {}", out.display());
         }
         Command::Report { runs } => {
             let mut rows = Vec::new();

@@ -74,10 +74,14 @@ struct Reparam {
 }
 
 impl Subspace {
-    /// Creates the vertices in `vs` (independent initialisation of every vertex).
+    /// Creates the vertices in `vs` (independent initialisation of every vertex). Methods
+    /// without a deep prefix (LoRA, BitFit, head, prompt, full) get a length-0 prefix and one
+    /// vertex; the heads live in optimizer group 1 (their own learning rate), everything else
+    /// in group 0.
     pub fn new(vs: &nn::Path, cfg: &RunConfig, encoder: &Encoder, classes: i64, pooling: Pooling) -> Self {
         let n = cfg.vertices as i64;
-        let (l, h, p) = (encoder.num_layers(), encoder.hidden_size(), cfg.prefix_len as i64);
+        let p = if cfg.method.uses_prefix() { cfg.prefix_len as i64 } else { 0 };
+        let (l, h) = (encoder.num_layers(), encoder.hidden_size());
         let (prefix, reparam) = if cfg.reparam > 0 {
             let r = cfg.reparam as i64;
             let emb_init = init_vertices(cfg, encoder, n, p).select(1, 0).select(1, 0); // (n, p, H): layer-0 keys
@@ -180,6 +184,29 @@ impl Subspace {
     /// Mixed prefix `(L, 2, B or 1, p, H)` for the given α.
     pub fn mixed_prefix(&self, alphas: &Alphas) -> Tensor {
         Tensor::einsum("bln,nlkph->lkbph", &[&alphas.layers, &self.vertex_prefixes()], None::<i64>)
+    }
+
+    /// The head at a fixed point: `(W (C, H), b (C))` = Σᵢ αᵢ (Wᵢ, bᵢ) (the logits are linear
+    /// in the head's parameters, so this is the mixed head exactly).
+    pub fn head_at(&self, at: &At) -> (Tensor, Tensor) {
+        if self.head_w.size()[0] == 1 {
+            return (self.head_w.get(0).detach(), self.head_b.get(0).detach());
+        }
+        let a = self.fixed_alphas(at, self.head_w.device()).head.squeeze_dim(0);
+        (
+            Tensor::einsum("n,nch->ch", &[&a, &self.head_w], None::<i64>).detach(),
+            Tensor::einsum("n,nc->c", &[&a, &self.head_b], None::<i64>).detach(),
+        )
+    }
+
+    /// Number of prefix positions p (0 for methods without a prefix).
+    pub fn prefix_len(&self) -> i64 {
+        self.prefix_len
+    }
+
+    /// The pooling the head reads.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
     }
 
     /// Logits `(B, C)` of the mixed head on pooled features `(B, H)`.

@@ -90,3 +90,20 @@ fn every_method_trains_and_its_run_directory_evaluates_back() {
         );
     }
 }
+
+#[test]
+fn methods_without_a_prefix_train_no_prefix() {
+    use prefix_subspace::config::RunConfig;
+    use prefix_subspace::model::Pooling;
+    use prefix_subspace::subspace::Subspace;
+    let enc = common::tiny_bert(0);
+    for m in Method::ALL {
+        let cfg = RunConfig { method: m, ..Default::default() }.resolve().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean);
+        let prefix_numel = vs.variables().get("prefix").map_or(0, |t| t.numel());
+        assert_eq!(prefix_numel > 0, m.uses_prefix(), "{}: {prefix_numel} prefix parameters", m.name());
+        assert_eq!(s.prefix_len() > 0, m.uses_prefix(), "{}", m.name());
+        assert_eq!(vs.variables().keys().any(|k| k == "prompt"), m == Method::Prompt, "{}", m.name());
+    }
+}
