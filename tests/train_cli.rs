@@ -194,6 +194,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A valid user-task file: 12 sentences, 6 per class.
+fn good_train_file(dir: &Path) -> PathBuf {
+    let text: String = std::iter::once("text\tlabel\n".to_string())
+        .chain((0..12).map(|i| format!("sentence number {i}\t{}\n", if i % 2 == 0 { "pos" } else { "neg" })))
+        .collect();
+    write(dir, "train.tsv", &text)
+}
+
 /// Runs a user-task training that must fail; returns stderr and checks nothing was written.
 fn fails(tmp: &Path, sets: &[String]) -> String {
     let out_dir = tmp.join("run-that-must-not-exist");
@@ -216,10 +224,7 @@ fn bad_inputs_give_one_clear_error_and_write_nothing() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let good: String = std::iter::once("text\tlabel\n".to_string())
-        .chain((0..12).map(|i| format!("sentence number {i}\t{}\n", if i % 2 == 0 { "pos" } else { "neg" })))
-        .collect();
-    let train = write(t, "train.tsv", &good);
+    let train = good_train_file(t);
     let f = |p: &Path| format!("train_file={}", p.display());
 
     let err = fails(t, &[f(&train), "label_column=gold".into()]);
@@ -264,10 +269,7 @@ fn more_bad_inputs_name_what_is_wrong() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let good: String = std::iter::once("text\tlabel\n".to_string())
-        .chain((0..12).map(|i| format!("sentence number {i}\t{}\n", if i % 2 == 0 { "pos" } else { "neg" })))
-        .collect();
-    let train = write(t, "train.tsv", &good);
+    let train = good_train_file(t);
     let f = |p: &Path| format!("train_file={}", p.display());
 
     let mut bytes = b"text\tlabel\nfine\tpos\n".to_vec();
