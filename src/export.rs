@@ -8,12 +8,12 @@
 use std::path::Path;
 
 use serde_json::json;
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::error::{Error, Result};
 use crate::model::Positions;
 use crate::subspace::{At, Subspace};
-use crate::train::{write_atomic, Session};
+use crate::train::{write_atomic, write_tensors_atomic as save, Session};
 
 /// Writes `adapter_config.json`, `adapter_model.safetensors`, `head.safetensors` and
 /// `head_config.json` into `out`. Returns a warning to print, if any.
@@ -67,10 +67,4 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
          --set positions=shifted for an exact match)"
             .to_string()
     }))
-}
-
-fn save(tensors: &[(&str, &Tensor)], path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

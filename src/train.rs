@@ -102,8 +102,13 @@ pub fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let mut named: Vec<(String, Tensor)> =
         vars.into_iter().map(|(k, v)| (k, v.detach().to(Device::Cpu).contiguous())).collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors_atomic(&named, path)
+}
+
+/// Writes named tensors as safetensors atomically (temp file, fsync, rename).
+pub fn write_tensors_atomic<S: AsRef<str>, T: AsRef<Tensor>>(tensors: &[(S, T)], path: &Path) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&named, &tmp)?;
+    Tensor::write_safetensors(tensors, &tmp)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
