@@ -15,6 +15,7 @@ fn setup() -> (Encoder, TextTokenizer) {
 /// (and x attends to everything).
 #[test]
 fn context_keys_values_as_prefix_equal_running_the_concatenation() {
+    let _rng = common::torch_rng_lock();
     let (enc, tok) = setup();
     for (c_text, x_text) in [
         ("the film was a delight from start to finish", "a great movie ."),
@@ -46,6 +47,7 @@ fn context_keys_values_as_prefix_equal_running_the_concatenation() {
 
 #[test]
 fn a_length_zero_prefix_equals_no_prefix() {
+    let _rng = common::torch_rng_lock();
     let (enc, tok) = setup();
     let x = tok.batch(&[("one sentence", None), ("and a second, longer one", None)], Device::Cpu).unwrap();
     let empty = Tensor::zeros([enc.num_layers(), 2, 2, 0, enc.hidden_size()], (Kind::Float, Device::Cpu));
@@ -56,6 +58,7 @@ fn a_length_zero_prefix_equals_no_prefix() {
 
 #[test]
 fn each_example_uses_its_own_prefix() {
+    let _rng = common::torch_rng_lock();
     let (enc, tok) = setup();
     tch::manual_seed(0);
     let (l, h, p) = (enc.num_layers(), enc.hidden_size(), 4);
@@ -77,6 +80,7 @@ fn each_example_uses_its_own_prefix() {
 
 #[test]
 fn gradients_flow_to_the_prefix_and_never_to_the_weights() {
+    let _rng = common::torch_rng_lock();
     let (enc, tok) = setup();
     tch::manual_seed(1);
     let prefix = (Tensor::randn([enc.num_layers(), 2, 1, 3, enc.hidden_size()], (Kind::Float, Device::Cpu)) * 0.1)

@@ -21,6 +21,7 @@ fn subspace(n: usize, granularity: Granularity) -> (nn::VarStore, Subspace, pref
 
 #[test]
 fn dirichlet_draws_lie_on_the_simplex_with_mean_one_over_n() {
+    let _rng = common::torch_rng_lock();
     for n in [2usize, 3, 5] {
         let (_vs, s, _) = subspace(n, Granularity::ExampleLayer);
         tch::manual_seed(7);
@@ -42,6 +43,7 @@ fn dirichlet_draws_lie_on_the_simplex_with_mean_one_over_n() {
 
 #[test]
 fn granularity_controls_what_shares_an_alpha() {
+    let _rng = common::torch_rng_lock();
     let (_vs, s, _) = subspace(3, Granularity::Example);
     let a = s.sample_alphas(6, Device::Cpu);
     assert_eq!((a.layers.select(1, 0) - a.layers.select(1, 1)).abs().max().double_value(&[]), 0.0);
@@ -54,6 +56,7 @@ fn granularity_controls_what_shares_an_alpha() {
 
 #[test]
 fn centroid_is_the_vertex_average_and_a_unit_alpha_is_the_vertex_exactly() {
+    let _rng = common::torch_rng_lock();
     let (_vs, s, _) = subspace(3, Granularity::ExampleLayer);
     let v = s.vertex_prefixes();
     let c = s.mixed_prefix(&s.fixed_alphas(&At::Centroid, Device::Cpu)); // (L, 2, 1, p, H)
@@ -67,6 +70,7 @@ fn centroid_is_the_vertex_average_and_a_unit_alpha_is_the_vertex_exactly() {
 
 #[test]
 fn per_example_alphas_mix_each_example_separately() {
+    let _rng = common::torch_rng_lock();
     let (_vs, s, _) = subspace(3, Granularity::ExampleLayer);
     let a = s.sample_alphas(4, Device::Cpu);
     let mixed = s.mixed_prefix(&a); // (L, 2, B, p, H)
@@ -83,6 +87,7 @@ fn per_example_alphas_mix_each_example_separately() {
 
 #[test]
 fn the_head_mixes_vertex_logits_with_its_own_alpha() {
+    let _rng = common::torch_rng_lock();
     let (_vs, s, _) = subspace(3, Granularity::ExampleLayer);
     tch::manual_seed(3);
     let pooled = Tensor::randn([5, 16], (Kind::Float, Device::Cpu));
@@ -97,6 +102,7 @@ fn the_head_mixes_vertex_logits_with_its_own_alpha() {
 
 #[test]
 fn the_regulariser_gradient_pushes_a_pair_of_vertices_apart() {
+    let _rng = common::torch_rng_lock();
     let a = Tensor::from_slice(&[1.0f32, 0.2, 0.1]).set_requires_grad(true);
     let b = Tensor::from_slice(&[0.9f32, 0.3, -0.1]).set_requires_grad(true);
     let before = cos_squared(&a, &b).double_value(&[]);
@@ -123,6 +129,7 @@ fn the_regulariser_gradient_pushes_a_pair_of_vertices_apart() {
 
 #[test]
 fn one_vertex_draws_nothing_and_has_no_regulariser() {
+    let _rng = common::torch_rng_lock();
     let (_vs, s, _) = subspace(1, Granularity::ExampleLayer);
     tch::manual_seed(11);
     let a = s.sample_alphas(4, Device::Cpu);
@@ -136,6 +143,7 @@ fn one_vertex_draws_nothing_and_has_no_regulariser() {
 
 #[test]
 fn training_moves_the_prefix_and_heads_but_not_the_encoder() {
+    let _rng = common::torch_rng_lock();
     let (vs, s, enc) = subspace(3, Granularity::ExampleLayer);
     let before: Vec<Tensor> = enc.named_tensors().iter().map(|(_, t)| t.copy()).collect();
     let p0 = s.vertex_prefixes().copy();
@@ -155,6 +163,7 @@ fn training_moves_the_prefix_and_heads_but_not_the_encoder() {
 
 #[test]
 fn the_mlp_reparameterisation_produces_prefixes_of_the_right_shape_with_gradients() {
+    let _rng = common::torch_rng_lock();
     let enc = common::tiny_bert(0);
     let cfg = RunConfig { vertices: 2, prefix_len: 3, reparam: 8, init: Init::Normal, ..Default::default() };
     let vs = nn::VarStore::new(Device::Cpu);

@@ -58,6 +58,13 @@ pub fn fixture(name: &str) -> HashMap<String, Tensor> {
         .collect()
 }
 
+/// libtorch's random generator is process-wide and the test harness runs tests on several
+/// threads: a test that seeds it and then checks what it draws holds this lock throughout.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Max absolute difference of two float tensors.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
