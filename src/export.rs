@@ -11,7 +11,7 @@ use serde_json::json;
 use tch::Device;
 
 use crate::error::{Error, Result};
-use crate::model::Positions;
+use crate::model::{Arch, Positions};
 use crate::subspace::{At, Subspace};
 use crate::train::{write_atomic, write_tensors_atomic as save, Session};
 
@@ -23,6 +23,13 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
             "export --format peft needs a run with a deep prefix (method subspace or prefix); this run's method is {}",
             session.cfg.method.name()
         )));
+    }
+    if session.encoder.arch == Arch::Mpnet {
+        return Err(Error::Input(
+            "export --format peft is not possible for an MPNet model: transformers' MPNetModel takes no \
+             past_key_values, which PEFT prefix tuning needs"
+                .into(),
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let enc = &session.encoder;

@@ -1,11 +1,15 @@
-//! A frozen BERT / RoBERTa encoder (post-LayerNorm) whose every attention layer accepts a
-//! per-example deep prefix: trainable keys and values placed in front of the projected
-//! keys and values of the real tokens.
+//! A frozen BERT / RoBERTa / MPNet encoder (post-LayerNorm) whose every attention layer
+//! accepts a per-example deep prefix: trainable keys and values placed in front of the
+//! projected keys and values of the real tokens.
 //!
 //! Structs mirror the checkpoint's tensor names (`embeddings.*`, `encoder.layer.N.*`), so
-//! loading is a lookup by name. Weights are plain tensors without `requires_grad`: no
-//! gradient is ever computed for them unless [`Encoder::make_trainable`] or
-//! [`Encoder::add_lora`] asks for trainable parameters.
+//! loading is a lookup by name ([`Arch::layer_names`] gives each family's names). Weights
+//! are plain tensors without `requires_grad`: no gradient is ever computed for them unless
+//! [`Encoder::make_trainable`] or [`Encoder::add_lora`] asks for trainable parameters.
+//!
+//! The three families share one layer (the same post-LN math); MPNet differs in its
+//! embeddings (no token types, RoBERTa-style positions) and in a bucketed relative-position
+//! bias added to the attention scores (see [`Encoder::relative_position_bias`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,12 +27,86 @@ pub enum Arch {
     Bert,
     /// RoBERTa: positions start after the padding index and skip padding.
     Roberta,
+    /// MPNet: RoBERTa-style positions (padding index 1), no token types, and a relative-position
+    /// bias (32 buckets, max distance 128, one table shared by all layers) on the attention scores.
+    Mpnet,
+}
+
+/// The checkpoint names of one layer's sub-modules, below `encoder.layer.N.`.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNames {
+    /// Query projection (`attention.self.query`; MPNet `attention.attn.q`).
+    pub query: &'static str,
+    /// Key projection.
+    pub key: &'static str,
+    /// Value projection.
+    pub value: &'static str,
+    /// Attention output projection (`attention.output.dense`; MPNet `attention.attn.o`).
+    pub attention_output: &'static str,
+    /// LayerNorm after attention (`attention.output.LayerNorm`; MPNet `attention.LayerNorm`).
+    pub attention_norm: &'static str,
+    /// Feed-forward up projection.
+    pub intermediate: &'static str,
+    /// Feed-forward down projection.
+    pub output: &'static str,
+    /// LayerNorm after the feed-forward block.
+    pub output_norm: &'static str,
+}
+
+const BERT_NAMES: LayerNames = LayerNames {
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attention_output: "attention.output.dense",
+    attention_norm: "attention.output.LayerNorm",
+    intermediate: "intermediate.dense",
+    output: "output.dense",
+    output_norm: "output.LayerNorm",
+};
+
+const MPNET_NAMES: LayerNames = LayerNames {
+    query: "attention.attn.q",
+    key: "attention.attn.k",
+    value: "attention.attn.v",
+    attention_output: "attention.attn.o",
+    attention_norm: "attention.LayerNorm",
+    intermediate: "intermediate.dense",
+    output: "output.dense",
+    output_norm: "output.LayerNorm",
+};
+
+/// MPNet's relative-position table (`encoder.relative_attention_bias.weight`, `(buckets, heads)`).
+pub const MPNET_RELATIVE_BIAS: &str = "encoder.relative_attention_bias.weight";
+/// Buckets MPNet's relative positions fall into (Hugging Face uses 32 whatever the config says).
+const MPNET_BUCKETS: i64 = 32;
+/// Distance from which all relative positions share the last bucket.
+const MPNET_MAX_DISTANCE: i64 = 128;
+/// MPNet's padding index for position ids (hard-coded to 1 in Hugging Face).
+const MPNET_PADDING_IDX: i64 = 1;
+
+impl Arch {
+    /// The name prefix a task-model checkpoint puts before the encoder's tensors.
+    pub fn checkpoint_prefix(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert.",
+            Arch::Roberta => "roberta.",
+            Arch::Mpnet => "mpnet.",
+        }
+    }
+
+    /// The checkpoint names of a layer's sub-modules.
+    pub fn layer_names(self) -> LayerNames {
+        match self {
+            Arch::Bert | Arch::Roberta => BERT_NAMES,
+            Arch::Mpnet => MPNET_NAMES,
+        }
+    }
 }
 
 /// The subset of a Hugging Face `config.json` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    /// `bert`, `roberta` (anything else is rejected).
+    /// `bert`, `roberta`, `mpnet` (anything else is rejected).
     pub model_type: String,
     /// Vocabulary size.
     pub vocab_size: i64,
@@ -45,7 +123,7 @@ pub struct Config {
     pub hidden_act: String,
     /// Number of learned absolute positions.
     pub max_position_embeddings: i64,
-    /// Number of token types (1 for RoBERTa).
+    /// Number of token types (1 for RoBERTa; MPNet has none and ignores it).
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: i64,
     /// LayerNorm epsilon.
@@ -63,6 +141,9 @@ pub struct Config {
     /// Only `absolute` is supported.
     #[serde(default = "default_pos_type")]
     pub position_embedding_type: String,
+    /// MPNet: rows of the relative-position table (at least 32; only the first 32 are used).
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: i64,
 }
 
 fn default_act() -> String {
@@ -79,6 +160,9 @@ fn default_dropout() -> f64 {
 }
 fn default_pos_type() -> String {
     "absolute".into()
+}
+fn default_buckets() -> i64 {
+    MPNET_BUCKETS
 }
 
 impl Config {
@@ -104,6 +188,13 @@ impl Config {
             )));
         }
         Activation::parse(&cfg.hidden_act).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        if cfg.model_type == "mpnet" && cfg.relative_attention_num_buckets < MPNET_BUCKETS {
+            return Err(Error::Input(format!(
+                "{}: relative_attention_num_buckets {} is below the {MPNET_BUCKETS} buckets MPNet uses",
+                path.display(),
+                cfg.relative_attention_num_buckets
+            )));
+        }
         Ok(cfg)
     }
 
@@ -112,7 +203,8 @@ impl Config {
         match self.model_type.as_str() {
             "bert" => Ok(Arch::Bert),
             "roberta" | "xlm-roberta" => Ok(Arch::Roberta),
-            other => Err(format!("unsupported architecture model_type \"{other}\" (supported: bert, roberta)")),
+            "mpnet" => Ok(Arch::Mpnet),
+            other => Err(format!("unsupported architecture model_type \"{other}\" (supported: bert, roberta, mpnet)")),
         }
     }
 
@@ -225,28 +317,39 @@ impl LayerNorm {
     }
 }
 
-/// Word + position + token-type embeddings, then LayerNorm.
+/// Word + position (+ token-type) embeddings, then LayerNorm.
 #[derive(Debug)]
 pub struct Embeddings {
     /// `(vocab, H)`.
     pub word_embeddings: Tensor,
     /// `(max_positions, H)`.
     pub position_embeddings: Tensor,
-    /// `(type_vocab, H)`.
-    pub token_type_embeddings: Tensor,
+    /// `(type_vocab, H)`; `None` for MPNet, which has no token types.
+    pub token_type_embeddings: Option<Tensor>,
     /// Final LayerNorm.
     pub layer_norm: LayerNorm,
 }
 
 impl Embeddings {
-    fn load(w: &mut Weights, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, cfg: &Config, arch: Arch) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
             word_embeddings: w.take("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
             position_embeddings: w.take("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?,
-            token_type_embeddings: w.take("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?,
+            token_type_embeddings: match arch {
+                Arch::Mpnet => None,
+                _ => Some(w.take("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?),
+            },
             layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
         })
+    }
+
+    /// Adds the token-type embeddings of `types` to `x` (nothing for MPNet).
+    fn add_types(&self, x: Tensor, types: &Tensor) -> Tensor {
+        match &self.token_type_embeddings {
+            Some(t) => x + Tensor::embedding(t, types, -1, false, false),
+            None => x,
+        }
     }
 }
 
@@ -264,7 +367,8 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// `x: (B, T, H)`, `mask: (B, 1, 1, p+T)` additive, `prefix: Some((k, v))` each `(B, p, H)`.
+    /// `x: (B, T, H)`, `mask: (B, 1 or heads, 1 or T, p+T)` additive (mask and any position
+    /// bias together), `prefix: Some((k, v))` each `(B, p, H)`.
     fn forward(&self, x: &Tensor, mask: &Tensor, prefix: Option<(&Tensor, &Tensor)>, dropout: f64) -> Tensor {
         let (b, t, h) = x.size3().expect("hidden states are (B, T, H)");
         let split = |y: Tensor| y.view([b, -1, self.heads, self.head_dim]).transpose(1, 2);
@@ -281,14 +385,18 @@ impl SelfAttention {
     }
 }
 
-/// One post-LN transformer layer, named as in the checkpoint.
+/// A layer's six linear maps and two LayerNorms, each with its checkpoint name.
+type Parts<L, N> = ([(&'static str, L); 6], [(&'static str, N); 2]);
+
+/// One post-LN transformer layer (field names are BERT's; [`LayerNames`] maps them to each
+/// family's checkpoint names).
 #[derive(Debug)]
 pub struct Layer {
-    /// `attention.self`.
+    /// `attention.self` (MPNet `attention.attn.{q,k,v}`).
     pub attention: SelfAttention,
-    /// `attention.output.dense`.
+    /// `attention.output.dense` (MPNet `attention.attn.o`).
     pub attention_output: Linear,
-    /// `attention.output.LayerNorm`.
+    /// `attention.output.LayerNorm` (MPNet `attention.LayerNorm`).
     pub attention_norm: LayerNorm,
     /// `intermediate.dense`.
     pub intermediate: Linear,
@@ -300,24 +408,54 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn load(w: &mut Weights, cfg: &Config, i: i64) -> Result<Self> {
+    fn load(w: &mut Weights, cfg: &Config, names: &LayerNames, i: i64) -> Result<Self> {
         let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
-        let p = format!("encoder.layer.{i}");
+        let n = |name: &str| format!("encoder.layer.{i}.{name}");
         Ok(Self {
             attention: SelfAttention {
-                query: Linear::load(w, &format!("{p}.attention.self.query"), h, h)?,
-                key: Linear::load(w, &format!("{p}.attention.self.key"), h, h)?,
-                value: Linear::load(w, &format!("{p}.attention.self.value"), h, h)?,
+                query: Linear::load(w, &n(names.query), h, h)?,
+                key: Linear::load(w, &n(names.key), h, h)?,
+                value: Linear::load(w, &n(names.value), h, h)?,
                 heads: cfg.num_attention_heads,
                 head_dim: cfg.head_dim(),
             },
-            attention_output: Linear::load(w, &format!("{p}.attention.output.dense"), h, h)?,
-            attention_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
-            intermediate: Linear::load(w, &format!("{p}.intermediate.dense"), f, h)?,
-            output: Linear::load(w, &format!("{p}.output.dense"), h, f)?,
-            output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps)?,
+            attention_output: Linear::load(w, &n(names.attention_output), h, h)?,
+            attention_norm: LayerNorm::load(w, &n(names.attention_norm), h, eps)?,
+            intermediate: Linear::load(w, &n(names.intermediate), f, h)?,
+            output: Linear::load(w, &n(names.output), h, f)?,
+            output_norm: LayerNorm::load(w, &n(names.output_norm), h, eps)?,
             act: Activation::parse(&cfg.hidden_act).map_err(Error::Input)?,
         })
+    }
+
+    /// The layer's linear maps and LayerNorms under their checkpoint names.
+    fn parts<'a>(&'a self, names: &LayerNames) -> Parts<&'a Linear, &'a LayerNorm> {
+        (
+            [
+                (names.query, &self.attention.query),
+                (names.key, &self.attention.key),
+                (names.value, &self.attention.value),
+                (names.attention_output, &self.attention_output),
+                (names.intermediate, &self.intermediate),
+                (names.output, &self.output),
+            ],
+            [(names.attention_norm, &self.attention_norm), (names.output_norm, &self.output_norm)],
+        )
+    }
+
+    /// Mutable [`Layer::parts`].
+    fn parts_mut<'a>(&'a mut self, names: &LayerNames) -> Parts<&'a mut Linear, &'a mut LayerNorm> {
+        (
+            [
+                (names.query, &mut self.attention.query),
+                (names.key, &mut self.attention.key),
+                (names.value, &mut self.attention.value),
+                (names.attention_output, &mut self.attention_output),
+                (names.intermediate, &mut self.intermediate),
+                (names.output, &mut self.output),
+            ],
+            [(names.attention_norm, &mut self.attention_norm), (names.output_norm, &mut self.output_norm)],
+        )
     }
 
     fn forward(&self, x: &Tensor, mask: &Tensor, prefix: Option<(&Tensor, &Tensor)>, drop: Dropout) -> Tensor {
@@ -392,12 +530,14 @@ pub struct Forward {
 pub struct Encoder {
     /// The checkpoint's configuration.
     pub config: Config,
-    /// BERT or RoBERTa.
+    /// BERT, RoBERTa or MPNet.
     pub arch: Arch,
     /// Input embeddings.
     pub embeddings: Embeddings,
     /// Transformer layers.
     pub layers: Vec<Layer>,
+    /// MPNet: the relative-position table `(buckets, heads)` shared by all layers.
+    pub relative_attention_bias: Option<Tensor>,
     device: Device,
 }
 
@@ -426,13 +566,18 @@ impl Encoder {
     /// Builds the encoder from already-read weights (checked against the config).
     pub fn from_weights(config: Config, w: &mut Weights, device: Device) -> Result<Self> {
         let arch = config.arch().map_err(Error::Input)?;
-        w.strip_prefix(match arch {
-            Arch::Bert => "bert.",
-            Arch::Roberta => "roberta.",
-        });
-        let embeddings = Embeddings::load(w, &config)?;
-        let layers = (0..config.num_hidden_layers).map(|i| Layer::load(w, &config, i)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { config, arch, embeddings, layers, device })
+        w.strip_prefix(arch.checkpoint_prefix());
+        let embeddings = Embeddings::load(w, &config, arch)?;
+        let names = arch.layer_names();
+        let layers =
+            (0..config.num_hidden_layers).map(|i| Layer::load(w, &config, &names, i)).collect::<Result<Vec<_>>>()?;
+        let relative_attention_bias = match arch {
+            Arch::Mpnet => {
+                Some(w.take(MPNET_RELATIVE_BIAS, &[config.relative_attention_num_buckets, config.num_attention_heads])?)
+            }
+            _ => None,
+        };
+        Ok(Self { config, arch, embeddings, layers, relative_attention_bias, device })
     }
 
     /// The device the weights live on.
@@ -450,67 +595,63 @@ impl Encoder {
         self.config.hidden_size
     }
 
-    /// All weight tensors, with their checkpoint names (unprefixed).
+    /// All weight tensors, with their checkpoint names (unprefixed; each family's own names,
+    /// e.g. `encoder.layer.N.attention.attn.q.weight` for MPNet).
     pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+        let e = &self.embeddings;
         let mut out: Vec<(String, &Tensor)> = vec![
-            ("embeddings.word_embeddings.weight".into(), &self.embeddings.word_embeddings),
-            ("embeddings.position_embeddings.weight".into(), &self.embeddings.position_embeddings),
-            ("embeddings.token_type_embeddings.weight".into(), &self.embeddings.token_type_embeddings),
-            ("embeddings.LayerNorm.weight".into(), &self.embeddings.layer_norm.weight),
-            ("embeddings.LayerNorm.bias".into(), &self.embeddings.layer_norm.bias),
+            ("embeddings.word_embeddings.weight".into(), &e.word_embeddings),
+            ("embeddings.position_embeddings.weight".into(), &e.position_embeddings),
         ];
+        if let Some(t) = &e.token_type_embeddings {
+            out.push(("embeddings.token_type_embeddings.weight".into(), t));
+        }
+        out.push(("embeddings.LayerNorm.weight".into(), &e.layer_norm.weight));
+        out.push(("embeddings.LayerNorm.bias".into(), &e.layer_norm.bias));
+        let names = self.arch.layer_names();
         for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("encoder.layer.{i}");
-            let lin = [
-                ("attention.self.query", &l.attention.query),
-                ("attention.self.key", &l.attention.key),
-                ("attention.self.value", &l.attention.value),
-                ("attention.output.dense", &l.attention_output),
-                ("intermediate.dense", &l.intermediate),
-                ("output.dense", &l.output),
-            ];
-            for (n, lin) in lin {
-                out.push((format!("{p}.{n}.weight"), &lin.weight));
-                out.push((format!("{p}.{n}.bias"), &lin.bias));
+            let (lins, norms) = l.parts(&names);
+            for (n, lin) in lins {
+                out.push((format!("encoder.layer.{i}.{n}.weight"), &lin.weight));
+                out.push((format!("encoder.layer.{i}.{n}.bias"), &lin.bias));
             }
-            for (n, ln) in [("attention.output.LayerNorm", &l.attention_norm), ("output.LayerNorm", &l.output_norm)] {
-                out.push((format!("{p}.{n}.weight"), &ln.weight));
-                out.push((format!("{p}.{n}.bias"), &ln.bias));
+            for (n, ln) in norms {
+                out.push((format!("encoder.layer.{i}.{n}.weight"), &ln.weight));
+                out.push((format!("encoder.layer.{i}.{n}.bias"), &ln.bias));
             }
+        }
+        if let Some(t) = &self.relative_attention_bias {
+            out.push((MPNET_RELATIVE_BIAS.into(), t));
         }
         out
     }
 
-    /// Mutable access to every weight tensor, with its checkpoint name.
+    /// Mutable access to every weight tensor, with its checkpoint name (as [`Encoder::named_tensors`]).
     fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
         let e = &mut self.embeddings;
         let mut out: Vec<(String, &mut Tensor)> = vec![
             ("embeddings.word_embeddings.weight".into(), &mut e.word_embeddings),
             ("embeddings.position_embeddings.weight".into(), &mut e.position_embeddings),
-            ("embeddings.token_type_embeddings.weight".into(), &mut e.token_type_embeddings),
-            ("embeddings.LayerNorm.weight".into(), &mut e.layer_norm.weight),
-            ("embeddings.LayerNorm.bias".into(), &mut e.layer_norm.bias),
         ];
+        if let Some(t) = &mut e.token_type_embeddings {
+            out.push(("embeddings.token_type_embeddings.weight".into(), t));
+        }
+        out.push(("embeddings.LayerNorm.weight".into(), &mut e.layer_norm.weight));
+        out.push(("embeddings.LayerNorm.bias".into(), &mut e.layer_norm.bias));
+        let names = self.arch.layer_names();
         for (i, l) in self.layers.iter_mut().enumerate() {
-            let p = format!("encoder.layer.{i}");
-            let lin = [
-                ("attention.self.query", &mut l.attention.query),
-                ("attention.self.key", &mut l.attention.key),
-                ("attention.self.value", &mut l.attention.value),
-                ("attention.output.dense", &mut l.attention_output),
-                ("intermediate.dense", &mut l.intermediate),
-                ("output.dense", &mut l.output),
-            ];
-            for (n, lin) in lin {
-                out.push((format!("{p}.{n}.weight"), &mut lin.weight));
-                out.push((format!("{p}.{n}.bias"), &mut lin.bias));
+            let (lins, norms) = l.parts_mut(&names);
+            for (n, lin) in lins {
+                out.push((format!("encoder.layer.{i}.{n}.weight"), &mut lin.weight));
+                out.push((format!("encoder.layer.{i}.{n}.bias"), &mut lin.bias));
             }
-            for (n, ln) in
-                [("attention.output.LayerNorm", &mut l.attention_norm), ("output.LayerNorm", &mut l.output_norm)]
-            {
-                out.push((format!("{p}.{n}.weight"), &mut ln.weight));
-                out.push((format!("{p}.{n}.bias"), &mut ln.bias));
+            for (n, ln) in norms {
+                out.push((format!("encoder.layer.{i}.{n}.weight"), &mut ln.weight));
+                out.push((format!("encoder.layer.{i}.{n}.bias"), &mut ln.bias));
             }
+        }
+        if let Some(t) = &mut self.relative_attention_bias {
+            out.push((MPNET_RELATIVE_BIAS.into(), t));
         }
         out
     }
@@ -530,7 +671,9 @@ impl Encoder {
     }
 
     /// Adds LoRA updates of rank `r` (scale `alpha / r`) to the attention projections named
-    /// in `targets` (`query`, `key`, `value`, `output`) of every layer, as variables of `path`.
+    /// in `targets` (`query`, `key`, `value`, `output`: the roles, whatever the family; for
+    /// MPNet they are `attention.attn.{q,k,v,o}`) of every layer, as variables of `path`
+    /// under the checkpoint name of the projection + `.lora`.
     pub fn add_lora(
         &mut self,
         path: &tch::nn::Path,
@@ -546,13 +689,14 @@ impl Encoder {
             }
         }
         let h = self.hidden_size();
+        let names = self.arch.layer_names();
         for (i, layer) in self.layers.iter_mut().enumerate() {
             for t in targets {
                 let (lin, name) = match t.as_str() {
-                    "query" => (&mut layer.attention.query, "attention.self.query"),
-                    "key" => (&mut layer.attention.key, "attention.self.key"),
-                    "value" => (&mut layer.attention.value, "attention.self.value"),
-                    _ => (&mut layer.attention_output, "attention.output.dense"),
+                    "query" => (&mut layer.attention.query, names.query),
+                    "key" => (&mut layer.attention.key, names.key),
+                    "value" => (&mut layer.attention.value, names.value),
+                    _ => (&mut layer.attention_output, names.attention_output),
                 };
                 let p = nested(path, &format!("encoder.layer.{i}.{name}.lora"));
                 let bound = 1.0 / (h as f64).sqrt();
@@ -581,11 +725,9 @@ impl Encoder {
             Tensor::cat(&[Tensor::zeros([b, q], (Kind::Int64, self.device)), batch.token_type_ids.shallow_clone()], 1);
         let pos = match self.arch {
             Arch::Bert => Tensor::arange(q + t, (Kind::Int64, self.device)).unsqueeze(0).expand([b, q + t], true),
-            Arch::Roberta => mask.cumsum(1, Kind::Int64) * &mask + self.config.pad_token_id,
+            Arch::Roberta | Arch::Mpnet => mask.cumsum(1, Kind::Int64) * &mask + self.padding_idx(),
         };
-        let x = words
-            + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false)
-            + Tensor::embedding(&e.token_type_embeddings, &types, -1, false, false);
+        let x = e.add_types(words + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false), &types);
         let x = e.layer_norm.forward(&x);
         let x = if dropout && self.config.hidden_dropout_prob > 0.0 {
             x.dropout(self.config.hidden_dropout_prob, true)
@@ -595,15 +737,25 @@ impl Encoder {
         (x, mask)
     }
 
+    /// The padding index position ids are offset from (RoBERTa: `pad_token_id`; MPNet: 1,
+    /// as Hugging Face hard-codes it).
+    fn padding_idx(&self) -> i64 {
+        match self.arch {
+            Arch::Mpnet => MPNET_PADDING_IDX,
+            _ => self.config.pad_token_id,
+        }
+    }
+
     /// Position ids `(B, T)` for the real tokens, `offset` = prefix length when shifted.
     fn position_ids(&self, batch: &Batch, offset: i64) -> Tensor {
         let (b, t) = batch.input_ids.size2().expect("input ids are (B, T)");
         match self.arch {
             Arch::Bert => (Tensor::arange(t, (Kind::Int64, self.device)) + offset).unsqueeze(0).expand([b, t], true),
-            Arch::Roberta => {
+            Arch::Roberta | Arch::Mpnet => {
                 // As HF `create_position_ids_from_input_ids`: count real tokens after padding_idx.
-                let m = batch.input_ids.ne(self.config.pad_token_id).to_kind(Kind::Int64);
-                (m.cumsum(1, Kind::Int64) + offset) * &m + self.config.pad_token_id
+                let pad = self.padding_idx();
+                let m = batch.input_ids.ne(pad).to_kind(Kind::Int64);
+                (m.cumsum(1, Kind::Int64) + offset) * &m + pad
             }
         }
     }
@@ -613,9 +765,8 @@ impl Encoder {
         let e = &self.embeddings;
         let pos = self.position_ids(batch, position_offset);
         let x = Tensor::embedding(&e.word_embeddings, &batch.input_ids, -1, false, false)
-            + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false)
-            + Tensor::embedding(&e.token_type_embeddings, &batch.token_type_ids, -1, false, false);
-        let x = e.layer_norm.forward(&x);
+            + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false);
+        let x = e.layer_norm.forward(&e.add_types(x, &batch.token_type_ids));
         if dropout && self.config.hidden_dropout_prob > 0.0 {
             x.dropout(self.config.hidden_dropout_prob, true)
         } else {
@@ -628,7 +779,8 @@ impl Encoder {
     /// `prefix`, when given, is `(L, 2, B, p, H)` (or `(L, 2, 1, p, H)`, broadcast over the
     /// batch): for layer l, `prefix[l][0]` are the keys and `prefix[l][1]` the values put in
     /// front of the projected keys and values of that layer. A length-0 prefix is the same
-    /// as none.
+    /// as none. For MPNet the relative-position bias covers the real tokens only: the prefix
+    /// columns of the attention scores get no bias (see [`Encoder::run_layers`]).
     pub fn forward(&self, batch: &Batch, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
         self.forward_embedded(
             &self.embed(batch, self.offset(prefix, opts), opts.dropout),
@@ -678,9 +830,17 @@ impl Encoder {
     /// `(B, 1, 1 or T, p+T)` (0 = attend, very negative = masked) and an optional prefix
     /// `(L, 2, B or 1, p, H)`. [`Encoder::forward`] is the usual entry point; this one lets
     /// callers use any attention pattern.
+    ///
+    /// MPNet: the relative-position bias of the T real tokens (positions 0..T-1 among
+    /// themselves, as Hugging Face computes it, whatever the padding) is added to the
+    /// real-token columns of the scores; the p prefix columns get no bias (a prefix has no
+    /// position), in both `positions` modes. The bias and the mask travel together as one
+    /// additive float mask `(B, heads, T, p+T)` into scaled-dot-product attention.
     pub fn run_layers(&self, x: &Tensor, additive: &Tensor, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
-        let (b, _t, _h) = x.size3().expect("embeddings are (B, T, H)");
+        let (b, t, _h) = x.size3().expect("embeddings are (B, T, H)");
         let p = prefix.map(|p| p.size()[3]).unwrap_or(0);
+        let biased = self.with_position_bias(additive, t, p);
+        let additive = biased.as_ref().unwrap_or(additive);
         let drop = Dropout {
             hidden: if opts.dropout { self.config.hidden_dropout_prob } else { 0.0 },
             attention: if opts.dropout { self.config.attention_probs_dropout_prob } else { 0.0 },
@@ -709,6 +869,7 @@ impl Encoder {
     pub fn keys_values(&self, batch: &Batch) -> Tensor {
         let x = self.embed(batch, 0, false);
         let additive = additive_mask(&batch.attention_mask.to_kind(Kind::Float));
+        let additive = self.with_position_bias(&additive, x.size()[1], 0).unwrap_or(additive);
         let drop = Dropout { hidden: 0.0, attention: 0.0 };
         let mut h = x;
         let mut kvs = Vec::new();
@@ -720,6 +881,48 @@ impl Encoder {
         }
         Tensor::stack(&kvs, 0)
     }
+
+    /// MPNet's relative-position bias `(1, heads, T, T)` for T tokens at positions 0..T-1
+    /// (`bias[h, i, j]` = table[bucket(j - i), h]); `None` for BERT and RoBERTa.
+    pub fn relative_position_bias(&self, t: i64) -> Option<Tensor> {
+        let table = self.relative_attention_bias.as_ref()?;
+        let pos = Tensor::arange(t, (Kind::Int64, self.device));
+        let relative = pos.unsqueeze(0) - pos.unsqueeze(1); // memory - context
+        let buckets = relative_position_bucket(&relative);
+        Some(Tensor::embedding(table, &buckets, -1, false, false).permute([2, 0, 1]).unsqueeze(0))
+    }
+
+    /// `additive` plus MPNet's relative-position bias on the last T columns (the first p,
+    /// a prefix's, get none); `None` when the family has no such bias.
+    fn with_position_bias(&self, additive: &Tensor, t: i64, p: i64) -> Option<Tensor> {
+        let bias = self.relative_position_bias(t)?;
+        let bias = if p > 0 {
+            let heads = self.config.num_attention_heads;
+            Tensor::cat(&[Tensor::zeros([1, heads, t, p], (bias.kind(), self.device)), bias], 3)
+        } else {
+            bias
+        };
+        Some(additive + bias)
+    }
+}
+
+/// Hugging Face `MPNetEncoder.relative_position_bucket` (32 buckets, max distance 128), with
+/// the same float32 operations so that the bucket boundaries round the same way: half the
+/// buckets for keys before the query, half after; distances below 8 get their own bucket,
+/// larger ones share log-spaced buckets up to 128.
+fn relative_position_bucket(relative: &Tensor) -> Tensor {
+    let half = MPNET_BUCKETS / 2;
+    let max_exact = half / 2;
+    let n = relative.neg();
+    let ret = n.lt(0).to_kind(Kind::Int64) * half;
+    let n = n.abs();
+    let is_small = n.lt(max_exact);
+    let large = ((n.to_kind(Kind::Float) / max_exact).log() / (MPNET_MAX_DISTANCE as f64 / max_exact as f64).ln()
+        * (half - max_exact))
+        .to_kind(Kind::Int64)
+        + max_exact;
+    let large = large.clamp_max(half - 1);
+    ret + n.where_self(&is_small, &large)
 }
 
 /// The path `a / b / c` for a dotted name `a.b.c.leaf` (the leaf excluded).

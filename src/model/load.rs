@@ -89,7 +89,7 @@ impl Weights {
             }
         }
         Err(Error::Input(format!(
-            "{}: missing tensor \"{}\" (with or without a bert./roberta. prefix); is this the checkpoint config.json describes?",
+            "{}: missing tensor \"{}\" (with or without a bert./roberta./mpnet. prefix); is this the checkpoint config.json describes?",
             self.path.display(),
             names[0]
         )))

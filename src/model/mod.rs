@@ -4,5 +4,5 @@ pub mod bert;
 pub mod load;
 pub mod tokenizer;
 
-pub use bert::{Arch, Batch, Config, Encoder, Forward, Pooling, Positions};
+pub use bert::{Arch, Batch, Config, Encoder, Forward, LayerNames, Pooling, Positions};
 pub use tokenizer::TextTokenizer;

@@ -86,8 +86,17 @@ impl TextTokenizer {
                 ..Default::default()
             }))
             .map_err(|e| tok_err(dir, e))?;
+        // The padding token: the one tokenizer.json pads with, else the declared pad_token, else
+        // [PAD] / <pad> (MPNet's vocabulary has both; its pad token is <pad>).
+        let declared = inner
+            .get_padding()
+            .map(|p| p.pad_id)
+            .or_else(|| declared_pad_token(dir).and_then(|t| inner.token_to_id(&t)));
         inner.with_padding(None);
-        let pad_id = ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)).map(i64::from).unwrap_or(0);
+        let pad_id = declared
+            .or_else(|| ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)))
+            .map(i64::from)
+            .unwrap_or(0);
         Ok(Self { inner, pad_id, max_len })
     }
 
@@ -147,4 +156,14 @@ fn lowercase_flag(dir: &Path) -> Option<bool> {
     let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v.get("do_lower_case")?.as_bool()
+}
+
+/// The `pad_token` of `tokenizer_config.json` or `special_tokens_map.json` (a string or
+/// `{"content": ...}`), if declared.
+fn declared_pad_token(dir: &Path) -> Option<String> {
+    ["tokenizer_config.json", "special_tokens_map.json"].iter().find_map(|f| {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(f)).ok()?).ok()?;
+        let t = v.get("pad_token")?;
+        t.as_str().or_else(|| t.get("content")?.as_str()).map(str::to_string)
+    })
 }
