@@ -357,10 +357,22 @@ pub fn write_tables(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     Ok(rows.len())
 }
 
-/// The settings that cannot change a finished run's numbers (thread count, device, and the
-/// opt-in to partial train files, which only decides whether a run can start).
+/// The settings that cannot change a finished run's numbers (thread count, device, how often
+/// the resumable state is saved, and the opt-in to partial train files, which only decides
+/// whether a run can start).
 fn comparable(c: &RunConfig) -> RunConfig {
-    RunConfig { threads: 0, device: "cpu".into(), allow_partial_train: false, ..c.clone() }
+    RunConfig { threads: 0, device: "cpu".into(), allow_partial_train: false, checkpoint_every: 0, ..c.clone() }
+}
+
+/// Whether `run_dir` holds a run of `config` (numerics versioned, same numbers-changing settings).
+fn same_run(run_dir: &Path, config: &RunConfig) -> bool {
+    let path = run_dir.join("config.toml");
+    // A config.toml without `numerics` was written by numerics version 1.
+    let versioned = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("numerics"));
+    versioned && RunConfig::from_file(&path).is_ok_and(|c| comparable(&c) == comparable(config))
 }
 
 /// A cell is finished when its `results.json` exists and its `config.toml` is the cell's
@@ -369,13 +381,16 @@ fn finished(run_dir: &Path, config: &RunConfig) -> bool {
     if !run_dir.join("results.json").is_file() {
         return false;
     }
-    match RunConfig::from_file(&run_dir.join("config.toml")) {
-        Ok(c) if comparable(&c) == comparable(config) => true,
-        _ => {
-            eprintln!("bench: {} was trained with other settings: running it again", run_dir.display());
-            false
-        }
+    if same_run(run_dir, config) {
+        return true;
     }
+    eprintln!("bench: {} was trained with other settings: running it again", run_dir.display());
+    false
+}
+
+/// A killed cell that saved its training state continues from it.
+fn resumable(run_dir: &Path, config: &RunConfig) -> bool {
+    run_dir.join(crate::train::RESUME_FILE).is_file() && same_run(run_dir, config)
 }
 
 /// Runs the cells not yet finished under `out/cells/`, `jobs` at a time, each as a child
@@ -412,14 +427,17 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
                 let ok = crate::train::write_atomic(&cfg_path, cell.config.to_toml().as_bytes()).is_ok()
                     && std::fs::File::create(&log_path)
                         .and_then(|log| {
-                            std::process::Command::new(&exe)
-                                .args(["train", "--quiet", "--overwrite", "--config"])
-                                .arg(&cfg_path)
-                                .arg("--out")
-                                .arg(&run_dir)
-                                .stdout(log.try_clone()?)
-                                .stderr(log)
-                                .status()
+                            let mut cmd = std::process::Command::new(&exe);
+                            if resumable(&run_dir, &cell.config) {
+                                let threads = format!("threads={}", cell.config.threads);
+                                cmd.args(["train", "--quiet", "--set", &threads, "--resume"]).arg(&run_dir);
+                            } else {
+                                cmd.args(["train", "--quiet", "--overwrite", "--config"])
+                                    .arg(&cfg_path)
+                                    .arg("--out")
+                                    .arg(&run_dir);
+                            }
+                            cmd.stdout(log.try_clone()?).stderr(log).status()
                         })
                         .map(|s| s.success())
                         .unwrap_or(false);

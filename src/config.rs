@@ -226,6 +226,12 @@ pub struct RunConfig {
     pub eval_every: usize,
     /// Stop after this many evaluations without dev improvement (0 = never).
     pub patience: usize,
+    /// Save the resumable training state every this many steps (0 = after each evaluation).
+    pub checkpoint_every: usize,
+    /// Version of the training numerics (random streams, optimizer): runs of another version
+    /// cannot be reproduced by this build. Version 1 (run directories whose config.toml has
+    /// no `numerics` key) seeded libtorch once per run and used libtorch's AdamW.
+    pub numerics: u32,
 
     // --- selection and evaluation ---
     /// m: models sampled per dev example for the dev metric.
@@ -288,6 +294,8 @@ impl Default for RunConfig {
             max_steps: 0,
             eval_every: 0,
             patience: 10,
+            checkpoint_every: 0,
+            numerics: NUMERICS,
             dev_samples: 8,
             dev_at: DevAt::Samples,
             ensemble_samples: 8,
@@ -366,6 +374,13 @@ impl RunConfig {
                 return bad(format!("{name} must be a positive number, got {lr}"));
             }
         }
+        if self.numerics != NUMERICS {
+            return bad(format!(
+                "numerics = {}: this build trains with numerics = {NUMERICS} only (set numerics = {NUMERICS}; runs of \
+                 version {} are not reproducible with it)",
+                self.numerics, self.numerics
+            ));
+        }
         if self.method == Method::Lora && self.lora_r == 0 {
             return bad("lora_r must be at least 1".into());
         }
@@ -395,6 +410,11 @@ impl RunConfig {
         self.model.clone().unwrap_or_else(crate::paths::default_model)
     }
 }
+
+/// The training numerics this build implements: every step, evaluation and data order
+/// reseeded from (seed, step), and the crate's own AdamW (see `optim`), so that a run can be
+/// resumed bit-identically.
+pub const NUMERICS: u32 = 2;
 
 /// Keys that are absent from a serialised config when unset (`None`).
 const OPTIONAL_KEYS: [&str; 5] = ["data_dir", "train_file", "test_file", "text_b", "model"];

@@ -20,6 +20,18 @@ pub enum Error {
     /// A data file that cannot be read as expected (names file and line).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// Training stopped on Ctrl-C after saving its state.
+    #[error(
+        "interrupted at step {step}/{total}: the training state is saved; continue with `prefix-subspace train --resume {dir}`"
+    )]
+    Interrupted {
+        /// Steps done.
+        step: usize,
+        /// Steps planned.
+        total: usize,
+        /// The run directory.
+        dir: String,
+    },
     /// A libtorch failure.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

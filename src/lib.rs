@@ -11,6 +11,7 @@ pub mod export;
 pub mod figures;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod paths;
 pub mod plot;
 pub mod report;

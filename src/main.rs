@@ -200,11 +200,20 @@ struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// The run directory to write.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
     /// Replace an existing run directory.
     #[arg(long)]
     overwrite: bool,
+    /// Continue the interrupted run in this directory (its own config.toml; only --quiet,
+    /// --device and --set threads=N / checkpoint_every=N may be given with it).
+    #[arg(
+        long,
+        value_name = "RUN_DIR",
+        conflicts_with_all = ["out", "overwrite", "task", "data_dir", "model", "method", "shots", "protocol",
+            "split_seed", "seed", "vertices", "allow_partial_train", "config"]
+    )]
+    resume: Option<PathBuf>,
     /// No progress output.
     #[arg(long)]
     quiet: bool,
@@ -274,6 +283,36 @@ fn check_at(at: &At, n: usize, arg: &str) -> Result<()> {
 }
 
 /// Reopens a run directory: its config, data (the same split, checked by hash) and weights.
+/// The session of an interrupted run, from its own config.toml (with `--device` and the
+/// `--set` keys that do not change numbers applied).
+fn open_resume(dir: &std::path::Path, args: &TrainArgs) -> Result<Session> {
+    let cfg_path = dir.join("config.toml");
+    let state = dir.join(prefix_subspace::train::RESUME_FILE);
+    for s in &args.sets {
+        let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k.trim());
+        if !["threads", "checkpoint_every", "device"].contains(&key) {
+            bail!("--set {s}: with --resume only threads, checkpoint_every and device may change (the rest would change the run's numbers)");
+        }
+    }
+    if !cfg_path.is_file() {
+        bail!("{}: not a run directory (no config.toml)", dir.display());
+    }
+    if !state.is_file() {
+        if dir.join("results.json").is_file() {
+            bail!("{}: this run already finished (results.json is there); nothing to resume", dir.display());
+        }
+        bail!(
+            "{}: no saved training state; the run stopped before its first checkpoint: train it again with --overwrite",
+            state.display()
+        );
+    }
+    let mut cfg = RunConfig::from_file(&cfg_path)?.apply_overrides(&args.sets)?;
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+    }
+    Ok(Session::open(cfg)?)
+}
+
 fn open_run(run: &std::path::Path) -> Result<(Session, tch::nn::VarStore, prefix_subspace::subspace::Subspace)> {
     let cfg_path = run.join("config.toml");
     if !cfg_path.is_file() {
@@ -372,21 +411,45 @@ fn run(cli: Cli) -> Result<()> {
             out.flush()?;
         }
         Command::Train(args) => {
-            let cfg = args.config()?;
-            let out = args.out.clone();
-            let non_empty = out.exists() && std::fs::read_dir(&out).map(|mut d| d.next().is_some()).unwrap_or(true);
-            if non_empty && !args.overwrite {
-                bail!("{}: run directory exists and is not empty (pass --overwrite to replace it)", out.display());
-            }
-            // Everything that can fail on bad input fails here, before anything is written.
-            let mut session = Session::open(cfg)?;
+            let (mut session, out) = match &args.resume {
+                Some(dir) => (open_resume(dir, &args)?, dir.clone()),
+                None => {
+                    let cfg = args.config()?;
+                    let out = args.out.clone().expect("clap requires --out without --resume");
+                    let non_empty =
+                        out.exists() && std::fs::read_dir(&out).map(|mut d| d.next().is_some()).unwrap_or(true);
+                    if non_empty && !args.overwrite {
+                        bail!(
+                            "{}: run directory exists and is not empty (pass --overwrite to replace it, or --resume {} to continue it)",
+                            out.display(),
+                            out.display()
+                        );
+                    }
+                    // Everything that can fail on bad input fails here, before anything is written.
+                    let session = Session::open(cfg)?;
+                    if args.overwrite && out.exists() {
+                        std::fs::remove_dir_all(&out).with_context(|| format!("{}: cannot remove", out.display()))?;
+                    }
+                    (session, out)
+                }
+            };
             for n in &session.task.notes {
                 eprintln!("note: {n}");
             }
-            if args.overwrite && out.exists() {
-                std::fs::remove_dir_all(&out).with_context(|| format!("{}: cannot remove", out.display()))?;
-            }
-            let results = train(&mut session, &out, args.quiet)?;
+            // Ctrl-C: the loop saves its state after the current step and exits; a second
+            // Ctrl-C exits at once.
+            ctrlc::set_handler(|| {
+                if prefix_subspace::train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
+            })
+            .context("cannot install the Ctrl-C handler")?;
+            let results = if args.resume.is_some() {
+                prefix_subspace::train::resume(&mut session, &out, args.quiet)?
+            } else {
+                train(&mut session, &out, args.quiet)?
+            };
             let sel = &results["dev_selection"];
             let main = session.task.main_metric.name();
             let how = match sel["samples"].as_u64() {
@@ -448,6 +511,8 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     let (point, m) = parse_at(&at)?;
                     check_at(&point, subspace.n, &at)?;
+                    // The same draws as the final evaluation of training.
+                    prefix_subspace::train::seed_torch(session.cfg.seed, prefix_subspace::train::Stream::Test, 0);
                     let o = outputs(enc, &subspace, d, &point, m, bs, pad);
                     serde_json::json!(score(&o, &d.labels, metrics, false))
                 };
@@ -599,6 +664,10 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
+        if let Some(i @ prefix_subspace::Error::Interrupted { .. }) = e.downcast_ref::<prefix_subspace::Error>() {
+            eprintln!("{i}");
+            std::process::exit(130);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Tensor};
 
 use crate::config::{DevAt, Method, PoolingChoice, RunConfig};
@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::eval::{outputs, score, Encoded};
 use crate::model::tokenizer::pad_batch;
 use crate::model::{Encoder, Pooling, TextTokenizer};
+use crate::optim::AdamW;
 use crate::subspace::{At, Subspace};
 use crate::task::TaskData;
 
@@ -137,18 +138,16 @@ pub fn load_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The best evaluation so far: (dev metric, step, epoch, a copy of the weights).
-type Best = (f64, usize, usize, Vec<(String, Tensor)>);
-
 /// Progress reporting: a bar on a terminal, plain lines otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    fn new(total: u64, quiet: bool) -> Self {
+    fn new(total: u64, done: u64, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(total);
+            b.set_position(done);
             b.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}")
                     .expect("valid template"),
@@ -180,9 +179,166 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
     m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
 }
 
+/// The random streams of a run. Each draw site is reseeded from (seed, stream, index), so any
+/// step can be recomputed on its own: a resumed run draws exactly what an uninterrupted one
+/// drew, and re-evaluating a run directory reproduces its ensemble numbers.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    /// The order of the training examples in epoch `index`.
+    Order = 1,
+    /// Dropout and α draws of training step `index`.
+    Step = 2,
+    /// The regulariser's vertex pair at step `index`.
+    Regulariser = 3,
+    /// The sampled models of the dev evaluation after step `index`.
+    Dev = 4,
+    /// The sampled models of the final evaluation (index 0).
+    Test = 5,
+}
+
+/// The seed of draw `index` of `stream` in a run seeded with `seed` (SplitMix64 mixing).
+pub fn stream_seed(seed: u64, stream: Stream, index: u64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(mix(mix(seed) ^ stream as u64) ^ index)
+}
+
+/// Seeds libtorch's generator for `stream`.
+pub fn seed_torch(seed: u64, stream: Stream, index: u64) {
+    tch::manual_seed((stream_seed(seed, stream, index) >> 1) as i64);
+}
+
+/// Set by a Ctrl-C handler: the training loop then saves its state at the end of the step and
+/// returns [`Error::Interrupted`].
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The file holding a run's resumable state.
+pub const RESUME_FILE: &str = "resume.safetensors";
+
+/// Where training stands after a step: everything, with the tensors saved beside it, that
+/// the rest of the run depends on.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Position {
+    /// Optimizer steps done.
+    step: usize,
+    /// The epoch the next step belongs to (1-based).
+    epoch: usize,
+    /// The index of the next batch within that epoch.
+    batch: usize,
+    /// Training examples seen.
+    seen: usize,
+    /// Seconds spent in training steps, and in training in total (evaluations included).
+    step_seconds: f64,
+    train_seconds: f64,
+    /// Evaluations since the best one.
+    evals_since_best: usize,
+    /// The best evaluation: dev metric, step, epoch (its weights are saved as `best/NAME`).
+    best: Option<(f64, usize, usize)>,
+    /// The optimizer's per-parameter step counts.
+    adam_steps: BTreeMap<String, i64>,
+    /// The few-shot split the run trains on (a resume on changed data is refused).
+    split_hash: String,
+}
+
+impl Position {
+    /// Epochs started so far.
+    fn epochs(&self) -> usize {
+        if self.batch == 0 {
+            self.epoch - 1
+        } else {
+            self.epoch
+        }
+    }
+}
+
+/// Saves the resumable state atomically: weights, optimizer moments, the best weights, and
+/// the position (as JSON bytes in the tensor `position`).
+fn save_state(path: &Path, vs: &nn::VarStore, opt: &AdamW, pos: &Position, best: &[(String, Tensor)]) -> Result<()> {
+    let (mut tensors, steps) = opt.state();
+    let pos = Position { adam_steps: steps, ..pos.clone() };
+    for (k, v) in vs.variables() {
+        tensors.push((format!("param/{k}"), v.detach()));
+    }
+    for (k, v) in best {
+        tensors.push((format!("best/{k}"), v.shallow_clone()));
+    }
+    let json = serde_json::to_vec(&pos).expect("position serialises");
+    tensors.push(("position".into(), Tensor::from_slice(&json.iter().map(|&b| b as i64).collect::<Vec<_>>())));
+    let mut tensors: Vec<(String, Tensor)> =
+        tensors.into_iter().map(|(k, t)| (k, t.to(Device::Cpu).contiguous())).collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors_atomic(&tensors, path)
+}
+
+/// Restores what [`save_state`] wrote into `vs` and `opt`; returns the position and the best
+/// weights.
+fn load_state(path: &Path, vs: &nn::VarStore, opt: &mut AdamW) -> Result<(Position, Vec<(String, Tensor)>)> {
+    let what = path.display().to_string();
+    let mut tensors: BTreeMap<String, Tensor> = crate::model::load::Weights::read(path, vs.device())?.into_map();
+    let bytes: Vec<i64> = tensors
+        .remove("position")
+        .ok_or_else(|| Error::Input(format!("{what}: not a resume file (no \"position\" tensor)")))
+        .and_then(|t| Vec::<i64>::try_from(&t).map_err(Error::from))?;
+    let bytes: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
+    let pos: Position = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Input(format!("{what}: unreadable training position ({e})")))?;
+    let _guard = tch::no_grad_guard();
+    let mut best = Vec::new();
+    for (name, mut var) in vs.variables() {
+        let shape = var.size();
+        let get = |key: String| -> Result<&Tensor> {
+            let t = tensors.get(&key).ok_or_else(|| Error::Input(format!("{what}: no tensor \"{key}\"")))?;
+            if t.size() != shape {
+                return Err(Error::Input(format!(
+                    "{what}: tensor \"{key}\" has shape {:?}, the run's config implies {:?}",
+                    t.size(),
+                    shape
+                )));
+            }
+            Ok(t)
+        };
+        var.copy_(get(format!("param/{name}"))?);
+        if pos.best.is_some() {
+            best.push((name.clone(), get(format!("best/{name}"))?.copy()));
+        }
+    }
+    opt.load_state(&tensors, &pos.adam_steps, &what)?;
+    Ok((pos, best))
+}
+
+/// Keeps the lines of `metrics.jsonl` up to `step` (a resumed run rewrites what follows).
+fn truncate_log(path: &Path, step: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_atomic(path, kept.as_bytes())
+}
+
 /// Trains a subspace for `session` and writes the run directory `dir` (config.toml,
 /// split.json, metrics.jsonl, checkpoint.safetensors, results.json). Returns results.json.
 pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+    run(session, dir, quiet, false)
+}
+
+/// Continues the interrupted run in `dir` from its last saved state (`resume.safetensors`);
+/// the final numbers are bit-identical to an uninterrupted run's.
+pub fn resume(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+    run(session, dir, quiet, true)
+}
+
+fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result<serde_json::Value> {
     let (vs, subspace) = session.new_subspace()?;
     let session = &*session;
     let cfg = &session.cfg;
@@ -194,21 +350,49 @@ pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_jso
     let tests: Vec<(String, Encoded)> =
         task.tests.iter().map(|(n, ex)| Ok((n.clone(), Encoded::new(tok, ex)?))).collect::<Result<_>>()?;
 
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    let split_json = serde_json::to_string_pretty(&task.split.summary()).expect("split serialises");
-    write_atomic(&dir.join("split.json"), split_json.as_bytes())?;
+    let mut opt = AdamW::new(&vs, cfg.lr, cfg.weight_decay);
+    let state_path = dir.join(RESUME_FILE);
     let metrics_path = dir.join("metrics.jsonl");
-    let mut log = std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let split_hash = task.split.split_hash();
+    let (mut pos, mut best) = if resuming {
+        let (pos, best) = load_state(&state_path, &vs, &mut opt)?;
+        if pos.split_hash != split_hash {
+            return Err(Error::Input(format!(
+                "{}: the data now gives a different few-shot split (hash {split_hash}, the run started on {}): the data files changed",
+                state_path.display(),
+                pos.split_hash
+            )));
+        }
+        truncate_log(&metrics_path, pos.step)?;
+        (pos, best)
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        let split_json = serde_json::to_string_pretty(&task.split.summary()).expect("split serialises");
+        write_atomic(&dir.join("split.json"), split_json.as_bytes())?;
+        write_atomic(&metrics_path, b"")?;
+        let pos = Position {
+            step: 0,
+            epoch: 1,
+            batch: 0,
+            seen: 0,
+            step_seconds: 0.0,
+            train_seconds: 0.0,
+            evals_since_best: 0,
+            best: None,
+            adam_steps: BTreeMap::new(),
+            split_hash,
+        };
+        (pos, Vec::new())
+    };
+    let mut log =
+        std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
     let mut emit =
         |v: serde_json::Value| -> Result<()> { writeln!(log, "{v}").map_err(|e| Error::io(&metrics_path, e)) };
 
-    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?;
     // Head-only: the encoder is frozen and sees no prefix, so its features are computed once.
     let cached = (cfg.method == Method::Head)
         .then(|| crate::eval::features(enc, &subspace, &train, cfg.eval_batch_size, tok.pad_id()));
-    let mut data_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut reg_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let total_steps = if cfg.max_steps > 0 { cfg.max_steps } else { cfg.epochs * steps_per_epoch };
@@ -225,106 +409,126 @@ pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_jso
         _ => (At::Centroid, 1),
     };
     let main = task.main_metric.name();
-    let progress = Progress::new(total_steps as u64, quiet);
+    let progress = Progress::new(total_steps as u64, pos.step as u64, quiet);
     let pad = tok.pad_id();
+    let ckpt = dir.join("checkpoint.safetensors");
+    let epoch_order = |epoch: usize| -> Vec<usize> {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Order, epoch as u64)));
+        order
+    };
+    let mut order = epoch_order(pos.epoch);
 
     let t_start = Instant::now();
-    let mut step_seconds = 0.0;
-    let mut seen = 0usize;
-    let mut best: Option<Best> = None;
-    let mut evals_since_best = 0usize;
-    let (mut step, mut epoch) = (0usize, 0usize);
-    let ckpt = dir.join("checkpoint.safetensors");
-    'outer: while step < total_steps {
-        epoch += 1;
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        shuffle(&mut order, &mut data_rng);
-        for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let t0 = Instant::now();
-            let alphas = subspace.sample_alphas(chunk.len() as i64, device);
-            let logits = match &cached {
-                Some(f) => {
-                    let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(device);
-                    subspace.head(&f.index_select(0, &idx), &alphas, true)
-                }
-                None => {
-                    let items: Vec<_> = chunk.iter().map(|&i| train.inputs[i].clone()).collect();
-                    subspace.forward(enc, &pad_batch(&items, pad, device), &alphas, true)
-                }
-            };
-            let task_loss = loss(&logits, chunk.iter().map(|&i| train.labels[i]), device);
-            let reg = subspace.regulariser(&mut reg_rng);
-            let total = match &reg {
-                Some(r) => &task_loss + r,
-                None => task_loss.shallow_clone(),
-            };
-            let lr = cfg.lr * schedule(step);
-            opt.set_lr_group(0, lr);
-            opt.set_lr_group(1, cfg.head_lr * schedule(step));
-            opt.zero_grad();
-            total.backward();
-            if cfg.clip > 0.0 {
-                opt.clip_grad_norm(cfg.clip);
+    let train_seconds_before = pos.train_seconds;
+    while pos.step < total_steps {
+        let t0 = Instant::now();
+        let chunk: Vec<usize> =
+            order.chunks(cfg.batch_size).nth(pos.batch).expect("batch index within the epoch").to_vec();
+        seed_torch(cfg.seed, Stream::Step, pos.step as u64);
+        let alphas = subspace.sample_alphas(chunk.len() as i64, device);
+        let logits = match &cached {
+            Some(f) => {
+                let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(device);
+                subspace.head(&f.index_select(0, &idx), &alphas, true)
             }
-            opt.step();
-            let dt = t0.elapsed().as_secs_f64();
-            step_seconds += dt;
-            seen += chunk.len();
-            step += 1;
-            progress.step();
-            let loss_v = task_loss.double_value(&[]);
-            if !loss_v.is_finite() {
-                return Err(Error::Input(format!(
-                    "training diverged: loss is {loss_v} at step {step} (epoch {epoch}); the best checkpoint so far is {} — try a smaller lr",
-                    ckpt.display()
-                )));
+            None => {
+                let items: Vec<_> = chunk.iter().map(|&i| train.inputs[i].clone()).collect();
+                subspace.forward(enc, &pad_batch(&items, pad, device), &alphas, true)
             }
-            emit(json!({
-                "kind": "step", "step": step, "epoch": epoch, "loss": loss_v,
-                "regulariser": reg.as_ref().map(|r| r.double_value(&[])), "lr": lr,
-                "samples_per_second": chunk.len() as f64 / dt,
-            }))?;
-            let end_of_epoch = bi + 1 == steps_per_epoch;
-            let due = if cfg.eval_every > 0 { step % cfg.eval_every == 0 } else { end_of_epoch };
-            if due || step == total_steps {
-                let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
-                let m = score(&out, &dev.labels, &task.metrics, true);
-                let value = m[main];
-                let improved = best.as_ref().is_none_or(|b| value > b.0);
-                if improved {
-                    let snapshot = vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
-                    best = Some((value, step, epoch, snapshot));
-                    save_checkpoint(&vs, &ckpt)?;
-                    evals_since_best = 0;
-                } else {
-                    evals_since_best += 1;
-                }
-                let b = best.as_ref().expect("set above");
-                emit(json!({"kind": "eval", "step": step, "epoch": epoch, "dev": m, "best": improved}))?;
-                progress.line(
-                    quiet,
-                    format!(
-                        "epoch {epoch} step {step}/{total_steps} loss {loss_v:.4} dev {} (best {main} {:.4} at epoch {})",
-                        fmt_metrics(&m),
-                        b.0,
-                        b.2
-                    ),
-                );
-                if cfg.patience > 0 && evals_since_best >= cfg.patience {
-                    break 'outer;
-                }
+        };
+        let task_loss = loss(&logits, chunk.iter().map(|&i| train.labels[i]), device);
+        let mut reg_rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Regulariser, pos.step as u64));
+        let reg = subspace.regulariser(&mut reg_rng);
+        let total = match &reg {
+            Some(r) => &task_loss + r,
+            None => task_loss.shallow_clone(),
+        };
+        let lr = cfg.lr * schedule(pos.step);
+        opt.set_lr_group(0, lr);
+        opt.set_lr_group(1, cfg.head_lr * schedule(pos.step));
+        opt.zero_grad();
+        total.backward();
+        let loss_v = task_loss.double_value(&[]);
+        let epoch = pos.epoch;
+        if !loss_v.is_finite() {
+            return Err(Error::Input(format!(
+                "training diverged: loss is {loss_v} at step {} (epoch {epoch}); the best checkpoint so far is {} — try a smaller lr",
+                pos.step + 1,
+                ckpt.display()
+            )));
+        }
+        if cfg.clip > 0.0 {
+            opt.clip_grad_norm(cfg.clip);
+        }
+        opt.step();
+        let dt = t0.elapsed().as_secs_f64();
+        pos.step_seconds += dt;
+        pos.seen += chunk.len();
+        pos.step += 1;
+        pos.batch += 1;
+        let end_of_epoch = pos.batch == steps_per_epoch;
+        if end_of_epoch {
+            pos.epoch += 1;
+            pos.batch = 0;
+            order = epoch_order(pos.epoch);
+        }
+        let step = pos.step;
+        progress.step();
+        emit(json!({
+            "kind": "step", "step": step, "epoch": epoch, "loss": loss_v,
+            "regulariser": reg.as_ref().map(|r| r.double_value(&[])), "lr": lr,
+            "samples_per_second": chunk.len() as f64 / dt,
+        }))?;
+        let due = if cfg.eval_every > 0 { step % cfg.eval_every == 0 } else { end_of_epoch };
+        let mut stop = step >= total_steps;
+        if due || step == total_steps {
+            seed_torch(cfg.seed, Stream::Dev, step as u64);
+            let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
+            let m = score(&out, &dev.labels, &task.metrics, true);
+            let value = m[main];
+            let improved = pos.best.is_none_or(|b| value > b.0);
+            if improved {
+                best = vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
+                pos.best = Some((value, step, epoch));
+                save_checkpoint(&vs, &ckpt)?;
+                pos.evals_since_best = 0;
+            } else {
+                pos.evals_since_best += 1;
             }
-            if step >= total_steps {
-                break 'outer;
-            }
+            let b = pos.best.expect("set above");
+            emit(json!({"kind": "eval", "step": step, "epoch": epoch, "dev": m, "best": improved}))?;
+            progress.line(
+                quiet,
+                format!(
+                    "epoch {epoch} step {step}/{total_steps} loss {loss_v:.4} dev {} (best {main} {:.4} at epoch {})",
+                    fmt_metrics(&m),
+                    b.0,
+                    b.2
+                ),
+            );
+            stop |= cfg.patience > 0 && pos.evals_since_best >= cfg.patience;
+        }
+        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+        let save_due = if cfg.checkpoint_every > 0 { step % cfg.checkpoint_every == 0 } else { due };
+        if !stop && (save_due || interrupted) {
+            pos.train_seconds = train_seconds_before + t_start.elapsed().as_secs_f64();
+            save_state(&state_path, &vs, &opt, &pos, &best)?;
+        }
+        if interrupted && !stop {
+            progress.finish();
+            return Err(Error::Interrupted { step, total: total_steps, dir: dir.display().to_string() });
+        }
+        if stop {
+            break;
         }
     }
     progress.finish();
-    let train_seconds = t_start.elapsed().as_secs_f64();
-    let (best_dev, best_step, best_epoch, snapshot) = best.expect("at least one evaluation ran");
+    let train_seconds = train_seconds_before + t_start.elapsed().as_secs_f64();
+    let (best_dev, best_step, best_epoch) = pos.best.expect("at least one evaluation ran");
     tch::no_grad(|| {
         let vars = vs.variables();
-        for (k, v) in &snapshot {
+        for (k, v) in &best {
             let mut dst = vars[k].shallow_clone();
             dst.copy_(v);
         }
@@ -342,13 +546,14 @@ pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_jso
         "split_hash": task.split.split_hash(),
         "train_examples": task.split.train.len(),
         "dev_examples": task.split.dev.len(),
-        "steps": step,
-        "epochs": epoch,
+        "steps": pos.step,
+        "epochs": pos.epochs(),
         "best_step": best_step,
         "best_epoch": best_epoch,
         "dev_selection": { "at": if dev_m > 1 { "samples" } else { "centroid" }, "samples": dev_m, main: best_dev },
         "train_seconds": train_seconds,
-        "train_samples_per_second": seen as f64 / step_seconds,
+        "train_samples_per_second": pos.seen as f64 / pos.step_seconds,
+        "resumed": resuming,
         "model": cfg.model_dir(),
         "notes": task.notes,
     });
@@ -358,6 +563,9 @@ pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_jso
     results["test_seconds"] = json!(t_test.elapsed().as_secs_f64());
     let text = serde_json::to_string_pretty(&results).expect("results serialise");
     write_atomic(&dir.join("results.json"), text.as_bytes())?;
+    if state_path.exists() {
+        std::fs::remove_file(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    }
     Ok(results)
 }
 
@@ -372,6 +580,7 @@ pub fn evaluate_all(
     let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), cfg.eval_batch_size);
     let metrics = &session.task.metrics;
     let mut r = serde_json::Map::new();
+    seed_torch(cfg.seed, Stream::Test, 0);
     let centroid = outputs(enc, subspace, data, &At::Centroid, 1, bs, pad);
     r.insert("centroid".into(), json!(score(&centroid, &data.labels, metrics, false)));
     if subspace.n > 1 {

@@ -1,0 +1,150 @@
+//! Interrupted runs: a run killed with SIGKILL, or stopped with Ctrl-C (SIGINT), and then
+//! resumed with `train --resume` ends with the same numbers, bit for bit, as a run that
+//! was never interrupted.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+}
+
+const STEPS: usize = 40;
+
+/// A short real run (polarity, default model), saving its state every 3 steps.
+fn train_args(out: &Path) -> Vec<String> {
+    let mut a: Vec<String> =
+        ["train", "--task", "polarity", "--quiet", "--out"].iter().map(|s| s.to_string()).collect();
+    a.push(out.to_string_lossy().into_owned());
+    for s in [
+        format!("max_steps={STEPS}"),
+        "eval_every=5".into(),
+        "checkpoint_every=3".into(),
+        "threads=1".into(),
+        "test_limit=120".into(),
+        "dev_samples=4".into(),
+        "ensemble_samples=4".into(),
+    ] {
+        a.push("--set".into());
+        a.push(s);
+    }
+    a
+}
+
+fn results(dir: &Path) -> serde_json::Value {
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    for k in ["train_seconds", "train_samples_per_second", "test_seconds", "resumed"] {
+        r.as_object_mut().unwrap().remove(k);
+    }
+    r
+}
+
+/// Loss, regulariser and dev metrics of every step (without timings).
+fn log(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("samples_per_second");
+            v
+        })
+        .collect()
+}
+
+fn last_step(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0) as usize
+}
+
+/// Starts a run and waits until it has done `step` steps.
+fn start_until(out: &Path, step: usize) -> Child {
+    let mut child = bin().args(train_args(out)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while last_step(out) < step {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before step {step}");
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress to step {step}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn uninterrupted(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("straight");
+    let out = bin().args(train_args(&dir)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("resume.safetensors").exists(), "a finished run removes its resume state");
+    dir
+}
+
+fn resume(dir: &Path) -> std::process::Output {
+    bin().args(["train", "--quiet", "--resume", dir.to_str().unwrap()]).output().unwrap()
+}
+
+#[test]
+fn a_killed_run_resumes_to_bit_identical_numbers() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = uninterrupted(tmp.path());
+    // Killed at two different points: between saves, and right after a dev evaluation.
+    for kill_after in [8, 16] {
+        let dir = tmp.path().join(format!("killed{kill_after}"));
+        let mut child = start_until(&dir, kill_after);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(!dir.join("results.json").exists(), "killed before the end");
+        assert!(dir.join("resume.safetensors").is_file());
+        let out = resume(&dir);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(results(&dir), results(&straight), "killed after step {kill_after}");
+        assert_eq!(log(&dir), log(&straight), "the log continues as the uninterrupted one");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+        assert_eq!(r["resumed"], true);
+    }
+}
+
+#[test]
+fn ctrl_c_saves_the_state_and_says_how_to_resume() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = uninterrupted(tmp.path());
+    let dir = tmp.path().join("interrupted");
+    let child = start_until(&dir, 7);
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "Ctrl-C exits with 128 + SIGINT");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted at step") && err.contains("--resume"), "{err}");
+    assert!(last_step(&dir) < STEPS && !dir.join("results.json").exists());
+    let out = resume(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(results(&dir), results(&straight));
+}
+
+#[test]
+fn resume_refuses_what_it_cannot_continue() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = uninterrupted(tmp.path());
+    let err = String::from_utf8(resume(&straight).stderr).unwrap();
+    assert!(err.contains("already finished"), "{err}");
+    let err = String::from_utf8(resume(&tmp.path().join("nothing")).stderr).unwrap();
+    assert!(err.contains("not a run directory"), "{err}");
+    let out =
+        bin().args(["train", "--quiet", "--resume", straight.to_str().unwrap(), "--set", "lr=1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("only threads"), "{err}");
+    let out = bin().args(["train", "--resume", straight.to_str().unwrap(), "--task", "rte"]).output().unwrap();
+    assert!(!out.status.success(), "--task with --resume is refused");
+}
