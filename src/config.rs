@@ -94,6 +94,16 @@ pub enum Init {
     Normal,
 }
 
+/// Which vertices an imported PEFT adapter initialises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeftStart {
+    /// Vertex 0 only.
+    One,
+    /// Every vertex, perturbed around the adapter.
+    All,
+}
+
 /// Few-shot sampling protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -195,6 +205,14 @@ pub struct RunConfig {
     pub init: Init,
     /// Standard deviation for `init = "normal"`.
     pub init_std: f64,
+    /// A PEFT prefix-tuning adapter folder to start from (see `init_peft_vertices`).
+    pub init_peft: Option<PathBuf>,
+    /// `one`: vertex 0 starts at the adapter, the others as `init` says; `all`: every vertex
+    /// starts at the adapter plus Gaussian noise of `init_peft_noise` × the adapter's std.
+    pub init_peft_vertices: PeftStart,
+    /// Relative noise around the adapter for `init_peft_vertices = "all"` (must be > 0 with
+    /// several vertices: identical vertices would get identical updates).
+    pub init_peft_noise: f64,
 
     // --- training ---
     /// Training seed (initialisation, dropout, α draws, data order).
@@ -280,6 +298,9 @@ impl Default for RunConfig {
             reparam: 0,
             init: Init::Vocab,
             init_std: 0.02,
+            init_peft: None,
+            init_peft_vertices: PeftStart::One,
+            init_peft_noise: 0.1,
             seed: 1,
             lr: 0.0,
             head_lr: 5e-3,
@@ -381,6 +402,18 @@ impl RunConfig {
                 self.numerics, self.numerics
             ));
         }
+        if self.init_peft.is_some() {
+            if !self.method.uses_prefix() || self.reparam > 0 {
+                return bad(
+                    "init_peft needs method subspace or prefix without reparam (it imports a deep prefix)".into()
+                );
+            }
+            if self.init_peft_vertices == PeftStart::All && self.vertices > 1 && self.init_peft_noise <= 0.0 {
+                return bad(
+                    "init_peft_vertices = \"all\" needs init_peft_noise > 0 (identical vertices never separate)".into(),
+                );
+            }
+        }
         if self.method == Method::Lora && self.lora_r == 0 {
             return bad("lora_r must be at least 1".into());
         }
@@ -417,7 +450,7 @@ impl RunConfig {
 pub const NUMERICS: u32 = 2;
 
 /// Keys that are absent from a serialised config when unset (`None`).
-const OPTIONAL_KEYS: [&str; 5] = ["data_dir", "train_file", "test_file", "text_b", "model"];
+const OPTIONAL_KEYS: [&str; 6] = ["data_dir", "train_file", "test_file", "text_b", "model", "init_peft"];
 
 fn one_line(s: &str) -> String {
     s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")

@@ -199,6 +199,39 @@ impl Subspace {
         )
     }
 
+    /// Overwrites vertex `i`'s prefix with `prefix` `(L, 2, p, H)` (an imported starting point).
+    pub fn set_vertex_prefix(&mut self, i: usize, prefix: &Tensor) -> Result<(), String> {
+        let Some(vertices) = &self.prefix else {
+            return Err("a prefix can only be imported into a run with a deep prefix and without reparam".into());
+        };
+        let mut dst = vertices.get(i as i64);
+        if dst.size() != prefix.size() {
+            return Err(format!("prefix shape {:?}, the run expects {:?} (L, 2, p, H)", prefix.size(), dst.size()));
+        }
+        tch::no_grad(|| dst.copy_(&prefix.to(dst.device())));
+        Ok(())
+    }
+
+    /// Overwrites head `i` (`weight (C, H)`, `bias (C)`; every head when heads are shared).
+    pub fn set_head(&mut self, i: usize, weight: &Tensor, bias: &Tensor) -> Result<(), String> {
+        let i = if self.head_w.size()[0] == 1 { 0 } else { i as i64 };
+        let (mut w, mut b) = (self.head_w.get(i), self.head_b.get(i));
+        if w.size() != weight.size() || b.size() != bias.size() {
+            return Err(format!(
+                "head shapes {:?} / {:?}, the run expects {:?} / {:?}",
+                weight.size(),
+                bias.size(),
+                w.size(),
+                b.size()
+            ));
+        }
+        tch::no_grad(|| {
+            w.copy_(&weight.to(w.device()));
+            b.copy_(&bias.to(b.device()));
+        });
+        Ok(())
+    }
+
     /// Number of prefix positions p (0 for methods without a prefix).
     pub fn prefix_len(&self) -> i64 {
         self.prefix_len

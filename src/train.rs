@@ -67,8 +67,21 @@ impl Session {
 
     /// A fresh (randomly initialised, seeded) model in a new var store: the method's encoder
     /// parameters (LoRA, BitFit biases, all weights for full fine-tuning) and the subspace of
-    /// prefixes/prompt and heads.
+    /// prefixes/prompt and heads, started from `init_peft` when the config names an adapter.
     pub fn new_subspace(&mut self) -> Result<(nn::VarStore, Subspace)> {
+        self.build_subspace(true)
+    }
+
+    /// The subspace stored in a run directory's checkpoint.
+    pub fn load_subspace(&mut self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
+        let (vs, s) = self.build_subspace(false)?;
+        load_checkpoint(&vs, checkpoint)?;
+        Ok((vs, s))
+    }
+
+    /// The model with its seeded initialisation; `import`: apply `init_peft` (a model whose
+    /// weights are then overwritten from a checkpoint does not need the adapter).
+    fn build_subspace(&mut self, import: bool) -> Result<(nn::VarStore, Subspace)> {
         tch::manual_seed(self.cfg.seed as i64);
         let vs = nn::VarStore::new(self.encoder.device());
         let root = vs.root();
@@ -85,14 +98,15 @@ impl Session {
             }
             Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => {}
         }
-        let s = Subspace::new(&root, &self.cfg, &self.encoder, self.task.num_outputs(), self.pooling);
-        Ok((vs, s))
-    }
-
-    /// The subspace stored in a run directory's checkpoint.
-    pub fn load_subspace(&mut self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
-        let (vs, s) = self.new_subspace()?;
-        load_checkpoint(&vs, checkpoint)?;
+        let mut s = Subspace::new(&root, &self.cfg, &self.encoder, self.task.num_outputs(), self.pooling);
+        if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
+            let notes = crate::export::import_peft(dir, &mut s, &self.cfg, &self.encoder)?;
+            for n in notes {
+                if !self.task.notes.contains(&n) {
+                    self.task.notes.push(n);
+                }
+            }
+        }
         Ok((vs, s))
     }
 }
@@ -339,6 +353,8 @@ pub fn resume(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_js
 }
 
 fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result<serde_json::Value> {
+    // A resumed run imports `init_peft` too (an input like the data and the model), so its
+    // notes are the uninterrupted run's; the saved state then overwrites the weights.
     let (vs, subspace) = session.new_subspace()?;
     let session = &*session;
     let cfg = &session.cfg;
