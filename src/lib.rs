@@ -15,6 +15,7 @@ pub mod optim;
 pub mod paths;
 pub mod plot;
 pub mod report;
+pub mod speed;
 pub mod subspace;
 pub mod task;
 pub mod train;

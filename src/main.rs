@@ -140,6 +140,9 @@ enum Command {
         #[arg(required = true)]
         runs: Vec<PathBuf>,
     },
+    /// Measure training and inference speed (samples/s, peak memory, FLOP/s), one JSON line
+    /// per figure; `scripts/speed.sh` compares it with the PEFT reference.
+    Speed(SpeedArgs),
     /// Predict labels for new texts with a trained run (JSONL out: label, probabilities).
     Predict {
         /// The run directory written by `train`.
@@ -217,6 +220,55 @@ struct TrainArgs {
     /// No progress output.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct SpeedArgs {
+    /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Intra-op threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// One figure: fixed-prefix, fixed-subspace, fixed-lora, fixed-full, sst2-prefix,
+    /// sst2-subspace, infer-prefix or infer-subspace (default: all, in this process; one figure
+    /// per process gives a clean peak memory).
+    #[arg(long)]
+    only: Option<String>,
+    /// Timed training steps of the fixed-shape figures (median reported).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Epochs of the SST-2 training figures (the first is warm-up, not counted).
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// Timed passes over SST-2 dev for the inference figures (after one untimed pass).
+    #[arg(long, default_value_t = 3)]
+    passes: usize,
+    /// Batch size of the fixed shape.
+    #[arg(long, default_value_t = 16)]
+    batch: i64,
+    /// Tokens per example of the fixed shape.
+    #[arg(long, default_value_t = 128)]
+    seq_len: i64,
+    /// Folder holding the GLUE task folders (default: $GLUE_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// model (the model folder's checkpoint) or base (a random BERT-base-shaped encoder,
+    /// 12 × 768; fixed-shape figures only).
+    #[arg(long, default_value = "model")]
+    shape: String,
+    /// fp32 peak of the threads used, GFLOP/s (default: estimated from /proc/cpuinfo).
+    #[arg(long)]
+    peak_gflops: Option<f64>,
+    /// Write the SST-2 few-shot split (example ids) to this file (for bench/peft_reference.py --split-json).
+    #[arg(long)]
+    split_out: Option<PathBuf>,
+    /// Override a config key for every figure, as `train --set` (e.g. --set backbone_dropout=false).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 impl TrainArgs {
@@ -595,6 +647,32 @@ fn run(cli: Cli) -> Result<()> {
                 rows.push(v);
             }
             print!("{}", prefix_subspace::report::runs_table(&rows));
+        }
+        Command::Speed(a) => {
+            let opts = prefix_subspace::speed::Options {
+                model: a.model,
+                threads: a.threads,
+                only: a.only.as_deref().map(prefix_subspace::speed::Figure::parse).transpose()?,
+                steps: a.steps,
+                warmup: a.warmup,
+                epochs: a.epochs,
+                passes: a.passes,
+                batch: a.batch,
+                seq_len: a.seq_len,
+                data_dir: a.data_dir,
+                shape: match a.shape.as_str() {
+                    "model" => prefix_subspace::speed::Shape::Model,
+                    "base" => prefix_subspace::speed::Shape::Base,
+                    other => bail!("--shape {other}: expected model or base"),
+                },
+                peak_gflops: a.peak_gflops,
+                split_out: a.split_out,
+                sets: a.sets,
+            };
+            prefix_subspace::speed::run(&opts, |v| {
+                println!("{}", prefix_subspace::speed::to_line(v));
+                let _ = std::io::stdout().flush();
+            })?;
         }
         Command::Predict { run, input, output, at } => {
             let (session, _vs, subspace) = open_run(&run)?;

@@ -1,0 +1,844 @@
+//! `prefix-subspace speed`: training and inference throughput of this implementation, one
+//! JSON line per figure, with the same figures and keys as `bench/peft_reference.py` (the
+//! PyTorch + transformers + PEFT reference) so that `scripts/speed.sh` can put them side by side.
+//!
+//! Figures (`--only NAME`; without it every figure runs, in one process):
+//!
+//! | name | what |
+//! |---|---|
+//! | `fixed-prefix`, `fixed-subspace` | training steps at a fixed shape, batch 16 × 128 random tokens (full attention mask), prefix 16: plain prefix tuning and the prefix subspace (n = 3, the defaults) |
+//! | `fixed-lora`, `fixed-full` | the same shape, LoRA (r 8, α 16, query/value) and full fine-tuning |
+//! | `sst2-prefix`, `sst2-subspace` | a real `train` run on SST-2, 16 per class (32 examples), batch 8, dynamic padding |
+//! | `infer-prefix`, `infer-subspace` | inference (centroid) on the SST-2 dev set: 872 sentences, batch 64 |
+//!
+//! Everything runs through the library's own training pieces, so the speed measured is the
+//! speed of `train`: the fixed-shape steps build the model with [`Session::new_subspace`] and
+//! take the step of the training loop (reseeded draws, [`Subspace::forward`] with dropout,
+//! cross-entropy + cos² regulariser, [`AdamW`] with clipping, inputs padded by [`pad_batch`]);
+//! the SST-2 figures *are* [`crate::train::train`] runs (with one evaluation at the end), timed
+//! from the per-step times they log in `metrics.jsonl`; inference is [`outputs`].
+//!
+//! Peak memory is `VmHWM` of `/proc/self/status` when the figure is done: run one figure per
+//! process (`--only`) for a clean peak; with several figures in one process each reports the
+//! peak so far.
+//!
+//! FLOP/s (fixed-shape figures): [`step_flops`] counts the matrix multiplications of one
+//! training step analytically, 2·m·n·k for every forward product and, in the backward pass,
+//! 2·m·n·k for every operand of a product whose gradient is needed (frozen weights get no
+//! weight-gradient product; a layer input that does not depend on a trained tensor gets no
+//! input gradient). Elementwise work (LayerNorm, softmax, GELU, dropout, AdamW) is not counted.
+//! The CPU's fp32 peak is estimated from `/proc/cpuinfo` ([`peak_gflops`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{DevAt, Method, RunConfig};
+use crate::data::fewshot::{FewShotSplit, Protocol};
+use crate::error::{Error, Result};
+use crate::eval::{outputs, Encoded};
+use crate::metrics::Metric;
+use crate::model::load::Weights;
+use crate::model::tokenizer::pad_batch;
+use crate::model::{Config, Encoder, Pooling, TextTokenizer};
+use crate::optim::AdamW;
+use crate::subspace::{At, Subspace};
+use crate::task::TaskData;
+use crate::train::{seed_torch, stream_seed, Session, Stream};
+
+/// One measured figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// Prefix tuning (one vertex), fixed shape.
+    FixedPrefix,
+    /// Prefix subspace (3 vertices), fixed shape.
+    FixedSubspace,
+    /// LoRA, fixed shape.
+    FixedLora,
+    /// Full fine-tuning, fixed shape.
+    FixedFull,
+    /// Prefix tuning, SST-2 16 per class.
+    Sst2Prefix,
+    /// Prefix subspace, SST-2 16 per class.
+    Sst2Subspace,
+    /// Inference on SST-2 dev with a prefix.
+    InferPrefix,
+    /// Inference on SST-2 dev at the centroid of a subspace.
+    InferSubspace,
+}
+
+impl Figure {
+    /// Every figure, in output order.
+    pub const ALL: [Figure; 8] = [
+        Figure::FixedPrefix,
+        Figure::FixedSubspace,
+        Figure::FixedLora,
+        Figure::FixedFull,
+        Figure::Sst2Prefix,
+        Figure::Sst2Subspace,
+        Figure::InferPrefix,
+        Figure::InferSubspace,
+    ];
+
+    /// The name used by `--only` and in the JSON lines (`"what"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Figure::FixedPrefix => "fixed-prefix",
+            Figure::FixedSubspace => "fixed-subspace",
+            Figure::FixedLora => "fixed-lora",
+            Figure::FixedFull => "fixed-full",
+            Figure::Sst2Prefix => "sst2-prefix",
+            Figure::Sst2Subspace => "sst2-subspace",
+            Figure::InferPrefix => "infer-prefix",
+            Figure::InferSubspace => "infer-subspace",
+        }
+    }
+
+    /// Parses a figure name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
+            Error::Input(format!("--only {s}: unknown figure (expected one of: {})", names.join(", ")))
+        })
+    }
+
+    /// The method trained (or evaluated).
+    pub fn method(self) -> Method {
+        match self {
+            Figure::FixedPrefix | Figure::Sst2Prefix | Figure::InferPrefix => Method::Prefix,
+            Figure::FixedSubspace | Figure::Sst2Subspace | Figure::InferSubspace => Method::Subspace,
+            Figure::FixedLora => Method::Lora,
+            Figure::FixedFull => Method::Full,
+        }
+    }
+
+    /// True for the fixed-shape training figures (the only ones `--shape base` runs).
+    pub fn fixed_shape(self) -> bool {
+        matches!(self, Figure::FixedPrefix | Figure::FixedSubspace | Figure::FixedLora | Figure::FixedFull)
+    }
+}
+
+/// The encoder the fixed-shape figures run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The model folder's own checkpoint.
+    Model,
+    /// A BERT-base-shaped encoder (12 layers × 768, 12 heads, FFN 3072, vocabulary 30522)
+    /// with random weights, built in memory.
+    Base,
+}
+
+/// What to measure and how long.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Model folder (default: the installed all-MiniLM-L6-v2); also gives the tokenizer.
+    pub model: Option<PathBuf>,
+    /// Intra-op threads.
+    pub threads: usize,
+    /// One figure, or all.
+    pub only: Option<Figure>,
+    /// Timed steps of the fixed-shape figures (the median is reported).
+    pub steps: usize,
+    /// Untimed steps before them.
+    pub warmup: usize,
+    /// Epochs of the SST-2 figures; the first is warm-up and not counted.
+    pub epochs: usize,
+    /// Timed passes over SST-2 dev (after one untimed pass).
+    pub passes: usize,
+    /// Batch size × tokens of the fixed shape.
+    pub batch: i64,
+    /// Tokens per example of the fixed shape.
+    pub seq_len: i64,
+    /// GLUE folder (default: $GLUE_DIR).
+    pub data_dir: Option<PathBuf>,
+    /// Encoder of the fixed-shape figures.
+    pub shape: Shape,
+    /// Use this fp32 peak (GFLOP/s, all threads together) instead of the estimate.
+    pub peak_gflops: Option<f64>,
+    /// Write the SST-2 few-shot split (example ids) here, for `peft_reference.py --split-json`.
+    pub split_out: Option<PathBuf>,
+    /// `key=value` config overrides for every figure (as `train --set`), e.g.
+    /// `backbone_dropout=false`; the figure's method and the speed settings win.
+    pub sets: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            model: None,
+            threads: 2,
+            only: None,
+            steps: 10,
+            warmup: 2,
+            epochs: 6,
+            passes: 3,
+            batch: 16,
+            seq_len: 128,
+            data_dir: None,
+            shape: Shape::Model,
+            peak_gflops: None,
+            split_out: None,
+            sets: Vec::new(),
+        }
+    }
+}
+
+/// Runs the figures of `opts`, calling `emit` with each JSON line as soon as it is measured.
+pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
+    if opts.threads == 0 {
+        return Err(Error::Input("--threads must be at least 1".into()));
+    }
+    if opts.steps == 0 || opts.passes == 0 || opts.batch < 1 || opts.seq_len < 2 {
+        return Err(Error::Input("--steps, --passes, --batch must be at least 1 and --seq-len at least 2".into()));
+    }
+    if opts.epochs < 2 {
+        return Err(Error::Input("--epochs must be at least 2 (the first one is warm-up)".into()));
+    }
+    tch::set_num_threads(opts.threads as i32);
+    let figures: Vec<Figure> = match (opts.only, opts.shape) {
+        (Some(f), Shape::Base) if !f.fixed_shape() => {
+            return Err(Error::Input(format!(
+                "--only {}: --shape base applies to the fixed-shape figures only (fixed-prefix, fixed-subspace, fixed-lora, fixed-full)",
+                f.name()
+            )))
+        }
+        (Some(f), _) => vec![f],
+        (None, Shape::Base) => Figure::ALL.into_iter().filter(|f| f.fixed_shape()).collect(),
+        (None, Shape::Model) => Figure::ALL.to_vec(),
+    };
+    let peak = match opts.peak_gflops {
+        Some(g) => Peak { gflops: g, how: format!("--peak-gflops {g}") },
+        None => peak_gflops(opts.threads),
+    };
+    if figures.iter().any(|f| f.fixed_shape()) {
+        eprintln!("fp32 peak: {:.1} GFLOP/s ({})", peak.gflops, peak.how);
+    }
+    for f in figures {
+        let mut v = if f.fixed_shape() {
+            fixed(opts, f, &peak)?
+        } else if matches!(f, Figure::Sst2Prefix | Figure::Sst2Subspace) {
+            sst2(opts, f)?
+        } else {
+            infer(opts, f)?
+        };
+        v["peak_rss_mb"] = json!(peak_rss_mb());
+        emit(&v);
+    }
+    Ok(())
+}
+
+fn model_dir(opts: &Options) -> Result<PathBuf> {
+    let dir = opts.model.clone().unwrap_or_else(crate::paths::default_model);
+    if !dir.is_dir() {
+        return Err(Error::Input(format!(
+            "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn head(opts: &Options, f: Figure) -> Value {
+    let mut v = json!({"impl": "ours", "what": f.name(), "threads": opts.threads, "method": f.method().name()});
+    if !opts.sets.is_empty() {
+        v["set"] = json!(opts.sets);
+    }
+    v
+}
+
+/// A task with no data: the fixed-shape figures need a [`Session`] (to build the model the
+/// way `train` does) but read no examples.
+fn no_data_task() -> TaskData {
+    TaskData {
+        name: "fixed-shape".into(),
+        label_names: vec!["0".into(), "1".into()],
+        metrics: vec![Metric::Accuracy],
+        main_metric: Metric::Accuracy,
+        split: FewShotSplit { protocol: Protocol::PerClass, k: 0, seed: 0, train: vec![], dev: vec![] },
+        tests: vec![],
+        notes: vec![],
+    }
+}
+
+/// The training step of `train` (src/train.rs), without the logging: the step's reseeded
+/// draws, forward with dropout, cross-entropy + regulariser, AdamW with clipping. Returns
+/// the loss (reading it waits for the step, as `train` does).
+fn train_step(
+    session: &Session,
+    subspace: &Subspace,
+    opt: &mut AdamW,
+    items: &[(Vec<i64>, Vec<i64>)],
+    labels: &[i64],
+    step: usize,
+) -> f64 {
+    let cfg = &session.cfg;
+    let device = session.encoder.device();
+    seed_torch(cfg.seed, Stream::Step, step as u64);
+    let alphas = subspace.sample_alphas(items.len() as i64, device);
+    let batch = pad_batch(items, session.tokenizer.pad_id(), device);
+    let logits = subspace.forward(&session.encoder, &batch, &alphas, true);
+    let task_loss = logits.cross_entropy_for_logits(&Tensor::from_slice(labels).to(device));
+    let mut reg_rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Regulariser, step as u64));
+    let total = match subspace.regulariser(&mut reg_rng) {
+        Some(r) => &task_loss + r,
+        None => task_loss.shallow_clone(),
+    };
+    opt.set_lr_group(0, cfg.lr);
+    opt.set_lr_group(1, cfg.head_lr);
+    opt.zero_grad();
+    total.backward();
+    let loss = task_loss.double_value(&[]);
+    if cfg.clip > 0.0 {
+        opt.clip_grad_norm(cfg.clip);
+    }
+    opt.step();
+    loss
+}
+
+/// A BERT-base-shaped encoder with random weights (N(0, 0.02²) matrices, zero biases, unit
+/// LayerNorm scales), built in memory.
+pub fn base_encoder(seed: i64) -> Result<Encoder> {
+    let (v, h, f, l, heads, pos) = (30522i64, 768i64, 3072i64, 12i64, 12i64, 512i64);
+    let cfg: Config = serde_json::from_value(json!({
+        "model_type": "bert", "vocab_size": v, "hidden_size": h, "num_hidden_layers": l,
+        "num_attention_heads": heads, "intermediate_size": f, "max_position_embeddings": pos,
+        "type_vocab_size": 2, "pad_token_id": 0
+    }))
+    .expect("a valid config");
+    tch::manual_seed(seed);
+    let mut shapes: Vec<(String, Vec<i64>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![v, h]),
+        ("embeddings.position_embeddings.weight".into(), vec![pos, h]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
+    ];
+    for i in 0..l {
+        let p = format!("encoder.layer.{i}");
+        for (n, o, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+        ] {
+            shapes.push((format!("{p}.{n}.weight"), vec![o, inp]));
+            shapes.push((format!("{p}.{n}.bias"), vec![o]));
+        }
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{p}.{n}.weight"), vec![h]));
+            shapes.push((format!("{p}.{n}.bias"), vec![h]));
+        }
+    }
+    let opts = (Kind::Float, Device::Cpu);
+    let tensors = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let t = if n.ends_with("LayerNorm.weight") {
+                Tensor::ones(s.as_slice(), opts)
+            } else if n.ends_with(".bias") {
+                Tensor::zeros(s.as_slice(), opts)
+            } else {
+                Tensor::randn(s.as_slice(), opts) * 0.02
+            };
+            (n, t)
+        })
+        .collect();
+    let mut w = Weights::from_tensors(Path::new("random-bert-base"), tensors);
+    Encoder::from_weights(cfg, &mut w, Device::Cpu)
+}
+
+fn fixed(opts: &Options, f: Figure, peak: &Peak) -> Result<Value> {
+    let dir = model_dir(opts)?;
+    let encoder = match opts.shape {
+        Shape::Model => Encoder::load(&dir, Device::Cpu)?,
+        Shape::Base => base_encoder(0)?,
+    };
+    let pooling = match opts.shape {
+        Shape::Model => Pooling::auto(&dir),
+        Shape::Base => Pooling::Mean,
+    };
+    let mut cfg = RunConfig::default().apply_overrides(&opts.sets)?;
+    (cfg.method, cfg.threads, cfg.model) = (f.method(), opts.threads, Some(dir.clone()));
+    let cfg = cfg.resolve()?;
+    let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
+    let mut session = Session { cfg, task: no_data_task(), encoder, tokenizer, pooling };
+    let (vs, subspace) = session.new_subspace()?;
+    let mut opt = AdamW::new(&vs, session.cfg.lr, session.cfg.weight_decay);
+    let (b, t) = (opts.batch, opts.seq_len);
+    let vocab = session.encoder.config.vocab_size;
+    let (lo, hi) = if vocab > 20000 { (1000, 20000) } else { (1, vocab) };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let items: Vec<(Vec<i64>, Vec<i64>)> =
+        (0..b).map(|_| ((0..t).map(|_| rng.gen_range(lo..hi)).collect(), vec![0; t as usize])).collect();
+    let labels: Vec<i64> = (0..b).map(|i| i % 2).collect();
+    let mut times = Vec::new();
+    for step in 0..opts.warmup + opts.steps {
+        let t0 = Instant::now();
+        let loss = train_step(&session, &subspace, &mut opt, &items, &labels, step);
+        if !loss.is_finite() {
+            return Err(Error::Input(format!("{}: loss is {loss} at step {}", f.name(), step + 1)));
+        }
+        if step >= opts.warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let step_s = median(&times);
+    let c = &session.encoder.config;
+    let trainable = match f.method() {
+        Method::Lora => {
+            Trainable::Lora { r: session.cfg.lora_r as i64, targets: LoraTargets::of(&session.cfg.lora_targets) }
+        }
+        Method::Full => Trainable::Full,
+        _ => Trainable::Prefix,
+    };
+    let dims = StepShape {
+        batch: b,
+        seq: t,
+        prefix: subspace.prefix_len(),
+        layers: c.num_hidden_layers,
+        hidden: c.hidden_size,
+        ffn: c.intermediate_size,
+        classes: subspace.classes,
+        vertices: subspace.n as i64,
+        heads: if session.cfg.head_simplex { subspace.n as i64 } else { 1 },
+    };
+    let fl = step_flops(&dims, &trainable);
+    let gflops = fl.total() / step_s / 1e9;
+    let mut v = head(opts, f);
+    v["samples_per_second"] = json!(b as f64 / step_s);
+    v["step_seconds_median"] = json!(step_s);
+    v["step_seconds_min"] = json!(times.iter().copied().fold(f64::INFINITY, f64::min));
+    v["steps"] = json!(opts.steps);
+    v["warmup_steps"] = json!(opts.warmup);
+    v["shape"] = json!(match opts.shape {
+        Shape::Model => format!("model {}x{}", c.num_hidden_layers, c.hidden_size),
+        Shape::Base => "base 12x768 (random weights)".to_string(),
+    });
+    v["batch"] = json!(b);
+    v["seq_len"] = json!(t);
+    v["prefix_len"] = json!(dims.prefix);
+    v["vertices"] = json!(dims.vertices);
+    v["gflop_per_step"] = json!(fl.total() / 1e9);
+    v["gflop_forward"] = json!(fl.forward / 1e9);
+    v["gflop_backward"] = json!(fl.backward / 1e9);
+    v["gflops"] = json!(gflops);
+    v["peak_gflops"] = json!(peak.gflops);
+    v["peak_fraction"] = json!(gflops / peak.gflops);
+    v["peak_estimate"] = json!(peak.how);
+    Ok(v)
+}
+
+fn sst2_config(opts: &Options, method: Method) -> Result<RunConfig> {
+    let mut cfg = RunConfig::default().apply_overrides(&opts.sets)?;
+    cfg.task = "sst2".into();
+    cfg.data_dir = opts.data_dir.clone().or(cfg.data_dir);
+    cfg.model = Some(model_dir(opts)?);
+    (cfg.method, cfg.threads) = (method, opts.threads);
+    cfg.resolve()
+}
+
+/// A fresh folder under the system temp dir (removed by the caller).
+fn temp_dir(tag: &str) -> Result<PathBuf> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("prefix-subspace-speed-{tag}-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+fn sst2(opts: &Options, f: Figure) -> Result<Value> {
+    let mut cfg = sst2_config(opts, f.method())?;
+    cfg.epochs = opts.epochs;
+    // One evaluation, after the last step, on as little as possible: the steps are what is timed.
+    cfg.eval_every = 1_000_000;
+    cfg.dev_at = DevAt::Centroid;
+    cfg.dev_samples = 1;
+    cfg.ensemble_samples = 1;
+    cfg.test_limit = 16;
+    let mut session = Session::open(cfg)?;
+    if let Some(p) = &opts.split_out {
+        let text = serde_json::to_string_pretty(&session.task.split.summary()).expect("split serialises");
+        crate::train::write_atomic(p, text.as_bytes())?;
+    }
+    let lengths: Vec<usize> =
+        Encoded::new(&session.tokenizer, &session.task.split.train)?.inputs.iter().map(|(ids, _)| ids.len()).collect();
+    let dir = temp_dir(f.name())?;
+    let result = crate::train::train(&mut session, &dir, true);
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).map_err(|e| Error::io(&dir, e));
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    let (mut samples, mut seconds, mut times) = (0usize, 0.0f64, Vec::new());
+    let batch = session.cfg.batch_size;
+    let per_epoch = session.task.split.train.len().div_ceil(batch);
+    for line in log?.lines() {
+        let v: Value = serde_json::from_str(line).map_err(|e| Error::Input(format!("metrics.jsonl: {e}")))?;
+        if v["kind"] != "step" || v["epoch"].as_u64().unwrap_or(0) < 2 {
+            continue;
+        }
+        // Every step's batch size: the last one of an epoch may be smaller.
+        let step = v["step"].as_u64().unwrap_or(1) as usize;
+        let within = (step - 1) % per_epoch;
+        let n = if within + 1 == per_epoch { session.task.split.train.len() - within * batch } else { batch };
+        let dt = n as f64 / v["samples_per_second"].as_f64().unwrap_or(f64::NAN);
+        samples += n;
+        seconds += dt;
+        times.push(dt);
+    }
+    let mut v = head(opts, f);
+    v["samples_per_second"] = json!(samples as f64 / seconds);
+    v["step_seconds_median"] = json!(median(&times));
+    v["steps"] = json!(times.len());
+    v["epochs_timed"] = json!(opts.epochs - 1);
+    v["train_examples"] = json!(lengths.len());
+    v["batch"] = json!(batch);
+    v["mean_tokens"] = json!(lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64);
+    v["split_hash"] = json!(session.task.split.split_hash());
+    Ok(v)
+}
+
+fn infer(opts: &Options, f: Figure) -> Result<Value> {
+    let cfg = sst2_config(opts, f.method())?;
+    let mut session = Session::open(cfg)?;
+    let (_vs, subspace) = session.new_subspace()?;
+    let (name, examples) = session.task.tests.first().ok_or_else(|| Error::Input("sst2 has no test set".into()))?;
+    let data = Encoded::new(&session.tokenizer, examples)?;
+    let (bs, pad) = (session.cfg.eval_batch_size, session.tokenizer.pad_id());
+    let run = || outputs(&session.encoder, &subspace, &data, &At::Centroid, 1, bs, pad);
+    let _ = run();
+    let mut times = Vec::new();
+    for _ in 0..opts.passes {
+        let t0 = Instant::now();
+        let out = run();
+        times.push(t0.elapsed().as_secs_f64());
+        assert_eq!(out.size()[0], data.len() as i64);
+    }
+    let pass_s = median(&times);
+    let batches = data.len().div_ceil(bs);
+    let mut v = head(opts, f);
+    v["samples_per_second"] = json!(data.len() as f64 / pass_s);
+    v["step_seconds_median"] = json!(pass_s / batches as f64);
+    v["step"] = json!(format!("one batch of {bs} (median pass time / {batches} batches)"));
+    v["passes"] = json!(opts.passes);
+    v["examples"] = json!(data.len());
+    v["data"] = json!(format!("sst2 {name} (GLUE dev.tsv)"));
+    v["batch"] = json!(bs);
+    v["order"] = json!("sorted by length (eval::outputs)");
+    v["mean_tokens"] = json!(data.inputs.iter().map(|(i, _)| i.len()).sum::<usize>() as f64 / data.len() as f64);
+    Ok(v)
+}
+
+/// The keys every figure has, first and in this order (the rest follow, sorted).
+pub const MAIN_KEYS: [&str; 6] =
+    ["impl", "what", "samples_per_second", "step_seconds_median", "peak_rss_mb", "threads"];
+
+/// One JSON line with [`MAIN_KEYS`] first.
+pub fn to_line(v: &Value) -> String {
+    let Some(map) = v.as_object() else { return v.to_string() };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| (MAIN_KEYS.iter().position(|m| m == k).unwrap_or(MAIN_KEYS.len()), k.to_string()));
+    let fields: Vec<String> = keys.iter().map(|k| format!("{}:{}", Value::from(k.as_str()), map[k.as_str()])).collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// Peak resident memory of this process so far, MiB (`VmHWM` of `/proc/self/status`; 0 if
+/// unreadable).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// An fp32 peak and how it was estimated.
+#[derive(Debug, Clone)]
+pub struct Peak {
+    /// GFLOP/s over all the threads used.
+    pub gflops: f64,
+    /// One line: flags, FLOP per cycle, clock, cores.
+    pub how: String,
+}
+
+/// Estimates the fp32 peak of `cores` cores from `/proc/cpuinfo` (and the cpufreq maximum or
+/// `lscpu`'s max MHz when available): FLOP per cycle per core from the vector flags (avx512f:
+/// 2 FMA units × 16 lanes × 2 = 64; avx2 + fma: 2 × 8 × 2 = 32; else 8) × clock × cores.
+/// AMD family 25 (Zen 3/Zen 4) executes 512-bit FMAs on 256-bit units, so its avx512f peak is
+/// that of avx2 (32).
+pub fn peak_gflops(cores: usize) -> Peak {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        info.lines().find_map(|l| {
+            let (key, val) = l.split_once(':')?;
+            (key.trim() == k).then(|| val.trim().to_string())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let vendor = field("vendor_id").unwrap_or_default();
+    let family: u32 = field("cpu family").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let zen_double_pumped = vendor == "AuthenticAMD" && family == 25;
+    let (per_cycle, isa) = if has("avx512f") && !zen_double_pumped {
+        (64.0, "avx512f: 2 FMA units x 16 fp32 lanes x 2 FLOP".to_string())
+    } else if has("avx512f") {
+        (32.0, "avx512f on AMD family 25 (Zen 3/4: 512-bit FMA split over 256-bit units): 2 x 8 lanes x 2 FLOP".into())
+    } else if has("avx2") && has("fma") {
+        (32.0, "avx2+fma: 2 FMA units x 8 fp32 lanes x 2 FLOP".to_string())
+    } else {
+        (8.0, "no avx2/fma: 8 FLOP/cycle assumed".to_string())
+    };
+    let cpufreq = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map(|khz| (khz / 1000.0, "cpufreq cpuinfo_max_freq"));
+    let lscpu = || {
+        let out = std::process::Command::new("lscpu").output().ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "CPU max MHz")
+                .then(|| v.trim().parse::<f64>().ok())
+                .flatten()
+                .map(|m| (m, "lscpu CPU max MHz"))
+        })
+    };
+    let (mhz, clock_src) = cpufreq
+        .or_else(lscpu)
+        .or_else(|| field("cpu MHz").and_then(|s| s.parse().ok()).map(|m| (m, "/proc/cpuinfo cpu MHz")))
+        .unwrap_or((2000.0, "no clock found: 2000 MHz assumed"));
+    let gflops = per_cycle * mhz / 1000.0 * cores as f64;
+    Peak {
+        gflops,
+        how: format!("{isa} = {per_cycle} FLOP/cycle/core x {mhz:.0} MHz ({clock_src}) x {cores} cores (threads used)"),
+    }
+}
+
+/// The dimensions of one training step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepShape {
+    /// B.
+    pub batch: i64,
+    /// T, real tokens per example.
+    pub seq: i64,
+    /// p, prefix length (0 = no prefix).
+    pub prefix: i64,
+    /// L.
+    pub layers: i64,
+    /// H.
+    pub hidden: i64,
+    /// F, feed-forward inner size.
+    pub ffn: i64,
+    /// C, outputs of the head.
+    pub classes: i64,
+    /// n, vertices mixed into the prefix.
+    pub vertices: i64,
+    /// Heads mixed (n with a head simplex, else 1).
+    pub heads: i64,
+}
+
+/// Which attention projections carry LoRA.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoraTargets {
+    /// Query.
+    pub query: bool,
+    /// Key.
+    pub key: bool,
+    /// Value.
+    pub value: bool,
+    /// Attention output.
+    pub output: bool,
+}
+
+impl LoraTargets {
+    /// From config names.
+    pub fn of(names: &[String]) -> Self {
+        let has = |n: &str| names.iter().any(|x| x == n);
+        Self { query: has("query"), key: has("key"), value: has("value"), output: has("output") }
+    }
+}
+
+/// What a step trains (the prefix, if `StepShape::prefix > 0`, is trained in every case).
+#[derive(Debug, Clone, Copy)]
+pub enum Trainable {
+    /// Only the prefix (and head): every encoder weight frozen.
+    Prefix,
+    /// LoRA of rank r on the targets (and the head).
+    Lora {
+        /// Rank.
+        r: i64,
+        /// Adapted projections.
+        targets: LoraTargets,
+    },
+    /// Every weight, embeddings included.
+    Full,
+}
+
+/// Matmul FLOPs of one training step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Flops {
+    /// Forward.
+    pub forward: f64,
+    /// Backward.
+    pub backward: f64,
+}
+
+impl Flops {
+    /// Forward + backward.
+    pub fn total(&self) -> f64 {
+        self.forward + self.backward
+    }
+}
+
+/// Counts the matmul FLOPs of one training step (forward + backward), following which
+/// tensors need a gradient.
+///
+/// With N = B·T tokens, S = p + T keys, a product of an (m × k) by a (k × n) matrix costs
+/// 2·m·k·n forward; backward it costs 2·m·k·n for each operand whose gradient is needed (the
+/// input's, when the input depends on a trained tensor; the weight's, when it is trained).
+/// Per layer, forward: Q, K, V, output projections 4 · 2·N·H², the feed-forward 2 · 2·N·H·F,
+/// attention scores QKᵀ and the weighted sum PV 2 · 2·N·S·H (all heads together), LoRA
+/// 2·N·(H·r + r·H) per adapted projection. Backward, for prefix tuning (frozen weights):
+/// every layer after the first needs the input gradients of all six projections
+/// (= their forward cost) and all four attention gradients (dQ, dK, dP, dV: 4 · 2·N·S·H);
+/// the first layer's input (the frozen embeddings) needs no gradient, so neither do its Q,
+/// K, V projections nor dQ; its dK and dV (which hold the prefix's) and dP are needed. Full
+/// fine-tuning needs every gradient: backward = 2 × forward. Also counted: the prefix mixing
+/// α·vertices (2·B·L·n·2pH forward, the same backward) and the head (2·B·H·C per mixed head,
+/// forward and each of its two gradients). Not counted: LayerNorm, softmax, GELU, dropout,
+/// embeddings lookups, the optimizer.
+pub fn step_flops(s: &StepShape, what: &Trainable) -> Flops {
+    let f = |x: i64| x as f64;
+    let (n_tok, h, ff, p) = (f(s.batch * s.seq), f(s.hidden), f(s.ffn), s.prefix);
+    let keys = f(s.seq + p);
+    let mm = |m: f64, k: f64, n: f64| 2.0 * m * k * n;
+    let full = matches!(what, Trainable::Full);
+    let (r, targets) = match *what {
+        Trainable::Lora { r, targets } => (f(r), targets),
+        _ => (0.0, LoraTargets::default()),
+    };
+    let mut fl = Flops::default();
+    // A linear layer in → out on N tokens; returns whether its output needs a gradient.
+    let linear = |fl: &mut Flops, din: f64, dout: f64, lora: bool, input_grad: bool| -> bool {
+        fl.forward += mm(n_tok, din, dout);
+        if full {
+            fl.backward += mm(n_tok, din, dout); // weight gradient
+        }
+        if input_grad {
+            fl.backward += mm(n_tok, din, dout); // input gradient
+        }
+        if lora {
+            fl.forward += mm(n_tok, din, r) + mm(n_tok, r, dout);
+            // dB, d(xA), dA always; dx through A when the input needs it.
+            fl.backward += 2.0 * mm(n_tok, r, dout) + mm(n_tok, din, r);
+            if input_grad {
+                fl.backward += mm(n_tok, din, r);
+            }
+        }
+        input_grad || full || lora
+    };
+    let prefix = p > 0;
+    if prefix {
+        let mix = 2.0 * f(s.batch * s.layers * s.vertices * 2 * p * s.hidden);
+        fl.forward += mix;
+        fl.backward += mix; // gradient of the vertices (α needs none)
+    }
+    let attn = mm(n_tok, h, keys); // QKᵀ or PV, all heads
+    let mut x_grad = full; // embeddings are trained only in full fine-tuning
+    for _ in 0..s.layers {
+        let q = linear(&mut fl, h, h, targets.query, x_grad);
+        let k = linear(&mut fl, h, h, targets.key, x_grad) || prefix;
+        let v = linear(&mut fl, h, h, targets.value, x_grad) || prefix;
+        let scores = q || k;
+        fl.forward += 2.0 * attn;
+        fl.backward += attn * (f64::from(u8::from(q)) + f64::from(u8::from(k)));
+        fl.backward += attn * (f64::from(u8::from(scores)) + f64::from(u8::from(v)));
+        let ctx = scores || v;
+        let o = linear(&mut fl, h, h, targets.output, ctx);
+        let a = o || x_grad;
+        let up = linear(&mut fl, h, ff, false, a);
+        let down = linear(&mut fl, ff, h, false, up);
+        x_grad = down || a;
+    }
+    let head = mm(f(s.batch), h, f(s.classes)) * f(s.heads);
+    fl.forward += head;
+    fl.backward += head * (1.0 + f64::from(u8::from(x_grad)));
+    fl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(p: i64) -> StepShape {
+        StepShape {
+            batch: 16,
+            seq: 128,
+            prefix: p,
+            layers: 6,
+            hidden: 384,
+            ffn: 1536,
+            classes: 2,
+            vertices: 1,
+            heads: 1,
+        }
+    }
+
+    #[test]
+    fn full_fine_tuning_backward_is_twice_forward() {
+        let s = StepShape { prefix: 0, ..shape(0) };
+        let fl = step_flops(&s, &Trainable::Full);
+        assert!((fl.backward - 2.0 * fl.forward).abs() < 1e-6 * fl.forward, "{fl:?}");
+    }
+
+    #[test]
+    fn prefix_step_matches_the_hand_count() {
+        let s = shape(16);
+        let (n, h, f, keys, l) = (16.0 * 128.0, 384.0, 1536.0, 144.0, 6.0);
+        let lin = 2.0 * n * (4.0 * h * h + 2.0 * h * f);
+        let attn = 2.0 * n * keys * h;
+        let mix = 2.0 * 16.0 * 6.0 * 2.0 * 16.0 * h;
+        let head = 2.0 * 16.0 * h * 2.0;
+        let fwd = l * (lin + 2.0 * attn) + mix + head;
+        // Layer 0: no Q/K/V input gradients, no dQ; later layers: everything but weights.
+        let layer0 = 2.0 * n * (h * h + 2.0 * h * f) + 3.0 * attn;
+        let bwd = (l - 1.0) * (lin + 4.0 * attn) + layer0 + mix + 2.0 * head;
+        let fl = step_flops(&s, &Trainable::Prefix);
+        assert!((fl.forward - fwd).abs() < 1.0, "{} vs {fwd}", fl.forward);
+        assert!((fl.backward - bwd).abs() < 1.0, "{} vs {bwd}", fl.backward);
+    }
+
+    #[test]
+    fn lora_costs_more_than_prefix_and_less_than_full() {
+        let s = StepShape { prefix: 0, ..shape(0) };
+        let lora =
+            step_flops(&s, &Trainable::Lora { r: 8, targets: LoraTargets::of(&["query".into(), "value".into()]) });
+        let full = step_flops(&s, &Trainable::Full);
+        assert!(lora.forward > full.forward && lora.backward < full.backward, "{lora:?} {full:?}");
+    }
+
+    #[test]
+    fn figure_names_round_trip() {
+        for f in Figure::ALL {
+            assert_eq!(Figure::parse(f.name()).unwrap(), f);
+        }
+        assert!(Figure::parse("fixed-prompt").is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! `prefix-subspace speed`: each figure prints one JSON line with the shared keys and
+//! positive numbers (no timing is asserted: the figures are wall-clock measurements).
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn speed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prefix-subspace")).arg("speed").args(args).output().expect("binary runs")
+}
+
+/// The single JSON line a one-figure run prints, checked for the shared keys.
+fn line(args: &[&str], what: &str) -> serde_json::Value {
+    let out = speed(args);
+    assert!(out.status.success(), "speed {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line per figure: {text}");
+    assert!(lines[0].starts_with(r#"{"impl":"ours","what":""#), "shared keys first: {}", lines[0]);
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["what"], what);
+    for k in ["samples_per_second", "step_seconds_median", "peak_rss_mb"] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("{k} is not a number: {v}"));
+        assert!(x.is_finite() && x > 0.0, "{k} = {x}");
+    }
+    assert_eq!(v["threads"], 2);
+    v
+}
+
+#[test]
+fn fixed_shape_step_reports_throughput_and_flops() {
+    common::minilm_dir();
+    let v = line(
+        &["--only", "fixed-prefix", "--steps", "2", "--warmup", "1", "--batch", "4", "--seq-len", "32"],
+        "fixed-prefix",
+    );
+    assert_eq!((v["batch"].as_i64(), v["seq_len"].as_i64(), v["prefix_len"].as_i64()), (Some(4), Some(32), Some(16)));
+    for k in ["gflop_per_step", "gflops", "peak_gflops", "peak_fraction"] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+    let (sps, step) = (v["samples_per_second"].as_f64().unwrap(), v["step_seconds_median"].as_f64().unwrap());
+    assert!((sps * step - 4.0).abs() < 1e-6, "samples/s = batch / median step time: {v}");
+    assert!(v["peak_estimate"].as_str().is_some_and(|s| s.contains("FLOP/cycle")), "{v}");
+}
+
+#[test]
+fn sst2_figure_is_a_real_training_run() {
+    common::minilm_dir();
+    let split = tempfile::tempdir().unwrap();
+    let split_path = split.path().join("split.json");
+    let glue = common::glue_dir();
+    let v = line(
+        &[
+            "--only",
+            "sst2-subspace",
+            "--epochs",
+            "2",
+            "--data-dir",
+            glue.to_str().unwrap(),
+            "--split-out",
+            split_path.to_str().unwrap(),
+        ],
+        "sst2-subspace",
+    );
+    // 32 examples, batch 8, the second epoch timed.
+    assert_eq!((v["train_examples"].as_u64(), v["steps"].as_u64()), (Some(32), Some(4)), "{v}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&split_path).unwrap()).unwrap();
+    assert_eq!(s["train_ids"].as_array().map(|a| a.len()), Some(32));
+    assert_eq!(s["hash"], v["split_hash"]);
+}
+
+#[test]
+fn inference_figure_covers_the_dev_set() {
+    common::minilm_dir();
+    let glue = common::glue_dir();
+    let v =
+        line(&["--only", "infer-subspace", "--passes", "1", "--data-dir", glue.to_str().unwrap()], "infer-subspace");
+    assert_eq!(v["examples"].as_u64(), Some(872), "{v}");
+}
+
+#[test]
+fn bad_figures_are_refused() {
+    let out = speed(&["--only", "fixed-prompt"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fixed-prompt") && err.contains("fixed-subspace"), "{err}");
+    let out = speed(&["--only", "sst2-prefix", "--shape", "base"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fixed-shape figures only"));
+}
