@@ -265,7 +265,7 @@ impl Subspace {
         let prefix = (self.prefix_len > 0).then(|| {
             let p = self.mixed_prefix(alphas);
             if train && self.prefix_dropout > 0.0 {
-                p.dropout(self.prefix_dropout, true)
+                crate::model::dropout::dropout(&p, self.prefix_dropout)
             } else {
                 p
             }
@@ -289,7 +289,7 @@ impl Subspace {
     /// The mixed head on pooled features, with head dropout while training.
     pub fn head(&self, pooled: &Tensor, alphas: &Alphas, train: bool) -> Tensor {
         let pooled = if train && self.head_dropout > 0.0 {
-            pooled.dropout(self.head_dropout, true)
+            crate::model::dropout::dropout(pooled, self.head_dropout)
         } else {
             pooled.shallow_clone()
         };

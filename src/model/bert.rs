@@ -380,7 +380,13 @@ impl SelfAttention {
             v = Tensor::cat(&[pv, &v], 1);
         }
         let (k, v) = (split(k), split(v));
-        let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, None, false);
+        let ctx = if dropout > 0.0 {
+            // SDPA's math path, with the probabilities' dropout mask drawn on all threads.
+            let scores = q.matmul(&k.transpose(-2, -1)) * (1.0 / (self.head_dim as f64).sqrt()) + mask;
+            super::dropout::dropout(&scores.softmax(-1, Kind::Float), dropout).matmul(&v)
+        } else {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false)
+        };
         ctx.transpose(1, 2).reshape([b, t, h])
     }
 }
@@ -476,11 +482,7 @@ struct Dropout {
 
 impl Dropout {
     fn hidden(&self, x: &Tensor) -> Tensor {
-        if self.hidden > 0.0 {
-            x.dropout(self.hidden, true)
-        } else {
-            x.shallow_clone()
-        }
+        super::dropout::dropout(x, self.hidden)
     }
 }
 
@@ -730,7 +732,7 @@ impl Encoder {
         let x = e.add_types(words + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false), &types);
         let x = e.layer_norm.forward(&x);
         let x = if dropout && self.config.hidden_dropout_prob > 0.0 {
-            x.dropout(self.config.hidden_dropout_prob, true)
+            super::dropout::dropout(&x, self.config.hidden_dropout_prob)
         } else {
             x
         };
@@ -768,7 +770,7 @@ impl Encoder {
             + Tensor::embedding(&e.position_embeddings, &pos, -1, false, false);
         let x = e.layer_norm.forward(&e.add_types(x, &batch.token_type_ids));
         if dropout && self.config.hidden_dropout_prob > 0.0 {
-            x.dropout(self.config.hidden_dropout_prob, true)
+            super::dropout::dropout(&x, self.config.hidden_dropout_prob)
         } else {
             x
         }

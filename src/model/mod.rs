@@ -1,6 +1,7 @@
 //! The frozen encoder, its checkpoint loader and its tokenizer.
 
 pub mod bert;
+pub mod dropout;
 pub mod load;
 pub mod tokenizer;
 
