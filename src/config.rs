@@ -438,9 +438,10 @@ impl RunConfig {
             })
     }
 
-    /// The model folder: `model`, else the installed default model.
+    /// The model folder: `model` (a path, or the name of a model installed in the cache), else
+    /// the installed default model.
     pub fn model_dir(&self) -> PathBuf {
-        self.model.clone().unwrap_or_else(crate::paths::default_model)
+        self.model.as_deref().map(crate::paths::model).unwrap_or_else(crate::paths::default_model)
     }
 }
 

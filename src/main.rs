@@ -407,7 +407,7 @@ fn print_table(results: &serde_json::Value) {
 }
 
 fn model_dir(model: Option<PathBuf>) -> Result<PathBuf> {
-    let dir = model.unwrap_or_else(paths::default_model);
+    let dir = model.as_deref().map(paths::model).unwrap_or_else(paths::default_model);
     if !dir.is_dir() {
         bail!(
             "{}: model folder not found (run scripts/setup.sh to install the default model, or pass --model DIR)",

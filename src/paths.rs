@@ -16,3 +16,17 @@ pub fn home() -> PathBuf {
 pub fn default_model() -> PathBuf {
     home().join("models").join("all-MiniLM-L6-v2")
 }
+
+/// A model folder given by the user: the path itself when it exists, else a model of that
+/// name installed in the cache (`all-mpnet-base-v2` = `$PREFIX_SUBSPACE_HOME/models/all-mpnet-base-v2`).
+pub fn model(given: &std::path::Path) -> PathBuf {
+    if given.exists() || given.components().count() != 1 {
+        return given.to_path_buf();
+    }
+    let installed = home().join("models").join(given);
+    if installed.is_dir() {
+        installed
+    } else {
+        given.to_path_buf()
+    }
+}

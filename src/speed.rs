@@ -232,7 +232,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
 }
 
 fn model_dir(opts: &Options) -> Result<PathBuf> {
-    let dir = opts.model.clone().unwrap_or_else(crate::paths::default_model);
+    let dir = opts.model.as_deref().map(crate::paths::model).unwrap_or_else(crate::paths::default_model);
     if !dir.is_dir() {
         return Err(Error::Input(format!(
             "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",

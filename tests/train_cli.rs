@@ -338,3 +338,13 @@ fn a_diverging_loss_stops_training_and_names_the_step() {
     assert!(out_dir.join("checkpoint.safetensors").is_file(), "the last good checkpoint is kept");
     assert!(!out_dir.join("results.json").exists());
 }
+
+#[test]
+fn a_model_can_be_named_by_its_folder_in_the_cache() {
+    common::minilm_dir();
+    let by_name = ok(&["embed", "--model", "all-MiniLM-L6-v2", "a man is playing a guitar"]);
+    let default = ok(&["embed", "a man is playing a guitar"]);
+    assert_eq!(by_name, default);
+    let out = run(&["embed", "--model", "no-such-model", "x"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
+}
