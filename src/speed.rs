@@ -39,16 +39,16 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::{DevAt, Method, RunConfig};
 use crate::data::fewshot::{FewShotSplit, Protocol};
+use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, Encoded};
 use crate::metrics::Metric;
 use crate::model::load::Weights;
-use crate::model::tokenizer::pad_batch;
 use crate::model::{Config, Encoder, Pooling, TextTokenizer};
 use crate::optim::AdamW;
-use crate::subspace::{At, Subspace};
+use crate::subspace::At;
 use crate::task::TaskData;
-use crate::train::{seed_torch, stream_seed, Session, Stream};
+use crate::train::Session;
 
 /// One measured figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,41 +275,6 @@ fn no_data_task() -> TaskData {
     }
 }
 
-/// The training step of `train` (src/train.rs), without the logging: the step's reseeded
-/// draws, forward with dropout, cross-entropy + regulariser, AdamW with clipping. Returns
-/// the loss (reading it waits for the step, as `train` does).
-fn train_step(
-    session: &Session,
-    subspace: &Subspace,
-    opt: &mut AdamW,
-    items: &[(Vec<i64>, Vec<i64>)],
-    labels: &[i64],
-    step: usize,
-) -> f64 {
-    let cfg = &session.cfg;
-    let device = session.encoder.device();
-    seed_torch(cfg.seed, Stream::Step, step as u64);
-    let alphas = subspace.sample_alphas(items.len() as i64, device);
-    let batch = pad_batch(items, session.tokenizer.pad_id(), device);
-    let logits = subspace.forward(&session.encoder, &batch, &alphas, true);
-    let task_loss = logits.cross_entropy_for_logits(&Tensor::from_slice(labels).to(device));
-    let mut reg_rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Regulariser, step as u64));
-    let total = match subspace.regulariser(&mut reg_rng) {
-        Some(r) => &task_loss + r,
-        None => task_loss.shallow_clone(),
-    };
-    opt.set_lr_group(0, cfg.lr);
-    opt.set_lr_group(1, cfg.head_lr);
-    opt.zero_grad();
-    total.backward();
-    let loss = task_loss.double_value(&[]);
-    if cfg.clip > 0.0 {
-        opt.clip_grad_norm(cfg.clip);
-    }
-    opt.step();
-    loss
-}
-
 /// A BERT-base-shaped encoder with random weights (N(0, 0.02²) matrices, zero biases, unit
 /// LayerNorm scales), built in memory.
 pub fn base_encoder(seed: i64) -> Result<Encoder> {
@@ -387,11 +352,13 @@ fn fixed(opts: &Options, f: Figure, peak: &Peak) -> Result<Value> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let items: Vec<(Vec<i64>, Vec<i64>)> =
         (0..b).map(|_| ((0..t).map(|_| rng.gen_range(lo..hi)).collect(), vec![0; t as usize])).collect();
-    let labels: Vec<i64> = (0..b).map(|i| i % 2).collect();
+    let labels: Vec<Label> = (0..b).map(|i| Label::Class((i % 2) as usize)).collect();
     let mut times = Vec::new();
     for step in 0..opts.warmup + opts.steps {
         let t0 = Instant::now();
-        let loss = train_step(&session, &subspace, &mut opt, &items, &labels, step);
+        let input = crate::train::StepInput::Tokens(items.clone());
+        let (lr, head_lr) = (session.cfg.lr, session.cfg.head_lr);
+        let (loss, _) = crate::train::train_step(&session, &subspace, &mut opt, input, &labels, step, lr, head_lr);
         if !loss.is_finite() {
             return Err(Error::Input(format!("{}: loss is {loss} at step {}", f.name(), step + 1)));
         }

@@ -441,31 +441,17 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         let t0 = Instant::now();
         let chunk: Vec<usize> =
             order.chunks(cfg.batch_size).nth(pos.batch).expect("batch index within the epoch").to_vec();
-        seed_torch(cfg.seed, Stream::Step, pos.step as u64);
-        let alphas = subspace.sample_alphas(chunk.len() as i64, device);
-        let logits = match &cached {
+        let input = match &cached {
             Some(f) => {
                 let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(device);
-                subspace.head(&f.index_select(0, &idx), &alphas, true)
+                StepInput::Features(f.index_select(0, &idx))
             }
-            None => {
-                let items: Vec<_> = chunk.iter().map(|&i| train.inputs[i].clone()).collect();
-                subspace.forward(enc, &pad_batch(&items, pad, device), &alphas, true)
-            }
+            None => StepInput::Tokens(chunk.iter().map(|&i| train.inputs[i].clone()).collect()),
         };
-        let task_loss = loss(&logits, chunk.iter().map(|&i| train.labels[i]), device);
-        let mut reg_rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Regulariser, pos.step as u64));
-        let reg = subspace.regulariser(&mut reg_rng);
-        let total = match &reg {
-            Some(r) => &task_loss + r,
-            None => task_loss.shallow_clone(),
-        };
+        let labels: Vec<Label> = chunk.iter().map(|&i| train.labels[i]).collect();
         let lr = cfg.lr * schedule(pos.step);
-        opt.set_lr_group(0, lr);
-        opt.set_lr_group(1, cfg.head_lr * schedule(pos.step));
-        opt.zero_grad();
-        total.backward();
-        let loss_v = task_loss.double_value(&[]);
+        let (loss_v, reg_v) =
+            train_step(session, &subspace, &mut opt, input, &labels, pos.step, lr, cfg.head_lr * schedule(pos.step));
         let epoch = pos.epoch;
         if !loss_v.is_finite() {
             return Err(Error::Input(format!(
@@ -474,10 +460,6 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
                 ckpt.display()
             )));
         }
-        if cfg.clip > 0.0 {
-            opt.clip_grad_norm(cfg.clip);
-        }
-        opt.step();
         let dt = t0.elapsed().as_secs_f64();
         pos.step_seconds += dt;
         pos.seen += chunk.len();
@@ -493,7 +475,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         progress.step();
         emit(json!({
             "kind": "step", "step": step, "epoch": epoch, "loss": loss_v,
-            "regulariser": reg.as_ref().map(|r| r.double_value(&[])), "lr": lr,
+            "regulariser": reg_v, "lr": lr,
             "samples_per_second": chunk.len() as f64 / dt,
         }))?;
         let due = if cfg.eval_every > 0 { step % cfg.eval_every == 0 } else { end_of_epoch };
@@ -583,6 +565,61 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         std::fs::remove_file(&state_path).map_err(|e| Error::io(&state_path, e))?;
     }
     Ok(results)
+}
+
+/// What a training step reads: a batch of tokenised examples, or (head-only) their cached
+/// pooled features.
+pub enum StepInput {
+    /// `(token ids, type ids)` per example, padded here.
+    Tokens(Vec<(Vec<i64>, Vec<i64>)>),
+    /// Pooled features `(B, H)`.
+    Features(Tensor),
+}
+
+/// One training step, exactly as `train` runs it: the step's reseeded draws (dropout, α, the
+/// regulariser's pair), forward, task loss + regulariser, backward, gradient clipping and an
+/// AdamW update at learning rates `lr` (method) and `head_lr` (heads). Returns the task loss
+/// and the regulariser; with a non-finite loss the weights are left as they were.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    session: &Session,
+    subspace: &Subspace,
+    opt: &mut AdamW,
+    input: StepInput,
+    labels: &[Label],
+    step: usize,
+    lr: f64,
+    head_lr: f64,
+) -> (f64, Option<f64>) {
+    let (cfg, enc) = (&session.cfg, &session.encoder);
+    let device = enc.device();
+    seed_torch(cfg.seed, Stream::Step, step as u64);
+    let alphas = subspace.sample_alphas(labels.len() as i64, device);
+    let logits = match input {
+        StepInput::Features(f) => subspace.head(&f, &alphas, true),
+        StepInput::Tokens(items) => {
+            subspace.forward(enc, &pad_batch(&items, session.tokenizer.pad_id(), device), &alphas, true)
+        }
+    };
+    let task_loss = loss(&logits, labels.iter().copied(), device);
+    let mut reg_rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Regulariser, step as u64));
+    let reg = subspace.regulariser(&mut reg_rng);
+    let total = match &reg {
+        Some(r) => &task_loss + r,
+        None => task_loss.shallow_clone(),
+    };
+    opt.set_lr_group(0, lr);
+    opt.set_lr_group(1, head_lr);
+    opt.zero_grad();
+    total.backward();
+    let loss_v = task_loss.double_value(&[]);
+    if loss_v.is_finite() {
+        if cfg.clip > 0.0 {
+            opt.clip_grad_norm(cfg.clip);
+        }
+        opt.step();
+    }
+    (loss_v, reg.map(|r| r.double_value(&[])))
 }
 
 /// The final report on one test set: centroid, every vertex and the ensemble of m samples
