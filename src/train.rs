@@ -212,12 +212,7 @@ pub enum Stream {
 
 /// The seed of draw `index` of `stream` in a run seeded with `seed` (SplitMix64 mixing).
 pub fn stream_seed(seed: u64, stream: Stream, index: u64) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+    use crate::model::dropout::mix;
     mix(mix(mix(seed) ^ stream as u64) ^ index)
 }
 

@@ -63,7 +63,9 @@ pub fn mask(n: usize, p: f64, seed: u64, threads: usize) -> Vec<f32> {
     out
 }
 
-fn mix(mut z: u64) -> u64 {
+/// SplitMix64's finaliser: a well-mixed 64-bit value from any input (also used to derive the
+/// seeds of a run's random streams, see `train::stream_seed`).
+pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
