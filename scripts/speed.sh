@@ -10,6 +10,10 @@
 #   scripts/speed.sh -r 1 --steps 2 --warmup 1 --epochs 2 --passes 1      # a quick smoke run
 #   scripts/speed.sh --shape base --steps 3                                # BERT-base shape (fixed-shape figures)
 #   scripts/speed.sh --figures "fixed-prefix fixed-subspace"
+#   scripts/speed.sh --device cuda --steps 30 --warmup 5                   # both sides on a GPU
+#
+# PREFIX_SUBSPACE_BIN=PATH uses that binary of ours instead of building target/release (a GPU
+# build made elsewhere, say).
 #
 # The PEFT side is optional: without the venv of scripts/reference/venv.sh
 # ($PREFIX_SUBSPACE_HOME/pyref; or set PEFT_PYTHON) only our figures are printed (--no-peft:
@@ -34,7 +38,7 @@ while [ $# -gt 0 ]; do
     --data-dir) DATA_DIR="$2"; shift 2 ;;
     --no-peft) NO_PEFT=1; shift ;;
     --shape) SHAPE="$2"; PASS+=("$1" "$2"); shift 2 ;;
-    --threads|--steps|--warmup|--epochs|--passes|--model|--batch|--seq-len) PASS+=("$1" "$2"); shift 2 ;;
+    --threads|--steps|--warmup|--epochs|--passes|--model|--batch|--seq-len|--device) PASS+=("$1" "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "speed.sh: unknown argument $1" >&2; usage 2 >&2 ;;
   esac
@@ -48,8 +52,12 @@ if [ -f "$HOME_DIR/env.sh" ]; then
   # shellcheck disable=SC1091
   source "$HOME_DIR/env.sh"
 fi
-(cd "$ROOT" && cargo build --release --quiet)
-BIN="$ROOT/target/release/prefix-subspace"
+if [ -n "${PREFIX_SUBSPACE_BIN:-}" ]; then
+  BIN="$PREFIX_SUBSPACE_BIN"
+else
+  (cd "$ROOT" && cargo build --release --quiet)
+  BIN="$ROOT/target/release/prefix-subspace"
+fi
 
 if [ -z "$FIGURES" ]; then
   if [ "$SHAPE" = base ]; then
@@ -75,6 +83,7 @@ for f in $FIGURES; do
 done
 
 PY="${PEFT_PYTHON:-$HOME_DIR/pyref/bin/python}"
+PY="$(command -v "$PY" || echo "$PY")"
 if [ "$NO_PEFT" = 1 ]; then
   PEFT_FIGURES=""
 elif ! { [ -x "$PY" ] && "$PY" -c "import torch, transformers, peft" 2>/dev/null; }; then
@@ -127,7 +136,8 @@ def ratio(a, b):
 peft_of = {"fixed-subspace": "fixed-prefix", "sst2-subspace": "sst2-prefix",
            "infer-prefix": "infer-prefix-sorted", "infer-subspace": "infer-prefix-sorted"}
 shape = next((r.get("shape") for r in rows if r["impl"] == "ours" and r.get("shape")), None)
-print(f"Medians of {reps} run(s) per figure, each in its own process, {threads} thread(s)" + (f", fixed shape on {shape}" if shape else "") + ".")
+device = next((r.get("device") for r in rows if r["impl"] == "ours"), "cpu")
+print(f"Medians of {reps} run(s) per figure, each in its own process, {threads} thread(s)" + (f", fixed shape on {shape}" if shape else "") + f", device {device}.")
 print()
 print("| figure | ours samples/s | PEFT samples/s | ours / PEFT | ours peak RSS MiB | PEFT peak RSS MiB | RSS ours / PEFT | ours GFLOP/s (of peak) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -136,7 +146,7 @@ for f in figures:
     o, q = med("ours", f, "samples_per_second"), med("peft", p, "samples_per_second")
     om, qm = med("ours", f, "peak_rss_mb"), med("peft", p, "peak_rss_mb")
     g, frac = med("ours", f, "gflops"), med("ours", f, "peak_fraction")
-    gf = "–" if g is None else f"{g:.1f} ({100 * frac:.1f} %)"
+    gf = "–" if g is None else f"{g:.1f}" + ("" if frac is None else f" ({100 * frac:.1f} %)")
     name = f if p == f else f"{f} (PEFT: {p})"
     print(f"| {name} | {fmt(o, '.2f')} | {fmt(q, '.2f')} | {ratio(o, q)} | {fmt(om, '.0f')} | {fmt(qm, '.0f')} | {ratio(om, qm)} | {gf} |")
 q = med("peft", "infer-prefix", "samples_per_second")

@@ -260,6 +260,10 @@ struct SpeedArgs {
     /// 12 × 768; fixed-shape figures only).
     #[arg(long, default_value = "model")]
     shape: String,
+    /// cpu, cuda or cuda:N (every figure runs there; the fp32 peak is the CPU's, so no peak
+    /// fraction is reported on a GPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// fp32 peak of the threads used, GFLOP/s (default: estimated from /proc/cpuinfo).
     #[arg(long)]
     peak_gflops: Option<f64>,
@@ -667,6 +671,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 peak_gflops: a.peak_gflops,
                 split_out: a.split_out,
+                device: a.device,
                 sets: a.sets,
             };
             prefix_subspace::speed::run(&opts, |v| {

@@ -161,6 +161,8 @@ pub struct Options {
     pub peak_gflops: Option<f64>,
     /// Write the SST-2 few-shot split (example ids) here, for `peft_reference.py --split-json`.
     pub split_out: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`: where every figure runs.
+    pub device: String,
     /// `key=value` config overrides for every figure (as `train --set`), e.g.
     /// `backbone_dropout=false`; the figure's method and the speed settings win.
     pub sets: Vec<String>,
@@ -182,6 +184,7 @@ impl Default for Options {
             shape: Shape::Model,
             peak_gflops: None,
             split_out: None,
+            device: "cpu".into(),
             sets: Vec::new(),
         }
     }
@@ -199,6 +202,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
         return Err(Error::Input("--epochs must be at least 2 (the first one is warm-up)".into()));
     }
     tch::set_num_threads(opts.threads as i32);
+    let device = crate::embed::parse_device(&opts.device)?;
     let figures: Vec<Figure> = match (opts.only, opts.shape) {
         (Some(f), Shape::Base) if !f.fixed_shape() => {
             return Err(Error::Input(format!(
@@ -214,7 +218,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
         Some(g) => Peak { gflops: g, how: format!("--peak-gflops {g}") },
         None => peak_gflops(opts.threads),
     };
-    if figures.iter().any(|f| f.fixed_shape()) {
+    if device == Device::Cpu && figures.iter().any(|f| f.fixed_shape()) {
         eprintln!("fp32 peak: {:.1} GFLOP/s ({})", peak.gflops, peak.how);
     }
     for f in figures {
@@ -254,7 +258,9 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn head(opts: &Options, f: Figure) -> Value {
-    let mut v = json!({"impl": "ours", "what": f.name(), "threads": opts.threads, "method": f.method().name()});
+    let mut v = json!({
+        "impl": "ours", "what": f.name(), "threads": opts.threads, "method": f.method().name(), "device": opts.device
+    });
     if !opts.sets.is_empty() {
         v["set"] = json!(opts.sets);
     }
@@ -277,7 +283,7 @@ fn no_data_task() -> TaskData {
 
 /// A BERT-base-shaped encoder with random weights (N(0, 0.02²) matrices, zero biases, unit
 /// LayerNorm scales), built in memory.
-pub fn base_encoder(seed: i64) -> Result<Encoder> {
+pub fn base_encoder(seed: i64, device: Device) -> Result<Encoder> {
     let (v, h, f, l, heads, pos) = (30522i64, 768i64, 3072i64, 12i64, 12i64, 512i64);
     let cfg: Config = serde_json::from_value(json!({
         "model_type": "bert", "vocab_size": v, "hidden_size": h, "num_hidden_layers": l,
@@ -322,25 +328,28 @@ pub fn base_encoder(seed: i64) -> Result<Encoder> {
             } else {
                 Tensor::randn(s.as_slice(), opts) * 0.02
             };
-            (n, t)
+            // Drawn on the CPU, so every device gets the same weights.
+            (n, t.to_device(device))
         })
         .collect();
     let mut w = Weights::from_tensors(Path::new("random-bert-base"), tensors);
-    Encoder::from_weights(cfg, &mut w, Device::Cpu)
+    Encoder::from_weights(cfg, &mut w, device)
 }
 
 fn fixed(opts: &Options, f: Figure, peak: &Peak) -> Result<Value> {
     let dir = model_dir(opts)?;
+    let device = crate::embed::parse_device(&opts.device)?;
     let encoder = match opts.shape {
-        Shape::Model => Encoder::load(&dir, Device::Cpu)?,
-        Shape::Base => base_encoder(0)?,
+        Shape::Model => Encoder::load(&dir, device)?,
+        Shape::Base => base_encoder(0, device)?,
     };
     let pooling = match opts.shape {
         Shape::Model => Pooling::auto(&dir),
         Shape::Base => Pooling::Mean,
     };
     let mut cfg = RunConfig::default().apply_overrides(&opts.sets)?;
-    (cfg.method, cfg.threads, cfg.model) = (f.method(), opts.threads, Some(dir.clone()));
+    (cfg.method, cfg.threads, cfg.model, cfg.device) =
+        (f.method(), opts.threads, Some(dir.clone()), opts.device.clone());
     let cfg = cfg.resolve()?;
     let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
     let mut session = Session { cfg, task: no_data_task(), encoder, tokenizer, pooling };
@@ -406,9 +415,11 @@ fn fixed(opts: &Options, f: Figure, peak: &Peak) -> Result<Value> {
     v["gflop_forward"] = json!(fl.forward / 1e9);
     v["gflop_backward"] = json!(fl.backward / 1e9);
     v["gflops"] = json!(gflops);
-    v["peak_gflops"] = json!(peak.gflops);
-    v["peak_fraction"] = json!(gflops / peak.gflops);
-    v["peak_estimate"] = json!(peak.how);
+    if device == Device::Cpu {
+        v["peak_gflops"] = json!(peak.gflops);
+        v["peak_fraction"] = json!(gflops / peak.gflops);
+        v["peak_estimate"] = json!(peak.how);
+    }
     Ok(v)
 }
 
@@ -417,7 +428,7 @@ fn sst2_config(opts: &Options, method: Method) -> Result<RunConfig> {
     cfg.task = "sst2".into();
     cfg.data_dir = opts.data_dir.clone().or(cfg.data_dir);
     cfg.model = Some(model_dir(opts)?);
-    (cfg.method, cfg.threads) = (method, opts.threads);
+    (cfg.method, cfg.threads, cfg.device) = (method, opts.threads, opts.device.clone());
     cfg.resolve()
 }
 

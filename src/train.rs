@@ -614,6 +614,10 @@ pub fn train_step(
         }
         opt.step();
     }
+    if let tch::Device::Cuda(i) = device {
+        // The step's kernels finish inside the step, so per-step times are the steps' own.
+        tch::Cuda::synchronize(i as i64);
+    }
     (loss_v, reg.map(|r| r.double_value(&[])))
 }
 

@@ -87,4 +87,13 @@ fn bad_figures_are_refused() {
     let out = speed(&["--only", "sst2-prefix", "--shape", "base"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fixed-shape figures only"));
+    let out = speed(&["--only", "fixed-prefix", "--device", "tpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device \"tpu\""));
+    if tch::Cuda::device_count() == 0 {
+        let out = speed(&["--only", "fixed-prefix", "--device", "cuda"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not available") && err.contains("0 CUDA device"), "{err}");
+    }
 }

@@ -22,6 +22,11 @@ pub fn dropout(x: &Tensor, p: f64) -> Tensor {
         return x.shallow_clone();
     }
     assert!(p < 1.0, "dropout probability {p} must be below 1");
+    if x.device() != tch::Device::Cpu {
+        // On a GPU libtorch's own kernel is parallel already (and draws from the device's
+        // generator, which `tch::manual_seed` seeds as well).
+        return x.dropout(p, true);
+    }
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0]) as u64;
     let mask = mask(x.numel(), p, seed, tch::get_num_threads().max(1) as usize);
     let mask = Tensor::from_slice(&mask).view(x.size().as_slice()).to_device(x.device()).to_kind(x.kind());
