@@ -393,6 +393,28 @@ fn resumable(run_dir: &Path, config: &RunConfig) -> bool {
     run_dir.join(crate::train::RESUME_FILE).is_file() && same_run(run_dir, config)
 }
 
+/// Makes a cell's process receive SIGINT when the thread that started it dies, so a bench that
+/// is killed (even with SIGKILL) takes its running cells down with it instead of leaving them
+/// running unwatched; SIGINT is the signal `train` answers by saving its state (it is resumed by
+/// the next bench). The thread outlives the child otherwise: it waits for its exit.
+fn interrupt_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// Runs the cells not yet finished under `out/cells/`, `jobs` at a time, each as a child
 /// process of `exe train` (single-threaded when jobs > 1). Returns the number of failures.
 pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Result<usize> {
@@ -437,6 +459,7 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
                                     .arg("--out")
                                     .arg(&run_dir);
                             }
+                            interrupt_with_parent(&mut cmd);
                             cmd.stdout(log.try_clone()?).stderr(log).status()
                         })
                         .map(|s| s.success())

@@ -97,3 +97,91 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
         summary.lines().skip(3).collect::<Vec<_>>()
     );
 }
+
+const SLOW_CELL: &str = r#"
+tasks = ["polarity"]
+shots = [16]
+split_seeds = [13]
+methods = ["subspace"]
+
+[base]
+max_steps = 40
+eval_every = 5
+checkpoint_every = 3
+test_limit = 120
+dev_samples = 4
+ensemble_samples = 4
+"#;
+
+/// The highest step in a cell's metrics.jsonl (0 before the first).
+fn cell_step(out: &Path) -> u64 {
+    let Ok(cells) = std::fs::read_dir(out.join("cells")) else { return 0 };
+    cells
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("metrics.jsonl")).ok())
+        .flat_map(|t| t.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect::<Vec<_>>())
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_numbers() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, SLOW_CELL).unwrap();
+    let straight = tmp.path().join("straight");
+    bench(&["--config", cfg.to_str().unwrap(), "--out", straight.to_str().unwrap()]);
+
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+        .args(["bench", "--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while cell_step(&killed) < 8 {
+        assert!(child.try_wait().unwrap().is_none(), "the bench ended before step 8");
+        assert!(t0.elapsed().as_secs() < 300, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: the bench gets no chance to clean up
+    child.wait().unwrap();
+    let needle = killed.join("cells").to_string_lossy().into_owned();
+    let t0 = std::time::Instant::now();
+    while !processes_naming(&needle).is_empty() {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "cells still running after the bench died: {:?}",
+            processes_naming(&needle)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopped_at = cell_step(&killed);
+    assert!(stopped_at < 40, "killed before the cell's end (step {stopped_at})");
+
+    let err = bench(&["--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap()]);
+    assert!(err.contains("0 already finished, 1 to run"), "{err}");
+    assert_eq!(rows(&killed), rows(&straight), "the continued cell gives the uninterrupted numbers");
+    let cell = std::fs::read_dir(killed.join("cells")).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["resumed"], true, "continued from the saved state, not started again");
+}
