@@ -284,39 +284,14 @@ fn no_data_task() -> TaskData {
 /// A BERT-base-shaped encoder with random weights (N(0, 0.02²) matrices, zero biases, unit
 /// LayerNorm scales), built in memory.
 pub fn base_encoder(seed: i64, device: Device) -> Result<Encoder> {
-    let (v, h, f, l, heads, pos) = (30522i64, 768i64, 3072i64, 12i64, 12i64, 512i64);
     let cfg: Config = serde_json::from_value(json!({
-        "model_type": "bert", "vocab_size": v, "hidden_size": h, "num_hidden_layers": l,
-        "num_attention_heads": heads, "intermediate_size": f, "max_position_embeddings": pos,
+        "model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+        "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512,
         "type_vocab_size": 2, "pad_token_id": 0
     }))
     .expect("a valid config");
     tch::manual_seed(seed);
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![v, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![pos, h]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-    ];
-    for i in 0..l {
-        let p = format!("encoder.layer.{i}");
-        for (n, o, inp) in [
-            ("attention.self.query", h, h),
-            ("attention.self.key", h, h),
-            ("attention.self.value", h, h),
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", f, h),
-            ("output.dense", h, f),
-        ] {
-            shapes.push((format!("{p}.{n}.weight"), vec![o, inp]));
-            shapes.push((format!("{p}.{n}.bias"), vec![o]));
-        }
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            shapes.push((format!("{p}.{n}.weight"), vec![h]));
-            shapes.push((format!("{p}.{n}.bias"), vec![h]));
-        }
-    }
+    let shapes = cfg.bert_parameter_shapes();
     let opts = (Kind::Float, Device::Cpu);
     let tensors = shapes
         .into_iter()

@@ -166,6 +166,39 @@ fn default_buckets() -> i64 {
 }
 
 impl Config {
+    /// The names and shapes of a BERT encoder's tensors under this config (Hugging Face's
+    /// `BertModel` without its pooler): embeddings, then each layer's attention, feed-forward
+    /// and LayerNorm weights and biases. Used to build random checkpoints (speed figures, tests).
+    pub fn bert_parameter_shapes(&self) -> Vec<(String, Vec<i64>)> {
+        let (v, h, f) = (self.vocab_size, self.hidden_size, self.intermediate_size);
+        let mut shapes: Vec<(String, Vec<i64>)> = vec![
+            ("embeddings.word_embeddings.weight".into(), vec![v, h]),
+            ("embeddings.position_embeddings.weight".into(), vec![self.max_position_embeddings, h]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![self.type_vocab_size, h]),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ];
+        for l in 0..self.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            for (n, o, i) in [
+                ("attention.self.query", h, h),
+                ("attention.self.key", h, h),
+                ("attention.self.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", f, h),
+                ("output.dense", h, f),
+            ] {
+                shapes.push((format!("{p}.{n}.weight"), vec![o, i]));
+                shapes.push((format!("{p}.{n}.bias"), vec![o]));
+            }
+            for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                shapes.push((format!("{p}.{n}.weight"), vec![h]));
+                shapes.push((format!("{p}.{n}.bias"), vec![h]));
+            }
+        }
+        shapes
+    }
+
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

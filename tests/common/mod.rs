@@ -81,32 +81,7 @@ pub fn tiny_bert(seed: i64) -> prefix_subspace::model::Encoder {
         "type_vocab_size": 2, "pad_token_id": 0
     }))
     .unwrap();
-    let (h, f, v) = (16i64, 32i64, 50i64);
-    let mut shapes: Vec<(String, Vec<i64>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![v, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![64, h]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-    ];
-    for l in 0..2 {
-        let p = format!("encoder.layer.{l}");
-        for (n, o, i) in [
-            ("attention.self.query", h, h),
-            ("attention.self.key", h, h),
-            ("attention.self.value", h, h),
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", f, h),
-            ("output.dense", h, f),
-        ] {
-            shapes.push((format!("{p}.{n}.weight"), vec![o, i]));
-            shapes.push((format!("{p}.{n}.bias"), vec![o]));
-        }
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            shapes.push((format!("{p}.{n}.weight"), vec![h]));
-            shapes.push((format!("{p}.{n}.bias"), vec![h]));
-        }
-    }
+    let shapes = cfg.bert_parameter_shapes();
     let tensors: HashMap<String, Tensor> = shapes
         .into_iter()
         .map(|(n, s)| {
