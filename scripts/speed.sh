@@ -11,6 +11,7 @@
 #   scripts/speed.sh --shape base --steps 3                                # BERT-base shape (fixed-shape figures)
 #   scripts/speed.sh --figures "fixed-prefix fixed-subspace"
 #   scripts/speed.sh --device cuda --steps 30 --warmup 5                   # both sides on a GPU
+#   scripts/speed.sh --set precision=bf16                                  # ours with bf16 products (PEFT stays fp32)
 #
 # PREFIX_SUBSPACE_BIN=PATH uses that binary of ours instead of building target/release (a GPU
 # build made elsewhere, say).
@@ -29,6 +30,7 @@ FIGURES=""
 NO_PEFT=0
 DATA_DIR="${GLUE_DIR:-$ROOT/../shared/data/glue}"
 PASS=()   # flags given to both sides
+OURS=()   # flags given to ours only (--set KEY=VALUE)
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --figures) FIGURES="$2"; shift 2 ;;
     --data-dir) DATA_DIR="$2"; shift 2 ;;
     --no-peft) NO_PEFT=1; shift ;;
+    --set) OURS+=("$1" "$2"); shift 2 ;;
     --shape) SHAPE="$2"; PASS+=("$1" "$2"); shift 2 ;;
     --threads|--steps|--warmup|--epochs|--passes|--model|--batch|--seq-len|--device) PASS+=("$1" "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
@@ -104,7 +107,7 @@ run_one() { # impl figure
   if [ "$impl" = ours ]; then
     local extra=()
     case "$f" in sst2-*) extra=(--split-out "$SPLIT") ;; esac
-    out="$("$BIN" speed --only "$f" ${PASS[@]+"${PASS[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} 2>"$TMP/err")" || {
+    out="$("$BIN" speed --only "$f" ${PASS[@]+"${PASS[@]}"} ${OURS[@]+"${OURS[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} 2>"$TMP/err")" || {
       echo "speed.sh: ours $f failed: $(tail -n 3 "$TMP/err")" >&2; return 0; }
   else
     local extra=()

@@ -71,6 +71,20 @@ impl Method {
     }
 }
 
+/// The number format of the encoder's dense-layer products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// Everything in fp32 (default).
+    #[default]
+    Fp32,
+    /// The encoder's dense layers (attention projections, feed-forward) multiply bfloat16
+    /// inputs and weights with fp32 accumulation and return fp32; attention scores, softmax,
+    /// LayerNorm, the prefix, LoRA's update and the head stay fp32. About twice the matrix
+    /// throughput on CPUs with AVX512-BF16 or AMX, and on GPUs.
+    Bf16,
+}
+
 /// How many α draws a training batch uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -179,6 +193,8 @@ pub struct RunConfig {
     pub backbone_dropout: bool,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `fp32` or `bf16` products in the encoder's dense layers (see [`Precision`]).
+    pub precision: Precision,
     /// Intra-op threads (0 = libtorch's default).
     pub threads: usize,
 
@@ -286,6 +302,7 @@ impl Default for RunConfig {
             positions: Positions::Unshifted,
             backbone_dropout: true,
             device: "cpu".into(),
+            precision: Precision::Fp32,
             threads: 0,
             method: Method::Subspace,
             vertices: 3,
@@ -474,6 +491,10 @@ mod tests {
             .unwrap();
         assert_eq!(c.beta, 0.0);
         assert_eq!(c.granularity, Granularity::Example);
+        assert_eq!(RunConfig::default().precision, Precision::Fp32);
+        let bf16 = RunConfig::default().apply_overrides(&["precision=bf16".into()]).unwrap();
+        assert_eq!(bf16.precision, Precision::Bf16);
+        assert!(RunConfig::default().apply_overrides(&["precision=fp8".into()]).is_err());
         assert_eq!(c.model, Some(PathBuf::from("/tmp/m")));
         assert_eq!(c.lr, 1e-2);
         let e = RunConfig::default().apply_overrides(&["betta=1".into()]).unwrap_err().to_string();

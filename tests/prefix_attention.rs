@@ -101,3 +101,40 @@ fn gradients_flow_to_the_prefix_and_never_to_the_weights() {
         assert!(!t.grad().defined(), "{name} got a gradient");
     }
 }
+
+/// `precision = "bf16"`: the dense layers multiply in bfloat16. On the real model the final
+/// hidden states stay close to fp32 (bf16 keeps 8 bits of mantissa), a prefix still gets
+/// gradients through them, and going back to fp32 gives the fp32 outputs exactly.
+#[test]
+fn bf16_products_stay_close_to_fp32_and_can_be_switched_off() {
+    let _rng = common::torch_rng_lock();
+    let (mut enc, tok) = setup();
+    let x = tok
+        .batch(
+            &[("a gripping, beautifully acted film", None), ("the plot never comes together at all", None)],
+            Device::Cpu,
+        )
+        .unwrap();
+    let fp32 = tch::no_grad(|| enc.forward(&x, None, Forward::default()));
+    enc.set_product_kind(Some(Kind::BFloat16));
+    let bf16 = tch::no_grad(|| enc.forward(&x, None, Forward::default()));
+    assert_eq!(bf16.kind(), Kind::Float, "outputs stay fp32");
+    let diff = common::max_abs_diff(&fp32, &bf16);
+    let scale = fp32.abs().max().double_value(&[]);
+    assert!(diff > 0.0, "bf16 products change the numbers");
+    assert!(diff < 0.05 * scale, "bf16 vs fp32: max abs diff {diff} (largest value {scale})");
+    let (a, b) = (fp32.flatten(0, -1), bf16.flatten(0, -1));
+    let cos = ((&a * &b).sum(Kind::Float) / (a.norm() * b.norm())).double_value(&[]);
+    assert!(cos > 0.999, "cosine {cos}");
+
+    tch::manual_seed(0);
+    let prefix = (Tensor::randn([enc.num_layers(), 2, 2, 4, enc.hidden_size()], (Kind::Float, Device::Cpu)) * 0.1)
+        .set_requires_grad(true);
+    enc.forward(&x, Some(&prefix), Forward::default()).pow_tensor_scalar(2).mean(Kind::Float).backward();
+    let g = prefix.grad();
+    assert!(g.isfinite().all().int64_value(&[]) == 1 && g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+
+    enc.set_product_kind(None);
+    let back = tch::no_grad(|| enc.forward(&x, None, Forward::default()));
+    assert_eq!(common::max_abs_diff(&fp32, &back), 0.0);
+}

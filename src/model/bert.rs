@@ -294,6 +294,9 @@ pub struct Linear {
     pub bias: Tensor,
     /// LoRA: `y += scale · (x Aᵀ) Bᵀ`.
     pub lora: Option<Lora>,
+    /// Multiply in this lower precision (bf16) instead of fp32, with `weight` rounded once
+    /// when it is frozen (`Some`) or at every call when it is trained (`None`).
+    low: Option<(Kind, Option<Tensor>)>,
 }
 
 /// A trainable low-rank update of a frozen linear layer (Hu et al. 2021), kept unmerged.
@@ -313,12 +316,24 @@ impl Linear {
             weight: w.take(&format!("{name}.weight"), &[out_dim, in_dim])?,
             bias: w.take(&format!("{name}.bias"), &[out_dim])?,
             lora: None,
+            low: None,
         })
+    }
+
+    /// Multiply in `kind` (e.g. bf16) from now on, or in fp32 again (`None`).
+    pub fn set_product_kind(&mut self, kind: Option<Kind>) {
+        self.low = kind.map(|k| (k, (!self.weight.requires_grad()).then(|| self.weight.to_kind(k))));
     }
 
     /// Applies the layer.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let y = x.linear(&self.weight, Some(&self.bias));
+        let y = match &self.low {
+            None => x.linear(&self.weight, Some(&self.bias)),
+            Some((k, frozen)) => {
+                let w = frozen.as_ref().map_or_else(|| self.weight.to_kind(*k), |w| w.shallow_clone());
+                x.to_kind(*k).linear::<Tensor>(&w, None).to_kind(x.kind()) + &self.bias
+            }
+        };
         match &self.lora {
             Some(l) => y + x.linear::<Tensor>(&l.a, None).linear::<Tensor>(&l.b, None) * l.scale,
             None => y,
@@ -689,6 +704,23 @@ impl Encoder {
             out.push((MPNET_RELATIVE_BIAS.into(), t));
         }
         out
+    }
+
+    /// Runs every dense layer's product in `kind` (bf16), or in fp32 again (`None`). Call it
+    /// after choosing what is trained: frozen weights are rounded once, here.
+    pub fn set_product_kind(&mut self, kind: Option<Kind>) {
+        for l in &mut self.layers {
+            for lin in [
+                &mut l.attention.query,
+                &mut l.attention.key,
+                &mut l.attention.value,
+                &mut l.attention_output,
+                &mut l.intermediate,
+                &mut l.output,
+            ] {
+                lin.set_product_kind(kind);
+            }
+        }
     }
 
     /// Makes the weights whose checkpoint name passes `select` trainable: each becomes a
