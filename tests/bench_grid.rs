@@ -96,6 +96,22 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
         std::fs::read_to_string(merged.join("summary.md")).unwrap().lines().skip(3).collect::<Vec<_>>(),
         summary.lines().skip(3).collect::<Vec<_>>()
     );
+
+    // A finished cell of an older numerics version (its config.toml has no `numerics` key) is
+    // not mixed into the tables, and the summary names it.
+    let old = shards[0].join("cells").read_dir().unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
+    let text = std::fs::read_to_string(old.join("config.toml")).unwrap();
+    let without: String = text.lines().filter(|l| !l.starts_with("numerics")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, text);
+    std::fs::write(old.join("config.toml"), without).unwrap();
+    let remerged = tmp.path().join("remerged");
+    let mut args = vec!["--out", remerged.to_str().unwrap(), "--merge"];
+    args.extend(shards.iter().map(|d| d.to_str().unwrap()));
+    bench(&args);
+    assert_eq!(rows(&remerged).len(), 5, "the old-numerics cell is left out");
+    let summary = std::fs::read_to_string(remerged.join("summary.md")).unwrap();
+    let name = old.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(summary.contains("older numerics version") && summary.contains(&name), "{summary}");
 }
 
 const SLOW_CELL: &str = r#"
