@@ -404,13 +404,8 @@ fn comparable(c: &RunConfig) -> RunConfig {
 
 /// Whether `run_dir` holds a run of `config` (numerics versioned, same numbers-changing settings).
 fn same_run(run_dir: &Path, config: &RunConfig) -> bool {
-    let path = run_dir.join("config.toml");
-    // A config.toml without `numerics` was written by numerics version 1.
-    let versioned = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .is_some_and(|t| t.contains_key("numerics"));
-    versioned && RunConfig::from_file(&path).is_ok_and(|c| comparable(&c) == comparable(config))
+    current_numerics(run_dir)
+        && RunConfig::from_file(&run_dir.join("config.toml")).is_ok_and(|c| comparable(&c) == comparable(config))
 }
 
 /// A cell is finished when its `results.json` exists and its `config.toml` is the cell's

@@ -223,7 +223,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
     }
     for f in figures {
         let mut v = if f.fixed_shape() {
-            fixed(opts, f, &peak)?
+            fixed(opts, f, device, &peak)?
         } else if matches!(f, Figure::Sst2Prefix | Figure::Sst2Subspace) {
             sst2(opts, f)?
         } else {
@@ -311,9 +311,8 @@ pub fn base_encoder(seed: i64, device: Device) -> Result<Encoder> {
     Encoder::from_weights(cfg, &mut w, device)
 }
 
-fn fixed(opts: &Options, f: Figure, peak: &Peak) -> Result<Value> {
+fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value> {
     let dir = model_dir(opts)?;
-    let device = crate::embed::parse_device(&opts.device)?;
     let encoder = match opts.shape {
         Shape::Model => Encoder::load(&dir, device)?,
         Shape::Base => base_encoder(0, device)?,

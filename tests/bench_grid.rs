@@ -129,17 +129,10 @@ dev_samples = 4
 ensemble_samples = 4
 "#;
 
-/// The highest step in a cell's metrics.jsonl (0 before the first).
-fn cell_step(out: &Path) -> u64 {
+/// The highest step logged by any cell of a bench folder (0 before the first).
+fn cell_step(out: &Path) -> usize {
     let Ok(cells) = std::fs::read_dir(out.join("cells")) else { return 0 };
-    cells
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("metrics.jsonl")).ok())
-        .flat_map(|t| t.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect::<Vec<_>>())
-        .filter_map(|v| v["step"].as_u64())
-        .max()
-        .unwrap_or(0)
+    cells.flatten().map(|e| common::last_step(&e.path())).max().unwrap_or(0)
 }
 
 /// Processes whose command line mentions `needle`.

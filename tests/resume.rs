@@ -56,21 +56,11 @@ fn log(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn last_step(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["step"].as_u64())
-        .max()
-        .unwrap_or(0) as usize
-}
-
 /// Starts a run and waits until it has done `step` steps.
 fn start_until(out: &Path, step: usize) -> Child {
     let mut child = bin().args(train_args(out)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t0 = Instant::now();
-    while last_step(out) < step {
+    while common::last_step(out) < step {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before step {step}");
         assert!(t0.elapsed() < Duration::from_secs(300), "no progress to step {step}");
         std::thread::sleep(Duration::from_millis(5));
@@ -126,7 +116,7 @@ fn ctrl_c_saves_the_state_and_says_how_to_resume() {
     assert_eq!(out.status.code(), Some(130), "Ctrl-C exits with 128 + SIGINT");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interrupted at step") && err.contains("--resume"), "{err}");
-    assert!(last_step(&dir) < STEPS && !dir.join("results.json").exists());
+    assert!(common::last_step(&dir) < STEPS && !dir.join("results.json").exists());
     let out = resume(&dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(results(&dir), results(&straight));

@@ -106,3 +106,14 @@ pub fn tiny_batch(b: i64, t: i64) -> prefix_subspace::model::Batch {
         token_type_ids: Tensor::zeros([b, t], (Kind::Int64, Device::Cpu)),
     }
 }
+
+/// The highest step logged in a run's metrics.jsonl (0 before the first).
+pub fn last_step(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0) as usize
+}
