@@ -434,11 +434,16 @@ fn interrupt_with_parent(cmd: &mut std::process::Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        let bench = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe and touch no memory of the parent.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // A bench that died before the line above sends no signal: do not start at all.
+                if libc::getppid() as u32 != bench {
+                    return Err(std::io::Error::other("the bench that started this cell has stopped"));
                 }
                 Ok(())
             });

@@ -3,6 +3,7 @@
 //! computed from them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Kind, Tensor};
 
@@ -52,6 +53,23 @@ pub fn outputs(
     batch_size: usize,
     pad_id: i64,
 ) -> Tensor {
+    outputs_unless(encoder, subspace, data, at, samples, batch_size, pad_id, &AtomicBool::new(false))
+        .expect("never stopped")
+}
+
+/// [`outputs`], giving up (`None`) before any batch once `stop` is set: a long evaluation that
+/// an interrupt must not wait for.
+#[allow(clippy::too_many_arguments)]
+pub fn outputs_unless(
+    encoder: &Encoder,
+    subspace: &Subspace,
+    data: &Encoded,
+    at: &At,
+    samples: usize,
+    batch_size: usize,
+    pad_id: i64,
+    stop: &AtomicBool,
+) -> Option<Tensor> {
     let _guard = tch::no_grad_guard();
     let m = if *at == At::Sample { samples.max(1) } else { 1 };
     let dev = encoder.device();
@@ -63,6 +81,9 @@ pub fn outputs(
     let per_batch = (batch_size / m).max(1);
     let fixed = (*at != At::Sample).then(|| subspace.fixed_alphas(at, dev));
     for chunk in order.chunks(per_batch) {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
         let items: Vec<_> = chunk.iter().flat_map(|&i| std::iter::repeat_n(data.inputs[i].clone(), m)).collect();
         let batch = pad_batch(&items, pad_id, dev);
         let alphas = match &fixed {
@@ -75,7 +96,7 @@ pub fn outputs(
         let mut out_ref = out.shallow_clone();
         let _ = out_ref.index_copy_(0, &idx, &y.view([chunk.len() as i64, m as i64, c]).to(tch::Device::Cpu));
     }
-    out
+    Some(out)
 }
 
 /// Pooled features `(N, H)` at the centroid, without dropout (for the head-only method,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -17,7 +18,7 @@ use crate::config::{DevAt, Method, PoolingChoice, RunConfig};
 use crate::data::fewshot::shuffle;
 use crate::data::Label;
 use crate::error::{Error, Result};
-use crate::eval::{outputs, score, Encoded};
+use crate::eval::{outputs, outputs_unless, score, Encoded};
 use crate::model::tokenizer::pad_batch;
 use crate::model::{Encoder, Pooling, TextTokenizer};
 use crate::optim::AdamW;
@@ -225,8 +226,8 @@ pub fn seed_torch(seed: u64, stream: Stream, index: u64) {
     tch::manual_seed((stream_seed(seed, stream, index) >> 1) as i64);
 }
 
-/// Set by a Ctrl-C handler: the training loop then saves its state at the end of the step and
-/// returns [`Error::Interrupted`].
+/// Set by a Ctrl-C handler: the training loop then saves its state at the end of the step (the
+/// final test evaluation: before its next batch) and returns [`Error::Interrupted`].
 pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The file holding a run's resumable state.
@@ -255,6 +256,10 @@ struct Position {
     adam_steps: BTreeMap<String, i64>,
     /// The few-shot split the run trains on (a resume on changed data is refused).
     split_hash: String,
+    /// Training is over and the saved weights are the best ones: a resume goes straight to
+    /// the test evaluation (the state of a run interrupted during it).
+    #[serde(default)]
+    trained: bool,
 }
 
 impl Position {
@@ -397,6 +402,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             best: None,
             adam_steps: BTreeMap::new(),
             split_hash,
+            trained: false,
         };
         (pos, Vec::new())
     };
@@ -436,7 +442,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
 
     let t_start = Instant::now();
     let train_seconds_before = pos.train_seconds;
-    while pos.step < total_steps {
+    while !pos.trained && pos.step < total_steps {
         let t0 = Instant::now();
         let chunk: Vec<usize> =
             order.chunks(cfg.batch_size).nth(pos.batch).expect("batch index within the epoch").to_vec();
@@ -555,7 +561,16 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         "notes": task.notes,
     });
     for (name, data) in &tests {
-        results[name.as_str()] = evaluate_all(session, &subspace, data, cfg)?;
+        match evaluate_unless(session, &subspace, data, cfg, &INTERRUPTED)? {
+            Some(r) => results[name.as_str()] = r,
+            None => {
+                // The weights are now the best ones: saved as such, a resume only tests them.
+                pos.trained = true;
+                pos.train_seconds = train_seconds;
+                save_state(&state_path, &vs, &opt, &pos, &best)?;
+                return Err(Error::Interrupted { step: pos.step, total: total_steps, dir: dir.display().to_string() });
+            }
+        }
     }
     results["test_seconds"] = json!(t_test.elapsed().as_secs_f64());
     let text = serde_json::to_string_pretty(&results).expect("results serialise");
@@ -633,21 +648,31 @@ pub fn evaluate_all(
     data: &Encoded,
     cfg: &RunConfig,
 ) -> Result<serde_json::Value> {
+    Ok(evaluate_unless(session, subspace, data, cfg, &AtomicBool::new(false))?.expect("never stopped"))
+}
+
+/// [`evaluate_all`], giving up (`None`) before any batch once `stop` is set.
+fn evaluate_unless(
+    session: &Session,
+    subspace: &Subspace,
+    data: &Encoded,
+    cfg: &RunConfig,
+    stop: &AtomicBool,
+) -> Result<Option<serde_json::Value>> {
     let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), cfg.eval_batch_size);
     let metrics = &session.task.metrics;
+    let mut points = vec![("centroid".to_string(), At::Centroid, 1)];
+    if subspace.n > 1 {
+        points.extend((0..subspace.n).map(|i| (format!("vertex{i}"), At::Vertex(i), 1)));
+        points.push(("ensemble".to_string(), At::Sample, cfg.ensemble_samples));
+    }
     let mut r = serde_json::Map::new();
     seed_torch(cfg.seed, Stream::Test, 0);
-    let centroid = outputs(enc, subspace, data, &At::Centroid, 1, bs, pad);
-    r.insert("centroid".into(), json!(score(&centroid, &data.labels, metrics, false)));
-    if subspace.n > 1 {
-        for i in 0..subspace.n {
-            let o = outputs(enc, subspace, data, &At::Vertex(i), 1, bs, pad);
-            r.insert(format!("vertex{i}"), json!(score(&o, &data.labels, metrics, false)));
-        }
-        let o = outputs(enc, subspace, data, &At::Sample, cfg.ensemble_samples, bs, pad);
-        r.insert("ensemble".into(), json!(score(&o, &data.labels, metrics, false)));
+    for (name, at, m) in points {
+        let Some(o) = outputs_unless(enc, subspace, data, &at, m, bs, pad, stop) else { return Ok(None) };
+        r.insert(name, json!(score(&o, &data.labels, metrics, false)));
     }
-    Ok(serde_json::Value::Object(r))
+    Ok(Some(serde_json::Value::Object(r)))
 }
 
 fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, device: Device) -> Tensor {

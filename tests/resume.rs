@@ -123,6 +123,29 @@ fn ctrl_c_saves_the_state_and_says_how_to_resume() {
 }
 
 #[test]
+fn ctrl_c_during_the_test_evaluation_resumes_to_the_same_numbers() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = uninterrupted(tmp.path());
+    let dir = tmp.path().join("testing");
+    // After the last step comes the final dev evaluation, then the test evaluation (8 passes
+    // over 120 examples here): the signal lands in one of the two, and both end in the latter.
+    let child = start_until(&dir, STEPS);
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains(&format!("interrupted at step {STEPS}/{STEPS}")), "{err}");
+    assert!(!dir.join("results.json").exists() && dir.join("resume.safetensors").is_file());
+    let out = resume(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(results(&dir), results(&straight));
+    assert_eq!(log(&dir), log(&straight), "the resumed run trains no further");
+    assert!(!dir.join("resume.safetensors").exists());
+}
+
+#[test]
 fn resume_refuses_what_it_cannot_continue() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
