@@ -12,17 +12,19 @@ Figures (--only; default: all, in one process, each then reporting the peak RSS 
   fixed-prefix  PEFT prefix tuning (PrefixTuningConfig, SEQ_CLS, 16 virtual tokens, no
                 projection): training steps at batch 16 x 128 random ids (full attention
                 mask); --warmup untimed steps, then the median of --steps timed steps
-  fixed-lora    LoRA (r 8, alpha 16, query/value, no LoRA dropout), same shape
+  fixed-lora    LoRA (r 8, alpha 16, query/value (MPNet: q/v), no LoRA dropout), same shape
   fixed-full    full fine-tuning, same shape
   sst2-prefix   prefix tuning on 16 SST-2 train examples per class (32, seed --seed, or the
                 ids of a `prefix-subspace speed --split-out` / run split.json via --split-json),
                 tokenised once, batch 8, dynamic padding per batch, shuffled each epoch;
                 --epochs epochs, the first untimed; samples/s over the timed steps
+  sst2-lora     the same with LoRA (the comparison on MPNet, which PEFT cannot prefix-tune)
   infer-prefix  inference with the prefix model on SST-2 dev (872 sentences), batch 64,
                 dynamic padding, file order, eval mode, torch.inference_mode; one untimed
                 pass then the median of --passes passes
   infer-prefix-sorted   the same with the sentences sorted by length first (what
                 `prefix-subspace` eval does), for a like-for-like comparison
+  infer-lora, infer-lora-sorted   the same two with the LoRA model (adapter not merged)
 
 Every training figure: AutoModelForSequenceClassification (num_labels 2; the default model
 folder has no classifier weights, so pooler + classifier start random), fp32, model.train()
@@ -41,7 +43,8 @@ import sys
 import time
 import warnings
 
-FIGURES = ["fixed-prefix", "fixed-lora", "fixed-full", "sst2-prefix", "infer-prefix", "infer-prefix-sorted"]
+FIGURES = ["fixed-prefix", "fixed-lora", "fixed-full", "sst2-prefix", "sst2-lora", "infer-prefix",
+           "infer-prefix-sorted", "infer-lora", "infer-lora-sorted"]
 HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
 
 
@@ -114,8 +117,10 @@ def build(args, method):
                                                         prefix_projection=False))
         lr = 5e-3
     elif method == "lora":
+        # Query and value projections: BERT names them query/value, MPNet q/v.
+        targets = ["q", "v"] if base.config.model_type == "mpnet" else ["query", "value"]
         model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.0,
-                                                target_modules=["query", "value"]))
+                                                target_modules=targets))
         lr = 5e-4
     else:
         model = base
@@ -226,7 +231,8 @@ def sst2(args, what):
     tok = tokenizer(args)
     enc = [tok(s, truncation=True, max_length=128)["input_ids"] for _, s, _ in sample]
     labels = [y for _, _, y in sample]
-    model, params, opt = build(args, "prefix")
+    method = what.split("-")[1]
+    model, params, opt = build(args, method)
     rng = random.Random(1)
     order = list(range(len(sample)))
     times, samples = [], 0
@@ -242,7 +248,7 @@ def sst2(args, what):
                 samples += len(chunk)
     return line(args, what, samples_per_second=samples / sum(times), step_seconds_median=statistics.median(times),
                 steps=len(times), epochs_timed=args.epochs - 1, train_examples=len(sample), batch=8,
-                mean_tokens=sum(map(len, enc)) / len(enc), sample=source, method="prefix")
+                mean_tokens=sum(map(len, enc)) / len(enc), sample=source, method=method)
 
 
 def infer(args, what):
@@ -254,7 +260,8 @@ def infer(args, what):
     order = list(range(len(enc)))
     if what.endswith("-sorted"):
         order.sort(key=lambda i: len(enc[i]))
-    model, _, _ = build(args, "prefix")
+    method = what.split("-")[1]
+    model, _, _ = build(args, method)
     model.eval()
     bs = 64
 
@@ -276,7 +283,7 @@ def infer(args, what):
     batches = -(-len(enc) // bs)
     return line(args, what, samples_per_second=len(enc) / med, step_seconds_median=med / batches,
                 step=f"one batch of {bs} (median pass time / {batches} batches)", passes=args.passes,
-                examples=len(enc), batch=bs, method="prefix", mean_tokens=sum(map(len, enc)) / len(enc),
+                examples=len(enc), batch=bs, method=method, mean_tokens=sum(map(len, enc)) / len(enc),
                 order="sorted by length" if what.endswith("-sorted") else "file order")
 
 
@@ -299,7 +306,7 @@ def main():
     for what in figures:
         if what.startswith("fixed-"):
             d = fixed(args, what)
-        elif what == "sst2-prefix":
+        elif what.startswith("sst2-"):
             d = sst2(args, what)
         else:
             d = infer(args, what)

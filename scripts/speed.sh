@@ -75,6 +75,7 @@ peft_of() {
     fixed-subspace) echo fixed-prefix ;;
     sst2-subspace) echo sst2-prefix ;;
     infer-prefix|infer-subspace) echo "infer-prefix-sorted infer-prefix" ;;
+    infer-lora) echo infer-lora-sorted ;;
     *) echo "$1" ;;
   esac
 }
@@ -111,7 +112,7 @@ run_one() { # impl figure
       echo "speed.sh: ours $f failed: $(tail -n 3 "$TMP/err")" >&2; return 0; }
   else
     local extra=()
-    if [ "$f" = sst2-prefix ] && [ -f "$SPLIT" ]; then extra=(--split-json "$SPLIT"); fi
+    case "$f" in sst2-*) if [ -f "$SPLIT" ]; then extra=(--split-json "$SPLIT"); fi ;; esac
     out="$("$PY" "$ROOT/bench/peft_reference.py" --only "$f" ${PASS[@]+"${PASS[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} 2>"$TMP/err")" || {
       echo "speed.sh: peft $f failed: $(tail -n 3 "$TMP/err")" >&2; return 0; }
   fi
@@ -137,7 +138,8 @@ def fmt(x, spec):
 def ratio(a, b):
     return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 peft_of = {"fixed-subspace": "fixed-prefix", "sst2-subspace": "sst2-prefix",
-           "infer-prefix": "infer-prefix-sorted", "infer-subspace": "infer-prefix-sorted"}
+           "infer-prefix": "infer-prefix-sorted", "infer-subspace": "infer-prefix-sorted",
+           "infer-lora": "infer-lora-sorted"}
 shape = next((r.get("shape") for r in rows if r["impl"] == "ours" and r.get("shape")), None)
 device = next((r.get("device") for r in rows if r["impl"] == "ours"), "cpu")
 print(f"Medians of {reps} run(s) per figure, each in its own process, {threads} thread(s)" + (f", fixed shape on {shape}" if shape else "") + f", device {device}.")

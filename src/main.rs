@@ -231,8 +231,8 @@ struct SpeedArgs {
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// One figure: fixed-prefix, fixed-subspace, fixed-lora, fixed-full, sst2-prefix,
-    /// sst2-subspace, infer-prefix or infer-subspace (default: all, in this process; one figure
-    /// per process gives a clean peak memory).
+    /// sst2-subspace, sst2-lora, infer-prefix, infer-subspace or infer-lora (default: all, in
+    /// this process; one figure per process gives a clean peak memory).
     #[arg(long)]
     only: Option<String>,
     /// Timed training steps of the fixed-shape figures (median reported).

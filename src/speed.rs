@@ -65,23 +65,29 @@ pub enum Figure {
     Sst2Prefix,
     /// Prefix subspace, SST-2 16 per class.
     Sst2Subspace,
+    /// LoRA, SST-2 16 per class (the comparison on models PEFT cannot prefix-tune: MPNet).
+    Sst2Lora,
     /// Inference on SST-2 dev with a prefix.
     InferPrefix,
     /// Inference on SST-2 dev at the centroid of a subspace.
     InferSubspace,
+    /// Inference on SST-2 dev with LoRA (unmerged, as PEFT runs it).
+    InferLora,
 }
 
 impl Figure {
     /// Every figure, in output order.
-    pub const ALL: [Figure; 8] = [
+    pub const ALL: [Figure; 10] = [
         Figure::FixedPrefix,
         Figure::FixedSubspace,
         Figure::FixedLora,
         Figure::FixedFull,
         Figure::Sst2Prefix,
         Figure::Sst2Subspace,
+        Figure::Sst2Lora,
         Figure::InferPrefix,
         Figure::InferSubspace,
+        Figure::InferLora,
     ];
 
     /// The name used by `--only` and in the JSON lines (`"what"`).
@@ -93,8 +99,10 @@ impl Figure {
             Figure::FixedFull => "fixed-full",
             Figure::Sst2Prefix => "sst2-prefix",
             Figure::Sst2Subspace => "sst2-subspace",
+            Figure::Sst2Lora => "sst2-lora",
             Figure::InferPrefix => "infer-prefix",
             Figure::InferSubspace => "infer-subspace",
+            Figure::InferLora => "infer-lora",
         }
     }
 
@@ -111,7 +119,7 @@ impl Figure {
         match self {
             Figure::FixedPrefix | Figure::Sst2Prefix | Figure::InferPrefix => Method::Prefix,
             Figure::FixedSubspace | Figure::Sst2Subspace | Figure::InferSubspace => Method::Subspace,
-            Figure::FixedLora => Method::Lora,
+            Figure::FixedLora | Figure::Sst2Lora | Figure::InferLora => Method::Lora,
             Figure::FixedFull => Method::Full,
         }
     }
@@ -224,7 +232,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
     for f in figures {
         let mut v = if f.fixed_shape() {
             fixed(opts, f, device, &peak)?
-        } else if matches!(f, Figure::Sst2Prefix | Figure::Sst2Subspace) {
+        } else if matches!(f, Figure::Sst2Prefix | Figure::Sst2Subspace | Figure::Sst2Lora) {
             sst2(opts, f)?
         } else {
             infer(opts, f)?

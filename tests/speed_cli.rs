@@ -73,9 +73,11 @@ fn sst2_figure_is_a_real_training_run() {
 fn inference_figure_covers_the_dev_set() {
     common::minilm_dir();
     let glue = common::glue_dir();
-    let v =
-        line(&["--only", "infer-subspace", "--passes", "1", "--data-dir", glue.to_str().unwrap()], "infer-subspace");
-    assert_eq!(v["examples"].as_u64(), Some(872), "{v}");
+    for f in ["infer-subspace", "infer-lora"] {
+        let v = line(&["--only", f, "--passes", "1", "--data-dir", glue.to_str().unwrap()], f);
+        assert_eq!(v["examples"].as_u64(), Some(872), "{v}");
+        assert_eq!(v["method"], f.trim_start_matches("infer-"), "{v}");
+    }
 }
 
 #[test]
