@@ -426,10 +426,12 @@ fn resumable(run_dir: &Path, config: &RunConfig) -> bool {
     run_dir.join(crate::train::RESUME_FILE).is_file() && same_run(run_dir, config)
 }
 
-/// Makes a cell's process receive SIGINT when the thread that started it dies, so a bench that
+/// Makes a cell's process receive SIGTERM when the thread that started it dies, so a bench that
 /// is killed (even with SIGKILL) takes its running cells down with it instead of leaving them
-/// running unwatched; SIGINT is the signal `train` answers by saving its state (it is resumed by
-/// the next bench). The thread outlives the child otherwise: it waits for its exit.
+/// running unwatched; `train` answers SIGTERM by saving its state after the step (the next bench
+/// resumes it). Not SIGINT: the kernel sends the signal again each time the orphan is handed to
+/// a new parent (another thread of the dying bench, then init), and a second SIGINT means
+/// "quit now, do not save". The thread outlives the child otherwise: it waits for its exit.
 fn interrupt_with_parent(cmd: &mut std::process::Command) {
     #[cfg(target_os = "linux")]
     {
@@ -438,7 +440,7 @@ fn interrupt_with_parent(cmd: &mut std::process::Command) {
         // SAFETY: prctl and getppid are async-signal-safe and touch no memory of the parent.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // A bench that died before the line above sends no signal: do not start at all.

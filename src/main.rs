@@ -496,11 +496,32 @@ fn run(cli: Cli) -> Result<()> {
             // Ctrl-C exits at once.
             ctrlc::set_handler(|| {
                 if prefix_subspace::train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    // Not `exit`: its static destructors would tear libtorch down under the
+                    // training thread, which then panics with a backtrace.
+                    #[cfg(unix)]
+                    // SAFETY: _exit ends the process at once; nothing is left half-written (every
+                    // file is written to a temporary name and renamed).
+                    unsafe {
+                        libc::_exit(130)
+                    }
+                    #[cfg(not(unix))]
                     std::process::exit(130);
                 }
                 eprintln!("\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
             })
             .context("cannot install the Ctrl-C handler")?;
+            // SIGTERM (a job scheduler's or `kill`'s request, and a dying bench's): the same
+            // save-and-exit, never escalated, however many arrive.
+            #[cfg(unix)]
+            {
+                extern "C" fn on_term(_: libc::c_int) {
+                    prefix_subspace::train::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+                if unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) } == libc::SIG_ERR {
+                    anyhow::bail!("cannot install the SIGTERM handler");
+                }
+            }
             let results = if args.resume.is_some() {
                 prefix_subspace::train::resume(&mut session, &out, args.quiet)?
             } else {

@@ -118,12 +118,14 @@ const SLOW_CELL: &str = r#"
 tasks = ["polarity"]
 shots = [16]
 split_seeds = [13]
-methods = ["subspace"]
+methods = ["subspace", "prefix"]
 
 [base]
 max_steps = 40
 eval_every = 5
-checkpoint_every = 3
+# No periodic save before the end: a resumable state can only come from the cell saving it
+# when its bench dies.
+checkpoint_every = 100
 test_limit = 120
 dev_samples = 4
 ensemble_samples = 4
@@ -156,11 +158,12 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
     let cfg = tmp.path().join("grid.toml");
     std::fs::write(&cfg, SLOW_CELL).unwrap();
     let straight = tmp.path().join("straight");
-    bench(&["--config", cfg.to_str().unwrap(), "--out", straight.to_str().unwrap()]);
+    bench(&["--config", cfg.to_str().unwrap(), "--out", straight.to_str().unwrap(), "--jobs", "2"]);
 
+    // Two cells side by side, as a real grid runs.
     let killed = tmp.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
-        .args(["bench", "--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap()])
+        .args(["bench", "--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap(), "--jobs", "2"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -171,7 +174,10 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
         assert!(t0.elapsed().as_secs() < 300, "no progress");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    child.kill().unwrap(); // SIGKILL: the bench gets no chance to clean up
+    // SIGINT, which the bench does not handle: it dies at once, its threads one after another,
+    // and the kernel sends the cell its parent-death signal once per thread that adopts it.
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
     child.wait().unwrap();
     let needle = killed.join("cells").to_string_lossy().into_owned();
     let t0 = std::time::Instant::now();
@@ -183,14 +189,23 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let stopped_at = cell_step(&killed);
-    assert!(stopped_at < 40, "killed before the cell's end (step {stopped_at})");
+    let cells: Vec<std::path::PathBuf> =
+        std::fs::read_dir(killed.join("cells")).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(cells.len(), 2);
+    for cell in &cells {
+        let step = common::last_step(cell);
+        assert!(step < 40, "killed before the cell's end: {} at step {step}", cell.display());
+        // No periodic save before step 40: this is the state saved on the signal.
+        let log = std::fs::read_to_string(cell.with_extension("log")).unwrap();
+        assert!(log.contains(&format!("interrupted at step {step}/40")), "the cell saved its state: {log}");
+    }
 
-    let err = bench(&["--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap()]);
-    assert!(err.contains("0 already finished, 1 to run"), "{err}");
-    assert_eq!(rows(&killed), rows(&straight), "the continued cell gives the uninterrupted numbers");
-    let cell = std::fs::read_dir(killed.join("cells")).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cell.join("results.json")).unwrap()).unwrap();
-    assert_eq!(r["resumed"], true, "continued from the saved state, not started again");
+    let err = bench(&["--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap(), "--jobs", "2"]);
+    assert!(err.contains("0 already finished, 2 to run"), "{err}");
+    assert_eq!(rows(&killed), rows(&straight), "the continued cells give the uninterrupted numbers");
+    for cell in &cells {
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cell.join("results.json")).unwrap()).unwrap();
+        assert_eq!(r["resumed"], true, "continued from the saved state, not started again");
+    }
 }
