@@ -35,12 +35,13 @@ fn fixed_shape_step_reports_throughput_and_flops() {
         "fixed-prefix",
     );
     assert_eq!((v["batch"].as_i64(), v["seq_len"].as_i64(), v["prefix_len"].as_i64()), (Some(4), Some(32), Some(16)));
-    for k in ["gflop_per_step", "gflops", "peak_gflops", "peak_fraction"] {
+    for k in ["gflop_per_step", "gflops", "peak_gflops", "peak_fraction", "gemm_gflops"] {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
     }
     let (sps, step) = (v["samples_per_second"].as_f64().unwrap(), v["step_seconds_median"].as_f64().unwrap());
     assert!((sps * step - 4.0).abs() < 1e-6, "samples/s = batch / median step time: {v}");
     assert!(v["peak_estimate"].as_str().is_some_and(|s| s.contains("FLOP/cycle")), "{v}");
+    assert!(v["peak_gflops"].as_f64() >= v["gemm_gflops"].as_f64(), "the peak is at least the measured product: {v}");
 }
 
 #[test]
