@@ -443,9 +443,10 @@ fn interrupt_with_parent(cmd: &mut std::process::Command) {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                // A bench that died before the line above sends no signal: do not start at all.
+                // A bench that died before the line above sends no signal: do not start at all
+                // (ESRCH: no allocation between fork and exec).
                 if libc::getppid() as u32 != bench {
-                    return Err(std::io::Error::other("the bench that started this cell has stopped"));
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });

@@ -507,7 +507,9 @@ fn run(cli: Cli) -> Result<()> {
                     #[cfg(not(unix))]
                     std::process::exit(130);
                 }
-                eprintln!("\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
+                eprintln!(
+                    "\ninterrupt: saving the training state after this step or test batch (Ctrl-C again to quit now)"
+                );
             })
             .context("cannot install the Ctrl-C handler")?;
             // SIGTERM (a job scheduler's or `kill`'s request, and a dying bench's): the same
