@@ -3,13 +3,6 @@
 //! estimates and the step count of every parameter) can be saved and restored: libtorch's
 //! own optimizer, as `tch` wraps it, keeps that state out of reach, and a resumed run must
 //! continue with exactly the moments it stopped with.
-//!
-//! On a GPU the update is also multi-tensor: every variable group's parameters, gradients
-//! and moments are views of one flat buffer each, so that zeroing, clipping and the update
-//! are a dozen kernels per step instead of a dozen per parameter (full fine-tuning has about
-//! a hundred parameters; their launches, not their arithmetic, were the step's cost). On the
-//! CPU, where a launch costs next to nothing, each parameter is updated on its own, with the
-//! exact arithmetic that the benchmark's results were produced with.
 
 use std::collections::BTreeMap;
 
@@ -28,25 +21,10 @@ struct Param {
     steps: i64,
 }
 
-/// One variable group in the multi-tensor layout: its parameters (indices into
-/// `AdamW::params`, in order) and the flat buffers their tensors are views of.
-struct Flat {
-    group: usize,
-    members: Vec<usize>,
-    params: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    /// Made at the first step, from the gradients backward allocated; zeroing keeps them,
-    /// and backward then accumulates into them in place.
-    grads: Option<Tensor>,
-}
-
 /// AdamW over the trainable variables of a [`VarStore`], with one learning rate per
 /// variable group (the store's groups: 0 for the method's parameters, 1 for the heads).
 pub struct AdamW {
     params: Vec<Param>,
-    /// The multi-tensor layout, one entry per group (empty: per-parameter updates).
-    flat: Vec<Flat>,
     lrs: Vec<f64>,
     beta1: f64,
     beta2: f64,
@@ -80,80 +58,7 @@ impl AdamW {
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
         let groups = params.iter().map(|p| p.group + 1).max().unwrap_or(1);
-        let opt =
-            Self { params, flat: Vec::new(), lrs: vec![lr; groups], beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay };
-        if vs.device().is_cuda() {
-            opt.multi_tensor()
-        } else {
-            opt
-        }
-    }
-
-    /// Switches to the multi-tensor layout (what [`AdamW::new`] does on a GPU): the store's
-    /// variables become views of one flat buffer per group, with unchanged values. Call it
-    /// before the first backward. Its arithmetic is AdamW's, but clipping sums the squared
-    /// gradients in another order, so results agree with per-parameter updates to rounding.
-    pub fn multi_tensor(mut self) -> Self {
-        let groups = self.lrs.len();
-        tch::no_grad(|| {
-            for group in 0..groups {
-                let members: Vec<usize> = (0..self.params.len()).filter(|&i| self.params[i].group == group).collect();
-                if members.is_empty() {
-                    continue;
-                }
-                let flat_of =
-                    |t: &[&Tensor]| Tensor::cat(&t.iter().map(|t| t.detach().view(-1)).collect::<Vec<_>>(), 0);
-                let buffer = flat_of(&members.iter().map(|&i| &self.params[i].tensor).collect::<Vec<_>>());
-                let exp_avg = buffer.zeros_like();
-                let exp_avg_sq = buffer.zeros_like();
-                let mut offset = 0;
-                for &i in &members {
-                    let p = &mut self.params[i];
-                    let (shape, n) = (p.tensor.size(), p.tensor.numel() as i64);
-                    p.tensor.set_data(&buffer.narrow(0, offset, n).view(shape.as_slice()));
-                    p.exp_avg = exp_avg.narrow(0, offset, n).view(shape.as_slice());
-                    p.exp_avg_sq = exp_avg_sq.narrow(0, offset, n).view(shape.as_slice());
-                    offset += n;
-                }
-                self.flat.push(Flat { group, members, params: buffer, exp_avg, exp_avg_sq, grads: None });
-            }
-        });
-        self
-    }
-
-    /// In the multi-tensor layout, makes every parameter's gradient a view of its group's
-    /// flat gradient buffer, unless it already is. False if a parameter has no gradient
-    /// (then this step falls back to per-parameter updates), or if a group's parameters have
-    /// taken different numbers of steps (a state saved by per-parameter updates, say).
-    fn bind_grads(&mut self) -> bool {
-        let params = &self.params;
-        for f in &mut self.flat {
-            let grads: Vec<Tensor> = f.members.iter().map(|&i| params[i].tensor.grad()).collect();
-            let steps = params[f.members[0]].steps;
-            if grads.iter().any(|g| !g.defined()) || f.members.iter().any(|&i| params[i].steps != steps) {
-                return false;
-            }
-            let bound = f.grads.as_ref().is_some_and(|buffer| {
-                let (base, size) = (buffer.data_ptr() as usize, buffer.kind().elt_size_in_bytes() * buffer.numel());
-                let mut offset = 0;
-                grads.iter().all(|g| {
-                    let ok = g.data_ptr() as usize == base + offset;
-                    offset += g.numel() * g.kind().elt_size_in_bytes();
-                    ok && offset <= size
-                })
-            });
-            if !bound {
-                let buffer = tch::no_grad(|| Tensor::cat(&grads.iter().map(|g| g.view(-1)).collect::<Vec<_>>(), 0));
-                let mut offset = 0;
-                for mut g in grads {
-                    let (shape, n) = (g.size(), g.numel() as i64);
-                    g.set_data(&buffer.narrow(0, offset, n).view(shape.as_slice()));
-                    offset += n;
-                }
-                f.grads = Some(buffer);
-            }
-        }
-        true
+        Self { params, lrs: vec![lr; groups], beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
     }
 
     /// Sets the learning rate of variable group `group` (ignored if no variable is in it).
@@ -165,12 +70,6 @@ impl AdamW {
 
     /// Sets every gradient to zero.
     pub fn zero_grad(&mut self) {
-        if !self.flat.is_empty() && self.flat.iter().all(|f| f.grads.is_some()) && self.bind_grads() {
-            for f in &mut self.flat {
-                let _ = f.grads.as_mut().expect("bound").zero_();
-            }
-            return;
-        }
         for p in &mut self.params {
             let mut g = p.tensor.grad();
             if g.defined() {
@@ -180,24 +79,14 @@ impl AdamW {
         }
     }
 
-    /// Scales the gradients so that their global L2 norm is at most `max`.
-    pub fn clip_grad_norm(&mut self, max: f64) {
-        if !self.flat.is_empty() && self.bind_grads() {
-            // On the device, without waiting for it: coef = min(1, max / (norm + 1e-6)).
-            tch::no_grad(|| {
-                let norms: Vec<Tensor> = self.flat.iter().map(|f| f.grads.as_ref().expect("bound").norm()).collect();
-                let coef = (Tensor::stack(&norms, 0).norm() + 1e-6).reciprocal().g_mul_scalar(max).clamp_max(1.0);
-                for f in &mut self.flat {
-                    let _ = f.grads.as_mut().expect("bound").g_mul_(&coef);
-                }
-            });
-            return;
-        }
+    /// Scales the gradients so that their global L2 norm is at most `max`; returns the norm
+    /// before clipping.
+    pub fn clip_grad_norm(&mut self, max: f64) -> f64 {
         tch::no_grad(|| {
             let norms: Vec<Tensor> =
                 self.params.iter().map(|p| p.tensor.grad()).filter(|g| g.defined()).map(|g| g.norm()).collect();
             if norms.is_empty() {
-                return;
+                return 0.0;
             }
             let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
             let coef = max / (total + 1e-6);
@@ -209,34 +98,13 @@ impl AdamW {
                     }
                 }
             }
+            total
         })
     }
 
     /// One update of every parameter that has a gradient.
     pub fn step(&mut self) {
         let (b1, b2, eps, wd) = (self.beta1, self.beta2, self.eps, self.weight_decay);
-        if !self.flat.is_empty() && self.bind_grads() {
-            tch::no_grad(|| {
-                for f in &mut self.flat {
-                    let lr = self.lrs[f.group];
-                    let steps = self.params[f.members[0]].steps + 1;
-                    for &i in &f.members {
-                        self.params[i].steps = steps;
-                    }
-                    let bias1 = 1.0 - b1.powi(steps as i32);
-                    let bias2 = 1.0 - b2.powi(steps as i32);
-                    let g = f.grads.as_ref().expect("bound");
-                    let _ = f.params.g_mul_scalar_(1.0 - lr * wd);
-                    let _ = f.exp_avg.g_mul_scalar_(b1);
-                    let _ = f.exp_avg.g_add_(&(g * (1.0 - b1)));
-                    let _ = f.exp_avg_sq.g_mul_scalar_(b2);
-                    let _ = f.exp_avg_sq.addcmul_(g, &(g * (1.0 - b2)));
-                    let denom = f.exp_avg_sq.sqrt() / bias2.sqrt() + eps;
-                    let _ = f.params.addcdiv_(&(&f.exp_avg * (-lr / bias1)), &denom);
-                }
-            });
-            return;
-        }
         tch::no_grad(|| {
             for p in &mut self.params {
                 let g = p.tensor.grad();

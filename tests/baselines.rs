@@ -107,38 +107,3 @@ fn methods_without_a_prefix_train_no_prefix() {
         assert_eq!(vs.variables().keys().any(|k| k == "prompt"), m == Method::Prompt, "{}", m.name());
     }
 }
-
-#[test]
-fn multi_tensor_adamw_trains_full_fine_tuning_as_per_parameter_updates_do() {
-    // The GPU layout (every parameter, gradient and moment a view of one flat buffer per
-    // group) forced on the CPU: the encoder must train through the views, to the weights
-    // that per-parameter updates reach (clipping sums in another order: rounding apart).
-    let batch = common::tiny_batch(3, 6);
-    let train = |multi: bool| {
-        let mut enc = common::tiny_bert(0);
-        let vs = nn::VarStore::new(Device::Cpu);
-        enc.make_trainable(&vs.root(), &|_| true);
-        let mut opt = prefix_subspace::optim::AdamW::new(&vs, 1e-2, 0.01);
-        if multi {
-            opt = opt.multi_tensor();
-        }
-        let before = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
-        for _ in 0..6 {
-            opt.zero_grad();
-            enc.forward(&batch, None, Forward::default()).pow_tensor_scalar(2).mean(Kind::Float).backward();
-            opt.clip_grad_norm(0.5);
-            opt.step();
-        }
-        let after = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
-        assert!(common::max_abs_diff(&before, &after) > 1e-2, "training moved the outputs");
-        (after, opt.state())
-    };
-    let (per_param, (m1, s1)) = train(false);
-    let (multi, (m2, s2)) = train(true);
-    assert!(common::max_abs_diff(&per_param, &multi) < 1e-5, "{}", common::max_abs_diff(&per_param, &multi));
-    assert_eq!(s1, s2, "step counts");
-    for ((k1, t1), (k2, t2)) in m1.iter().zip(&m2) {
-        assert_eq!(k1, k2);
-        assert!(common::max_abs_diff(t1, t2) < 1e-5, "{k1}");
-    }
-}
