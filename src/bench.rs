@@ -272,10 +272,12 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// `summary.md`: per (protocol, K), a table of variants × tasks, mean (std) over split seeds
 /// of the main test metric at the centroid (×100), an average column, the best per column in
-/// bold. For subspace variants an extra row reports the ensemble.
+/// bold. For subspace variants an extra row reports the ensemble. Then the same scores per
+/// split seed, and, where the grid has the default subspace, the subspace minus every other
+/// row, paired by split seed.
 pub fn summary_md(rows: &[Value]) -> String {
-    // (protocol, shots) -> variant -> task -> values
-    type Table = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
+    // (protocol, shots) -> variant -> task -> (split seed, seed) -> value
+    type Table = BTreeMap<String, BTreeMap<String, BTreeMap<(u64, u64), f64>>>;
     let mut groups: BTreeMap<(String, u64), Table> = BTreeMap::new();
     let mut metric_of: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
@@ -291,12 +293,13 @@ pub fn summary_md(rows: &[Value]) -> String {
         if !order.contains(&variant) {
             order.push(variant.clone());
         }
-        g.entry(variant.clone()).or_default().entry(task.clone()).or_default().push(100.0 * v);
+        let seeds = (r["split_seed"].as_u64().unwrap_or(0), r["seed"].as_u64().unwrap_or(0));
+        g.entry(variant.clone()).or_default().entry(task.clone()).or_default().insert(seeds, 100.0 * v);
         if let Some(e) =
             r.get(&set).and_then(|t| t.get("ensemble")).and_then(|m| m.get(&metric)).and_then(Value::as_f64)
         {
             let name = format!("{variant} (ensemble)");
-            g.entry(name.clone()).or_default().entry(task).or_default().push(100.0 * e);
+            g.entry(name.clone()).or_default().entry(task).or_default().insert(seeds, 100.0 * e);
             if !order.contains(&name) {
                 order.push(name);
             }
@@ -327,12 +330,14 @@ pub fn summary_md(rows: &[Value]) -> String {
         out.push_str(" avg |\n|---|");
         out.push_str(&"---:|".repeat(tasks.len() + 1));
         out.push('\n');
-        let stats = |v: &str, t: &str| table.get(v).and_then(|m| m.get(t)).map(|x| (mean_std(x), x.len()));
+        let values = |v: &str, t: &str| table.get(v).and_then(|m| m.get(t));
+        let stats =
+            |v: &str, t: &str| values(v, t).map(|x| (mean_std(&x.values().copied().collect::<Vec<_>>()), x.len()));
         let avg = |v: &str| -> Option<f64> {
             let means: Vec<f64> = tasks.iter().filter_map(|t| stats(v, t).map(|s| s.0 .0)).collect();
             (means.len() == tasks.len()).then(|| means.iter().sum::<f64>() / means.len() as f64)
         };
-        let variants: Vec<&String> = order.iter().filter(|v| table.contains_key(*v)).collect();
+        let variants = variants_of(&order, table);
         let best: Vec<f64> = tasks
             .iter()
             .map(|t| variants.iter().filter_map(|v| stats(v, t).map(|s| s.0 .0)).fold(f64::NEG_INFINITY, f64::max))
@@ -359,8 +364,79 @@ pub fn summary_md(rows: &[Value]) -> String {
                 None => out.push_str(" – |\n"),
             }
         }
+
+        let seeds: std::collections::BTreeSet<(u64, u64)> =
+            table.values().flat_map(|m| m.values()).flat_map(|x| x.keys().copied()).collect();
+        let one_seed = seeds.iter().map(|s| s.1).collect::<std::collections::BTreeSet<_>>().len() == 1;
+        let seed_name = |&(split, seed): &(u64, u64)| {
+            if one_seed {
+                split.to_string()
+            } else {
+                format!("{split} (seed {seed})")
+            }
+        };
+        let rows: Vec<&String> =
+            variants_of(&order, table).into_iter().filter(|v| !v.ends_with(" (ensemble)")).collect();
+        out.push_str(&format!(
+            "\nPer split seed ({}):\n\n| method |",
+            seeds.iter().map(seed_name).collect::<Vec<_>>().join(" / ")
+        ));
+        for t in &tasks {
+            out.push_str(&format!(" {t} |"));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---|".repeat(tasks.len()));
+        out.push('\n');
+        for v in &rows {
+            out.push_str(&format!("| {v} |"));
+            for t in &tasks {
+                let cell: Vec<String> = seeds
+                    .iter()
+                    .map(|s| values(v, t).and_then(|x| x.get(s)).map_or("–".to_string(), |x| format!("{x:.1}")))
+                    .collect();
+                out.push_str(&format!(" {} |", cell.join(" / ")));
+            }
+            out.push('\n');
+        }
+
+        let reference = Method::Subspace.name();
+        if table.contains_key(reference) && rows.len() > 1 {
+            out.push_str(&format!(
+                "\nPaired by split seed, {reference} minus each other row (mean difference; seeds where {reference} is higher, of those both have; range):\n\n|  |"
+            ));
+            for t in &tasks {
+                out.push_str(&format!(" {t} |"));
+            }
+            out.push_str("\n|---|");
+            out.push_str(&"---|".repeat(tasks.len()));
+            out.push('\n');
+            for v in rows.iter().filter(|v| v.as_str() != reference) {
+                out.push_str(&format!("| vs {v} |"));
+                for t in &tasks {
+                    let diffs: Vec<f64> = match (values(reference, t), values(v, t)) {
+                        (Some(a), Some(b)) => a.iter().filter_map(|(s, x)| b.get(s).map(|y| x - y)).collect(),
+                        _ => Vec::new(),
+                    };
+                    if diffs.is_empty() {
+                        out.push_str(" – |");
+                        continue;
+                    }
+                    let (mean, _) = mean_std(&diffs);
+                    let wins = diffs.iter().filter(|d| **d > 0.0).count();
+                    let (lo, hi) =
+                        diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), d| (l.min(*d), h.max(*d)));
+                    out.push_str(&format!(" {mean:+.1}; {wins} of {}; {lo:+.1} … {hi:+.1} |", diffs.len()));
+                }
+                out.push('\n');
+            }
+        }
     }
     out
+}
+
+/// The rows of one table, in the summary's order.
+fn variants_of<'a, T>(order: &'a [String], table: &BTreeMap<String, T>) -> Vec<&'a String> {
+    order.iter().filter(|v| table.contains_key(*v)).collect()
 }
 
 /// Writes `results.csv` and `summary.md` for the runs found in `dirs` into `out`.
@@ -531,4 +607,44 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
     let failed = done.lock().expect("done").1;
     write_tables(std::slice::from_ref(&out.to_path_buf()), out)?;
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(task: &str, variant: &str, split_seed: u64, acc: f64) -> Value {
+        let mut test = json!({ "centroid": { "accuracy": acc } });
+        if variant == "subspace" {
+            test["ensemble"] = json!({ "accuracy": acc - 0.01 });
+        }
+        json!({ "task": task, "protocol": "per-class", "shots": 16, "split_seed": split_seed, "seed": 1,
+                "variant": variant, "method": variant, "test": test })
+    }
+
+    #[test]
+    fn summary_has_means_scores_per_seed_and_paired_differences() {
+        let rows = vec![
+            row("sst2", "subspace", 13, 0.70),
+            row("sst2", "subspace", 21, 0.60),
+            row("sst2", "prefix", 13, 0.65),
+            row("sst2", "prefix", 21, 0.62),
+            row("sst2", "lora", 13, 0.75),
+            row("rte", "prefix", 13, 0.50),
+        ];
+        let md = summary_md(&rows);
+        assert!(md.contains("| subspace | – | 65.0 (7.1) n=2 | – |"), "{md}");
+        assert!(md.contains("| subspace (ensemble) | – | 64.0 (7.1) n=2 | – |"), "{md}");
+        assert!(md.contains("Per split seed (13 / 21):"), "{md}");
+        assert!(md.contains("| prefix | 50.0 / – | 65.0 / 62.0 |"), "{md}");
+        assert!(md.contains("| lora | – / – | 75.0 / – |"), "{md}");
+        // Subspace minus prefix on SST-2: +5.0 (seed 13) and -2.0 (seed 21); nothing on RTE.
+        assert!(md.contains("| vs prefix | – | +1.5; 1 of 2; -2.0 … +5.0 |"), "{md}");
+        assert!(md.contains("| vs lora | – | -5.0; 0 of 1; -5.0 … -5.0 |"), "{md}");
+        assert!(!md.contains("vs subspace"), "{md}");
+        // Without the subspace there is nothing to pair with.
+        let md = summary_md(&rows[2..]);
+        assert!(md.contains("Per split seed") && !md.contains("Paired"), "{md}");
+    }
 }
