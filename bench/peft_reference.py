@@ -65,6 +65,8 @@ def parse_args():
     ap.add_argument("--seed", type=int, default=13, help="seed of the SST-2 sample")
     ap.add_argument("--split-json", help="use the train_ids of this split.json (ours) for sst2-prefix")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every figure runs there)")
+    ap.add_argument("--phases", action="store_true",
+                    help="also time the fixed-shape steps' phases (forward, backward, update; medians)")
     a = ap.parse_args()
     if a.epochs < 2 or a.steps < 1 or a.passes < 1:
         ap.error("--epochs must be at least 2, --steps and --passes at least 1")
@@ -132,16 +134,34 @@ def build(args, method):
     return model, params, opt
 
 
-def train_step(model, params, opt, ids, mask, labels):
+def train_step(model, params, opt, ids, mask, labels, phases=None):
+    """One step; with a list `phases`, also appends its (forward, backward, update) seconds,
+    each phase waiting for its kernels on a GPU (as ours does with --phases)."""
     import torch
 
     dev = next(model.parameters()).device
+    clock = [time.perf_counter()]
+
+    def mark():
+        if phases is None:
+            return 0.0
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        now = time.perf_counter()
+        s, clock[0] = now - clock[0], now
+        return s
+
     out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev))
+    forward = mark()
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
+    backward = mark()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
-    return out.loss.item()  # waits for the step's kernels on a GPU too
+    loss = out.loss.item()  # waits for the step's kernels on a GPU too
+    if phases is not None:
+        phases.append((forward, backward, mark()))
+    return loss
 
 
 def line(args, what, **kw):
@@ -162,17 +182,23 @@ def fixed(args, what):
     ids = torch.randint(1000, 20000, (b, t), generator=g)
     mask = torch.ones(b, t, dtype=torch.long)
     labels = torch.arange(b) % 2
-    times = []
+    times, phases = [], []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        train_step(model, params, opt, ids, mask, labels)
+        p = [] if args.phases else None
+        train_step(model, params, opt, ids, mask, labels, p)
         if step >= args.warmup:
             times.append(time.perf_counter() - t0)
+            phases += p or []
     med = statistics.median(times)
+    extra = {}
+    if args.phases:
+        for i, k in enumerate(["forward", "backward", "update"]):
+            extra[f"{k}_seconds_median"] = statistics.median(x[i] for x in phases)
     return line(args, what, samples_per_second=b / med, step_seconds_median=med, step_seconds_min=min(times),
                 steps=args.steps, warmup_steps=args.warmup, batch=b, seq_len=t, method=method,
                 shape="model" if args.shape == "model" else "base 12x768 (random weights)",
-                trainable_parameters=sum(p.numel() for p in params))
+                trainable_parameters=sum(p.numel() for p in params), **extra)
 
 
 def read_tsv(path):

@@ -12,6 +12,7 @@
 #   scripts/speed.sh --figures "fixed-prefix fixed-subspace"
 #   scripts/speed.sh --device cuda --steps 30 --warmup 5                   # both sides on a GPU
 #   scripts/speed.sh --set precision=bf16                                  # ours with bf16 products (PEFT stays fp32)
+#   scripts/speed.sh --figures fixed-full --phases                          # also forward / backward / update times
 #
 # PREFIX_SUBSPACE_BIN=PATH uses that binary of ours instead of building target/release (a GPU
 # build made elsewhere, say).
@@ -42,13 +43,14 @@ while [ $# -gt 0 ]; do
     --set) OURS+=("$1" "$2"); shift 2 ;;
     --shape) SHAPE="$2"; PASS+=("$1" "$2"); shift 2 ;;
     --threads|--steps|--warmup|--epochs|--passes|--model|--batch|--seq-len|--device) PASS+=("$1" "$2"); shift 2 ;;
+    --phases) PASS+=("$1"); shift ;;
     -h|--help) usage 0 ;;
     *) echo "speed.sh: unknown argument $1" >&2; usage 2 >&2 ;;
   esac
 done
 case "$R" in ''|*[!0-9]*|0) echo "speed.sh: -r needs a positive integer" >&2; exit 2 ;; esac
 THREADS=2
-for ((i = 0; i < ${#PASS[@]}; i += 2)); do if [ "${PASS[i]}" = --threads ]; then THREADS="${PASS[i+1]}"; fi; done
+for ((i = 0; i < ${#PASS[@]}; i++)); do if [ "${PASS[i]}" = --threads ]; then THREADS="${PASS[i+1]}"; fi; done
 
 # Our binary, built if needed (a no-op when up to date).
 if [ -f "$HOME_DIR/env.sh" ]; then
@@ -158,6 +160,19 @@ q = med("peft", "infer-prefix", "samples_per_second")
 if q is not None:
     qm = med("peft", "infer-prefix", "peak_rss_mb")
     print(f"| PEFT infer-prefix, file order (ours sorts by length) | – | {q:.2f} | – | – | {qm:.0f} | – | – |")
+if any(r.get("forward_seconds_median") is not None for r in rows):
+    print()
+    print("Phases of the fixed-shape steps, ms (medians over runs of each run's median; forward /")
+    print("backward / update, each waiting for its kernels on a GPU):")
+    print()
+    print("| figure | ours fwd / bwd / update | PEFT fwd / bwd / update |")
+    print("|---|---:|---:|")
+    def ph(impl, what):
+        v = [med(impl, what, f"{k}_seconds_median") for k in ("forward", "backward", "update")]
+        return "–" if None in v else " / ".join(f"{1000 * x:.1f}" for x in v)
+    for f in figures:
+        if f.startswith("fixed-"):
+            print(f"| {f} | {ph('ours', f)} | {ph('peft', peft_of.get(f, f))} |")
 peaks = {r["peak_estimate"] for r in rows if r.get("peak_estimate")}
 print()
 print("ours / PEFT > 1: ours is faster (samples/s) or uses more memory (RSS). PEFT has no subspace:")

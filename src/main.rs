@@ -273,6 +273,10 @@ struct SpeedArgs {
     /// Override a config key for every figure, as `train --set` (e.g. --set backbone_dropout=false).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Also time the phases of the fixed-shape steps (forward, backward, update: medians in
+    /// the JSON line); on a GPU each phase then waits for its kernels.
+    #[arg(long)]
+    phases: bool,
 }
 
 impl TrainArgs {
@@ -696,6 +700,7 @@ fn run(cli: Cli) -> Result<()> {
                 split_out: a.split_out,
                 device: a.device,
                 sets: a.sets,
+                phases: a.phases,
             };
             prefix_subspace::speed::run(&opts, |v| {
                 println!("{}", prefix_subspace::speed::to_line(v));

@@ -175,6 +175,9 @@ pub struct Options {
     /// `key=value` config overrides for every figure (as `train --set`), e.g.
     /// `backbone_dropout=false`; the figure's method and the speed settings win.
     pub sets: Vec<String>,
+    /// Also time the fixed-shape steps' phases (forward, backward, update; medians). On a GPU
+    /// each phase then waits for its kernels, which can slow the step a little.
+    pub phases: bool,
 }
 
 impl Default for Options {
@@ -195,6 +198,7 @@ impl Default for Options {
             split_out: None,
             device: "cpu".into(),
             sets: Vec::new(),
+            phases: false,
         }
     }
 }
@@ -348,16 +352,21 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
         (0..b).map(|_| ((0..t).map(|_| rng.gen_range(lo..hi)).collect(), vec![0; t as usize])).collect();
     let labels: Vec<Label> = (0..b).map(|i| Label::Class((i % 2) as usize)).collect();
     let mut times = Vec::new();
+    let mut phases = Vec::new();
     for step in 0..opts.warmup + opts.steps {
         let t0 = Instant::now();
         let input = crate::train::StepInput::Tokens(items.clone());
         let (lr, head_lr) = (session.cfg.lr, session.cfg.head_lr);
-        let (loss, _) = crate::train::train_step(&session, &subspace, &mut opt, input, &labels, step, lr, head_lr);
+        let mut p = crate::train::Phases::default();
+        let timed = opts.phases.then_some(&mut p);
+        let (loss, _) =
+            crate::train::train_step_timed(&session, &subspace, &mut opt, input, &labels, step, lr, head_lr, timed);
         if !loss.is_finite() {
             return Err(Error::Input(format!("{}: loss is {loss} at step {}", f.name(), step + 1)));
         }
         if step >= opts.warmup {
             times.push(t0.elapsed().as_secs_f64());
+            phases.push(p);
         }
     }
     let step_s = median(&times);
@@ -400,6 +409,12 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     v["gflop_forward"] = json!(fl.forward / 1e9);
     v["gflop_backward"] = json!(fl.backward / 1e9);
     v["gflops"] = json!(gflops);
+    if opts.phases {
+        let of = |get: fn(&crate::train::Phases) -> f64| median(&phases.iter().map(get).collect::<Vec<_>>());
+        v["forward_seconds_median"] = json!(of(|p| p.forward));
+        v["backward_seconds_median"] = json!(of(|p| p.backward));
+        v["update_seconds_median"] = json!(of(|p| p.update));
+    }
     if device == Device::Cpu {
         v["peak_gflops"] = json!(peak.gflops);
         v["peak_fraction"] = json!(gflops / peak.gflops);

@@ -605,8 +605,52 @@ pub fn train_step(
     lr: f64,
     head_lr: f64,
 ) -> (f64, Option<f64>) {
+    train_step_timed(session, subspace, opt, input, labels, step, lr, head_lr, None)
+}
+
+/// Seconds of one step's phases, as [`train_step_timed`] measures them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Draws, forward, task loss and regulariser.
+    pub forward: f64,
+    /// Zeroing the gradients and backward.
+    pub backward: f64,
+    /// Clipping and the AdamW update.
+    pub update: f64,
+}
+
+/// [`train_step`], also timing its phases into `phases` when given. On a GPU each phase then
+/// waits for its kernels, which the untimed step does not do, so a timed step can be a little
+/// slower than an untimed one.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_timed(
+    session: &Session,
+    subspace: &Subspace,
+    opt: &mut AdamW,
+    input: StepInput,
+    labels: &[Label],
+    step: usize,
+    lr: f64,
+    head_lr: f64,
+    phases: Option<&mut Phases>,
+) -> (f64, Option<f64>) {
     let (cfg, enc) = (&session.cfg, &session.encoder);
     let device = enc.device();
+    let mut clock = std::time::Instant::now();
+    // Seconds since the last mark, once the device is done (only when timing).
+    let mut mark = |timing: bool| {
+        if !timing {
+            return 0.0;
+        }
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        let now = std::time::Instant::now();
+        let s = (now - clock).as_secs_f64();
+        clock = now;
+        s
+    };
+    let timing = phases.is_some();
     seed_torch(cfg.seed, Stream::Step, step as u64);
     let alphas = subspace.sample_alphas(labels.len() as i64, device);
     let logits = match input {
@@ -622,10 +666,12 @@ pub fn train_step(
         Some(r) => &task_loss + r,
         None => task_loss.shallow_clone(),
     };
+    let forward = mark(timing);
     opt.set_lr_group(0, lr);
     opt.set_lr_group(1, head_lr);
     opt.zero_grad();
     total.backward();
+    let backward = mark(timing);
     let loss_v = task_loss.double_value(&[]);
     if loss_v.is_finite() {
         if cfg.clip > 0.0 {
@@ -636,6 +682,9 @@ pub fn train_step(
     if let tch::Device::Cuda(i) = device {
         // The step's kernels finish inside the step, so per-step times are the steps' own.
         tch::Cuda::synchronize(i as i64);
+    }
+    if let Some(p) = phases {
+        *p = Phases { forward, backward, update: mark(true) };
     }
     (loss_v, reg.map(|r| r.double_value(&[])))
 }

@@ -42,6 +42,17 @@ fn fixed_shape_step_reports_throughput_and_flops() {
     assert!((sps * step - 4.0).abs() < 1e-6, "samples/s = batch / median step time: {v}");
     assert!(v["peak_estimate"].as_str().is_some_and(|s| s.contains("FLOP/cycle")), "{v}");
     assert!(v["peak_gflops"].as_f64() >= v["gemm_gflops"].as_f64(), "the peak is at least the measured product: {v}");
+    assert!(v.get("forward_seconds_median").is_none(), "phases only on request: {v}");
+
+    // --phases: forward, backward and update, which together make up (about) the step.
+    let v = line(
+        &["--only", "fixed-full", "--steps", "3", "--warmup", "1", "--batch", "4", "--seq-len", "32", "--phases"],
+        "fixed-full",
+    );
+    let phase = |k: &str| v[k].as_f64().filter(|x| *x > 0.0).unwrap_or_else(|| panic!("{k}: {v}"));
+    let sum = phase("forward_seconds_median") + phase("backward_seconds_median") + phase("update_seconds_median");
+    let step = v["step_seconds_median"].as_f64().unwrap();
+    assert!(sum > 0.5 * step && sum < 1.5 * step, "phases {sum} s against a step of {step} s: {v}");
 }
 
 #[test]
