@@ -360,7 +360,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
         let mut p = crate::train::Phases::default();
         let timed = opts.phases.then_some(&mut p);
         let (loss, _) =
-            crate::train::train_step_timed(&session, &subspace, &mut opt, input, &labels, step, lr, head_lr, timed);
+            crate::train::train_step(&session, &subspace, &mut opt, input, &labels, step, lr, head_lr, timed);
         if !loss.is_finite() {
             return Err(Error::Input(format!("{}: loss is {loss} at step {}", f.name(), step + 1)));
         }

@@ -455,8 +455,17 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         };
         let labels: Vec<Label> = chunk.iter().map(|&i| train.labels[i]).collect();
         let lr = cfg.lr * schedule(pos.step);
-        let (loss_v, reg_v) =
-            train_step(session, &subspace, &mut opt, input, &labels, pos.step, lr, cfg.head_lr * schedule(pos.step));
+        let (loss_v, reg_v) = train_step(
+            session,
+            &subspace,
+            &mut opt,
+            input,
+            &labels,
+            pos.step,
+            lr,
+            cfg.head_lr * schedule(pos.step),
+            None,
+        );
         let epoch = pos.epoch;
         if !loss_v.is_finite() {
             return Err(Error::Input(format!(
@@ -590,25 +599,7 @@ pub enum StepInput {
     Features(Tensor),
 }
 
-/// One training step, exactly as `train` runs it: the step's reseeded draws (dropout, α, the
-/// regulariser's pair), forward, task loss + regulariser, backward, gradient clipping and an
-/// AdamW update at learning rates `lr` (method) and `head_lr` (heads). Returns the task loss
-/// and the regulariser; with a non-finite loss the weights are left as they were.
-#[allow(clippy::too_many_arguments)]
-pub fn train_step(
-    session: &Session,
-    subspace: &Subspace,
-    opt: &mut AdamW,
-    input: StepInput,
-    labels: &[Label],
-    step: usize,
-    lr: f64,
-    head_lr: f64,
-) -> (f64, Option<f64>) {
-    train_step_timed(session, subspace, opt, input, labels, step, lr, head_lr, None)
-}
-
-/// Seconds of one step's phases, as [`train_step_timed`] measures them.
+/// Seconds of one step's phases, as [`train_step`] measures them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Phases {
     /// Draws, forward, task loss and regulariser.
@@ -619,11 +610,14 @@ pub struct Phases {
     pub update: f64,
 }
 
-/// [`train_step`], also timing its phases into `phases` when given. On a GPU each phase then
-/// waits for its kernels, which the untimed step does not do, so a timed step can be a little
-/// slower than an untimed one.
+/// One training step, exactly as `train` runs it: the step's reseeded draws (dropout, α, the
+/// regulariser's pair), forward, task loss + regulariser, backward, gradient clipping and an
+/// AdamW update at learning rates `lr` (method) and `head_lr` (heads). Returns the task loss
+/// and the regulariser; with a non-finite loss the weights are left as they were. With
+/// `phases`, also times the step's phases into it; on a GPU each phase then waits for
+/// its kernels, which the untimed step does not do, so a timed step can be a little slower.
 #[allow(clippy::too_many_arguments)]
-pub fn train_step_timed(
+pub fn train_step(
     session: &Session,
     subspace: &Subspace,
     opt: &mut AdamW,
