@@ -378,15 +378,10 @@ pub fn summary_md(rows: &[Value]) -> String {
         let rows: Vec<&String> =
             variants_of(&order, table).into_iter().filter(|v| !v.ends_with(" (ensemble)")).collect();
         out.push_str(&format!(
-            "\nPer split seed ({}):\n\n| method |",
-            seeds.iter().map(seed_name).collect::<Vec<_>>().join(" / ")
+            "\nPer split seed ({}):\n\n{}",
+            seeds.iter().map(seed_name).collect::<Vec<_>>().join(" / "),
+            task_header("method", &tasks)
         ));
-        for t in &tasks {
-            out.push_str(&format!(" {t} |"));
-        }
-        out.push_str("\n|---|");
-        out.push_str(&"---|".repeat(tasks.len()));
-        out.push('\n');
         for v in &rows {
             out.push_str(&format!("| {v} |"));
             for t in &tasks {
@@ -402,14 +397,9 @@ pub fn summary_md(rows: &[Value]) -> String {
         let reference = Method::Subspace.name();
         if table.contains_key(reference) && rows.len() > 1 {
             out.push_str(&format!(
-                "\nPaired by split seed, {reference} minus each other row (mean difference; seeds where {reference} is higher, of those both have; range):\n\n|  |"
+                "\nPaired by split seed, {reference} minus each other row (mean difference; seeds where {reference} is higher, of those both have; range):\n\n{}",
+                task_header("", &tasks)
             ));
-            for t in &tasks {
-                out.push_str(&format!(" {t} |"));
-            }
-            out.push_str("\n|---|");
-            out.push_str(&"---|".repeat(tasks.len()));
-            out.push('\n');
             for v in rows.iter().filter(|v| v.as_str() != reference) {
                 out.push_str(&format!("| vs {v} |"));
                 for t in &tasks {
@@ -432,6 +422,15 @@ pub fn summary_md(rows: &[Value]) -> String {
         }
     }
     out
+}
+
+/// The header of a table with one column per task (`| first | t1 | t2 |` and its rule).
+fn task_header(first: &str, tasks: &[String]) -> String {
+    format!(
+        "| {first} |{}\n|---|{}\n",
+        tasks.iter().map(|t| format!(" {t} |")).collect::<String>(),
+        "---|".repeat(tasks.len())
+    )
 }
 
 /// The rows of one table, in the summary's order.

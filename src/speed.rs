@@ -366,7 +366,9 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
         }
         if step >= opts.warmup {
             times.push(t0.elapsed().as_secs_f64());
-            phases.push(p);
+            if opts.phases {
+                phases.push(p);
+            }
         }
     }
     let step_s = median(&times);

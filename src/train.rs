@@ -630,9 +630,10 @@ pub fn train_step(
 ) -> (f64, Option<f64>) {
     let (cfg, enc) = (&session.cfg, &session.encoder);
     let device = enc.device();
+    let timing = phases.is_some();
     let mut clock = std::time::Instant::now();
     // Seconds since the last mark, once the device is done (only when timing).
-    let mut mark = |timing: bool| {
+    let mut mark = || {
         if !timing {
             return 0.0;
         }
@@ -644,7 +645,6 @@ pub fn train_step(
         clock = now;
         s
     };
-    let timing = phases.is_some();
     seed_torch(cfg.seed, Stream::Step, step as u64);
     let alphas = subspace.sample_alphas(labels.len() as i64, device);
     let logits = match input {
@@ -660,12 +660,12 @@ pub fn train_step(
         Some(r) => &task_loss + r,
         None => task_loss.shallow_clone(),
     };
-    let forward = mark(timing);
+    let forward = mark();
     opt.set_lr_group(0, lr);
     opt.set_lr_group(1, head_lr);
     opt.zero_grad();
     total.backward();
-    let backward = mark(timing);
+    let backward = mark();
     let loss_v = task_loss.double_value(&[]);
     if loss_v.is_finite() {
         if cfg.clip > 0.0 {
@@ -678,7 +678,7 @@ pub fn train_step(
         tch::Cuda::synchronize(i as i64);
     }
     if let Some(p) = phases {
-        *p = Phases { forward, backward, update: mark(true) };
+        *p = Phases { forward, backward, update: mark() };
     }
     (loss_v, reg.map(|r| r.double_value(&[])))
 }

@@ -15,35 +15,14 @@ fn cells() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results/lmbff-k16/cells")
 }
 
-fn json_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn results(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
-}
-
 /// The numbers of a run that do not depend on the machine's speed or the data's location.
 fn numbers(dir: &Path) -> (Value, Vec<Value>) {
-    let r = results(dir);
+    let r = common::results_json(dir);
     let summary = ["best_step", "best_epoch", "dev_selection", "split_hash", "steps", "test"]
         .iter()
         .map(|k| (k.to_string(), r[*k].clone()))
         .collect::<serde_json::Map<_, _>>();
-    let steps = json_lines(&dir.join("metrics.jsonl"))
-        .into_iter()
-        .map(|mut m| {
-            if let Some(o) = m.as_object_mut() {
-                o.remove("samples_per_second");
-            }
-            m
-        })
-        .collect();
-    (Value::Object(summary), steps)
+    (Value::Object(summary), common::step_log(dir))
 }
 
 fn rerun(cell: &str) {

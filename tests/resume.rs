@@ -35,25 +35,11 @@ fn train_args(out: &Path) -> Vec<String> {
 }
 
 fn results(dir: &Path) -> serde_json::Value {
-    let mut r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let mut r = common::results_json(dir);
     for k in ["train_seconds", "train_samples_per_second", "test_seconds", "resumed"] {
         r.as_object_mut().unwrap().remove(k);
     }
     r
-}
-
-/// Loss, regulariser and dev metrics of every step (without timings).
-fn log(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("samples_per_second");
-            v
-        })
-        .collect()
 }
 
 /// Starts a run and waits until it has done `step` steps.
@@ -96,7 +82,7 @@ fn a_killed_run_resumes_to_bit_identical_numbers() {
         let out = resume(&dir);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(results(&dir), results(&straight), "killed after step {kill_after}");
-        assert_eq!(log(&dir), log(&straight), "the log continues as the uninterrupted one");
+        assert_eq!(common::step_log(&dir), common::step_log(&straight), "the log continues as the uninterrupted one");
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
         assert_eq!(r["resumed"], true);
@@ -141,7 +127,7 @@ fn ctrl_c_during_the_test_evaluation_resumes_to_the_same_numbers() {
     let out = resume(&dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(results(&dir), results(&straight));
-    assert_eq!(log(&dir), log(&straight), "the resumed run trains no further");
+    assert_eq!(common::step_log(&dir), common::step_log(&straight), "the resumed run trains no further");
     assert!(!dir.join("resume.safetensors").exists());
 }
 

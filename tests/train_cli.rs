@@ -26,13 +26,9 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn results(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
-}
-
 /// results.json without the wall-clock fields.
 fn numbers(dir: &Path) -> serde_json::Value {
-    let mut r = results(dir);
+    let mut r = common::results_json(dir);
     for k in ["train_seconds", "train_samples_per_second", "test_seconds"] {
         r.as_object_mut().unwrap().remove(k);
     }
@@ -80,7 +76,7 @@ fn sst2_16_shot_beats_chance_and_writes_the_run_directory() {
     for f in ["config.toml", "split.json", "metrics.jsonl", "checkpoint.safetensors", "results.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let r = results(&out);
+    let r = common::results_json(&out);
     for k in ["task", "method", "vertices", "split_seed", "seed", "train_seconds", "train_samples_per_second", "test"] {
         assert!(r.get(k).is_some(), "results.json lacks {k}");
     }
@@ -120,7 +116,7 @@ fn rte_16_shot_run_completes() {
         "--set",
         "max_steps=40",
     ]);
-    let acc = results(&out)["test"]["centroid"]["accuracy"].as_f64().unwrap();
+    let acc = common::results_json(&out)["test"]["centroid"]["accuracy"].as_f64().unwrap();
     println!("RTE K=16 split 13 (40 steps) centroid accuracy {acc:.4}");
     assert!((0.0..=1.0).contains(&acc));
 }
@@ -158,7 +154,7 @@ fn eval_and_predict_read_a_run_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
     ok(&quick(&run_dir, &[]).iter().map(String::as_str).collect::<Vec<_>>());
-    let r = results(&run_dir);
+    let r = common::results_json(&run_dir);
     let rd = run_dir.to_str().unwrap();
     let dev: serde_json::Value =
         serde_json::from_str(&ok(&["eval", "--run", rd, "--split", "dev", "--at", "vertex:1"])).unwrap();

@@ -107,6 +107,26 @@ pub fn tiny_batch(b: i64, t: i64) -> prefix_subspace::model::Batch {
     }
 }
 
+/// A run directory's results.json.
+pub fn results_json(run_dir: &Path) -> serde_json::Value {
+    let path = run_dir.join("results.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Loss, regulariser and dev metrics of every logged step of a run (without timings).
+pub fn step_log(run_dir: &Path) -> Vec<serde_json::Value> {
+    let path = run_dir.join("metrics.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("samples_per_second");
+            v
+        })
+        .collect()
+}
+
 /// The highest step logged in a run's metrics.jsonl (0 before the first).
 pub fn last_step(run_dir: &Path) -> usize {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))
