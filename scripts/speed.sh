@@ -173,6 +173,21 @@ if any(r.get("forward_seconds_median") is not None for r in rows):
     for f in figures:
         if f.startswith("fixed-"):
             print(f"| {f} | {ph('ours', f)} | {ph('peft', peft_of.get(f, f))} |")
+if any(r.get("products_only_samples_per_second") is not None for r in rows if r["impl"] == "ours"):
+    print()
+    print("Matrix products alone: the same products as each figure (same shapes and padding), run back")
+    print("to back with nothing else, on the same threads: the rate no implementation that runs them")
+    print("with this BLAS can pass.")
+    print()
+    print("| figure | ours samples/s | products alone samples/s | ours / products alone | products alone / PEFT | ours GFLOP/s | products alone GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for f in figures:
+        a = med("ours", f, "products_only_samples_per_second")
+        if a is None:
+            continue
+        o, q = med("ours", f, "samples_per_second"), med("peft", peft_of.get(f, f), "samples_per_second")
+        g, ga = med("ours", f, "gflops"), med("ours", f, "products_only_gflops")
+        print(f"| {f} | {fmt(o, '.2f')} | {a:.2f} | {ratio(o, a)} | {ratio(a, q)} | {fmt(g, '.1f')} | {fmt(ga, '.1f')} |")
 peaks = {r["peak_estimate"] for r in rows if r.get("peak_estimate")}
 print()
 print("ours / PEFT > 1: ours is faster (samples/s) or uses more memory (RSS). PEFT has no subspace:")

@@ -29,6 +29,15 @@
 //! input gradient). Elementwise work (LayerNorm, softmax, GELU, dropout, AdamW) is not counted.
 //! The CPU's fp32 peak is estimated from `/proc/cpuinfo` ([`peak_gflops`]), and raised to the
 //! rate of a measured fp32 matrix product when that is higher ([`Peak::at_least_gemm`]).
+//!
+//! Products alone (every figure): [`step_products`] lists the matrix products of the figure's
+//! own steps or batches (the same shapes, the same dynamic padding), and
+//! [`products_only_seconds`] runs just those, back to back, on the same threads.
+//! `products_only_samples_per_second` is then the rate the figure would reach if LayerNorm,
+//! softmax, GELU, dropout, the optimizer and everything else took no time: a ceiling for any
+//! implementation that runs the same products with the same BLAS (PEFT's torch does), and
+//! `products_share` is the fraction of the figure's time those products account for.
+//! `gflops` is the figure's counted FLOPs over its measured time.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,7 +56,7 @@ use crate::metrics::Metric;
 use crate::model::load::Weights;
 use crate::model::{Config, Encoder, Pooling, TextTokenizer};
 use crate::optim::AdamW;
-use crate::subspace::At;
+use crate::subspace::{At, Subspace};
 use crate::task::TaskData;
 use crate::train::Session;
 
@@ -244,7 +253,9 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
         } else {
             infer(opts, f)?
         };
-        v["peak_rss_mb"] = json!(peak_rss_mb());
+        if v.get("peak_rss_mb").is_none() {
+            v["peak_rss_mb"] = json!(peak_rss_mb());
+        }
         emit(&v);
     }
     Ok(())
@@ -326,6 +337,46 @@ pub fn base_encoder(seed: i64, device: Device) -> Result<Encoder> {
     Encoder::from_weights(cfg, &mut w, device)
 }
 
+/// What a step of `session`'s method trains, for counting its products.
+fn trainable(session: &Session) -> Trainable {
+    match session.cfg.method {
+        Method::Lora => {
+            Trainable::Lora { r: session.cfg.lora_r as i64, targets: LoraTargets::of(&session.cfg.lora_targets) }
+        }
+        Method::Full => Trainable::Full,
+        _ => Trainable::Prefix,
+    }
+}
+
+/// The shape of a step of `session`'s model with `subspace` on b examples of t tokens.
+fn step_shape(session: &Session, subspace: &Subspace, b: i64, t: i64) -> StepShape {
+    let c = &session.encoder.config;
+    StepShape {
+        batch: b,
+        seq: t,
+        prefix: subspace.prefix_len(),
+        layers: c.num_hidden_layers,
+        hidden: c.hidden_size,
+        ffn: c.intermediate_size,
+        classes: subspace.classes,
+        vertices: subspace.n as i64,
+        heads: if session.cfg.head_simplex { subspace.n as i64 } else { 1 },
+        attention_heads: c.num_attention_heads,
+    }
+}
+
+/// Adds the products-only figures to a line: `samples` examples took `seconds` in the figure
+/// and `alone` seconds in their matrix products (`flops`) run by themselves
+/// ([`products_only_seconds`]). `products_only_samples_per_second` is the rate this CPU would
+/// give if nothing but those products ran: a ceiling for any implementation that runs them
+/// with the same BLAS.
+fn products_only(v: &mut Value, samples: f64, flops: f64, alone: f64, seconds: f64) {
+    v["products_only_seconds"] = json!(alone);
+    v["products_only_samples_per_second"] = json!(samples / alone);
+    v["products_only_gflops"] = json!(flops / alone / 1e9);
+    v["products_share"] = json!(alone / seconds);
+}
+
 fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value> {
     let dir = model_dir(opts)?;
     let encoder = match opts.shape {
@@ -373,24 +424,8 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     }
     let step_s = median(&times);
     let c = &session.encoder.config;
-    let trainable = match f.method() {
-        Method::Lora => {
-            Trainable::Lora { r: session.cfg.lora_r as i64, targets: LoraTargets::of(&session.cfg.lora_targets) }
-        }
-        Method::Full => Trainable::Full,
-        _ => Trainable::Prefix,
-    };
-    let dims = StepShape {
-        batch: b,
-        seq: t,
-        prefix: subspace.prefix_len(),
-        layers: c.num_hidden_layers,
-        hidden: c.hidden_size,
-        ffn: c.intermediate_size,
-        classes: subspace.classes,
-        vertices: subspace.n as i64,
-        heads: if session.cfg.head_simplex { subspace.n as i64 } else { 1 },
-    };
+    let trainable = trainable(&session);
+    let dims = step_shape(&session, &subspace, b, t);
     let fl = step_flops(&dims, &trainable);
     let gflops = fl.total() / step_s / 1e9;
     let mut v = head(opts, f);
@@ -411,6 +446,10 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     v["gflop_forward"] = json!(fl.forward / 1e9);
     v["gflop_backward"] = json!(fl.backward / 1e9);
     v["gflops"] = json!(gflops);
+    let rss = peak_rss_mb(); // the step's own, before the products run alone
+    let alone = products_only_seconds(&step_products(&dims, &trainable).all(), device, 5);
+    v["peak_rss_mb"] = json!(rss);
+    products_only(&mut v, b as f64, fl.total(), alone, step_s);
     if opts.phases {
         let of = |get: fn(&crate::train::Phases) -> f64| median(&phases.iter().map(get).collect::<Vec<_>>());
         v["forward_seconds_median"] = json!(of(|p| p.forward));
@@ -481,7 +520,23 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
         seconds += dt;
         times.push(dt);
     }
+    // The timed steps' batches, as `train` forms them: its epoch orders, cut into batches,
+    // each padded to its longest example.
+    let (trainable, mut products) = (trainable(&session), Vec::new());
+    let (subspace, n) = (session.new_subspace()?.1, lengths.len());
+    for epoch in 2..=opts.epochs {
+        for chunk in crate::train::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
+            let t = chunk.iter().map(|&i| lengths[i]).max().unwrap_or(0) as i64;
+            products.extend(step_products(&step_shape(&session, &subspace, chunk.len() as i64, t), &trainable).all());
+        }
+    }
+    let flops: f64 = products.iter().map(Product::flops).sum();
+    let rss = peak_rss_mb(); // the figure's own, before the products run alone
+    let alone = products_only_seconds(&products, session.encoder.device(), 1);
     let mut v = head(opts, f);
+    v["peak_rss_mb"] = json!(rss);
+    v["gflops"] = json!(flops / seconds / 1e9);
+    products_only(&mut v, samples as f64, flops, alone, seconds);
     v["samples_per_second"] = json!(samples as f64 / seconds);
     v["step_seconds_median"] = json!(median(&times));
     v["steps"] = json!(times.len());
@@ -511,7 +566,22 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
     }
     let pass_s = median(&times);
     let batches = data.len().div_ceil(bs);
+    // The pass's batches, as `outputs` forms them: length-sorted chunks padded to their longest.
+    let mut lengths: Vec<i64> = data.inputs.iter().map(|(ids, _)| ids.len() as i64).collect();
+    lengths.sort_unstable();
+    let (trainable, mut products) = (trainable(&session), Vec::new());
+    for chunk in lengths.chunks(bs) {
+        let dims = step_shape(&session, &subspace, chunk.len() as i64, chunk[chunk.len() - 1]);
+        products.extend(step_products(&dims, &trainable).forward);
+    }
+    let flops: f64 = products.iter().map(Product::flops).sum();
+    let rss = peak_rss_mb(); // the figure's own, before the products run alone
+    let alone = products_only_seconds(&products, session.encoder.device(), opts.passes);
     let mut v = head(opts, f);
+    v["peak_rss_mb"] = json!(rss);
+    v["gflop_per_pass"] = json!(flops / 1e9);
+    v["gflops"] = json!(flops / pass_s / 1e9);
+    products_only(&mut v, data.len() as f64, flops, alone, pass_s);
     v["samples_per_second"] = json!(data.len() as f64 / pass_s);
     v["step_seconds_median"] = json!(pass_s / batches as f64);
     v["step"] = json!(format!("one batch of {bs} (median pass time / {batches} batches)"));
@@ -678,6 +748,8 @@ pub struct StepShape {
     pub vertices: i64,
     /// Heads mixed (n with a head simplex, else 1).
     pub heads: i64,
+    /// Attention heads (they split H; the attention products are batched over them).
+    pub attention_heads: i64,
 }
 
 /// Which attention projections carry LoRA.
@@ -733,80 +805,182 @@ impl Flops {
     }
 }
 
-/// Counts the matmul FLOPs of one training step (forward + backward), following which
-/// tensors need a gradient.
+/// One matrix product of a step: `batch` independent (m × k) by (k × n) products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Product {
+    /// Independent products (B × heads for attention, else 1).
+    pub batch: i64,
+    /// Rows of the left operand.
+    pub m: i64,
+    /// Shared dimension.
+    pub k: i64,
+    /// Columns of the right operand.
+    pub n: i64,
+}
+
+impl Product {
+    fn new(batch: i64, m: i64, k: i64, n: i64) -> Self {
+        Self { batch, m, k, n }
+    }
+
+    /// 2·batch·m·k·n.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.m as f64 * self.k as f64 * self.n as f64
+    }
+}
+
+/// The matrix products of one training step, in the order they run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Products {
+    /// Forward (all an inference pass does).
+    pub forward: Vec<Product>,
+    /// Backward (in forward order: the order does not change their cost).
+    pub backward: Vec<Product>,
+}
+
+impl Products {
+    /// Forward then backward, in one list.
+    pub fn all(&self) -> Vec<Product> {
+        [self.forward.as_slice(), self.backward.as_slice()].concat()
+    }
+
+    /// Their FLOPs.
+    pub fn flops(&self) -> Flops {
+        let sum = |v: &[Product]| v.iter().map(Product::flops).sum();
+        Flops { forward: sum(&self.forward), backward: sum(&self.backward) }
+    }
+}
+
+/// Lists the matrix products of one training step (forward and backward), following which
+/// tensors need a gradient: [`step_flops`] counts them, and the `products_only_*` figures of
+/// `speed` run them alone.
 ///
-/// With N = B·T tokens, S = p + T keys, a product of an (m × k) by a (k × n) matrix costs
-/// 2·m·k·n forward; backward it costs 2·m·k·n for each operand whose gradient is needed (the
-/// input's, when the input depends on a trained tensor; the weight's, when it is trained).
-/// Per layer, forward: Q, K, V, output projections 4 · 2·N·H², the feed-forward 2 · 2·N·H·F,
-/// attention scores QKᵀ and the weighted sum PV 2 · 2·N·S·H (all heads together), LoRA
-/// 2·N·(H·r + r·H) per adapted projection. Backward, for prefix tuning (frozen weights):
-/// every layer after the first needs the input gradients of all six projections
-/// (= their forward cost) and all four attention gradients (dQ, dK, dP, dV: 4 · 2·N·S·H);
-/// the first layer's input (the frozen embeddings) needs no gradient, so neither do its Q,
-/// K, V projections nor dQ; its dK and dV (which hold the prefix's) and dP are needed. Full
-/// fine-tuning needs every gradient: backward = 2 × forward. Also counted: the prefix mixing
-/// α·vertices (2·B·L·n·2pH forward, the same backward) and the head (2·B·H·C per mixed head,
-/// forward and each of its two gradients). Not counted: LayerNorm, softmax, GELU, dropout,
-/// embeddings lookups, the optimizer.
-pub fn step_flops(s: &StepShape, what: &Trainable) -> Flops {
-    let f = |x: i64| x as f64;
-    let (n_tok, h, ff, p) = (f(s.batch * s.seq), f(s.hidden), f(s.ffn), s.prefix);
-    let keys = f(s.seq + p);
-    let mm = |m: f64, k: f64, n: f64| 2.0 * m * k * n;
+/// With N = B·T tokens and S = p + T keys, a linear layer in → out is an (N × in) by (in × out)
+/// product forward; backward, its input gradient (when the input depends on a trained tensor)
+/// is (N × out) by (out × in) and its weight gradient (when the weight is trained) (in × N) by
+/// (N × out). Per layer, forward: the Q, K, V and output projections (H → H), the
+/// feed-forward (H → F → H), attention scores QKᵀ and the weighted sum PV (B·heads products of
+/// T × d by d × S and T × S by S × d, d = H / heads), LoRA's (N × in) by (in × r) and (N × r)
+/// by (r × out) per adapted projection. Backward, for prefix tuning (frozen weights): every
+/// layer after the first needs the input gradients of all six projections and all four
+/// attention gradients (dQ, dK, dP, dV); the first layer's input (the frozen embeddings) needs
+/// no gradient, so neither do its Q, K, V projections nor dQ; its dK and dV (which hold the
+/// prefix's) and dP are needed. Full fine-tuning needs every gradient: backward = 2 × forward.
+/// Also listed: the prefix mixing α·vertices ((B·L) × n by n × 2pH, forward and the vertices'
+/// gradient) and the head (B × H by H × C per mixed head, forward and each of its two
+/// gradients). Not listed: LayerNorm, softmax, GELU, dropout, embedding lookups, the
+/// optimizer.
+pub fn step_products(s: &StepShape, what: &Trainable) -> Products {
+    let (n_tok, h, ff, p) = (s.batch * s.seq, s.hidden, s.ffn, s.prefix);
+    let keys = s.seq + p;
     let full = matches!(what, Trainable::Full);
     let (r, targets) = match *what {
-        Trainable::Lora { r, targets } => (f(r), targets),
-        _ => (0.0, LoraTargets::default()),
+        Trainable::Lora { r, targets } => (r, targets),
+        _ => (0, LoraTargets::default()),
     };
-    let mut fl = Flops::default();
+    let mut ps = Products::default();
     // A linear layer in → out on N tokens; returns whether its output needs a gradient.
-    let linear = |fl: &mut Flops, din: f64, dout: f64, lora: bool, input_grad: bool| -> bool {
-        fl.forward += mm(n_tok, din, dout);
+    let linear = |ps: &mut Products, din: i64, dout: i64, lora: bool, input_grad: bool| -> bool {
+        ps.forward.push(Product::new(1, n_tok, din, dout));
         if full {
-            fl.backward += mm(n_tok, din, dout); // weight gradient
+            ps.backward.push(Product::new(1, din, n_tok, dout)); // weight gradient
         }
         if input_grad {
-            fl.backward += mm(n_tok, din, dout); // input gradient
+            ps.backward.push(Product::new(1, n_tok, dout, din)); // input gradient
         }
         if lora {
-            fl.forward += mm(n_tok, din, r) + mm(n_tok, r, dout);
+            ps.forward.push(Product::new(1, n_tok, din, r));
+            ps.forward.push(Product::new(1, n_tok, r, dout));
             // dB, d(xA), dA always; dx through A when the input needs it.
-            fl.backward += 2.0 * mm(n_tok, r, dout) + mm(n_tok, din, r);
+            ps.backward.push(Product::new(1, r, n_tok, dout));
+            ps.backward.push(Product::new(1, n_tok, dout, r));
+            ps.backward.push(Product::new(1, din, n_tok, r));
             if input_grad {
-                fl.backward += mm(n_tok, din, r);
+                ps.backward.push(Product::new(1, n_tok, r, din));
             }
         }
         input_grad || full || lora
     };
     let prefix = p > 0;
     if prefix {
-        let mix = 2.0 * f(s.batch * s.layers * s.vertices * 2 * p * s.hidden);
-        fl.forward += mix;
-        fl.backward += mix; // gradient of the vertices (α needs none)
+        let mix = Product::new(1, s.batch * s.layers, s.vertices, 2 * p * h);
+        ps.forward.push(mix);
+        ps.backward.push(Product::new(1, s.vertices, s.batch * s.layers, 2 * p * h));
+        // the vertices' gradient (α needs none)
     }
-    let attn = mm(n_tok, h, keys); // QKᵀ or PV, all heads
+    let (bh, d) = (s.batch * s.attention_heads, h / s.attention_heads);
     let mut x_grad = full; // embeddings are trained only in full fine-tuning
     for _ in 0..s.layers {
-        let q = linear(&mut fl, h, h, targets.query, x_grad);
-        let k = linear(&mut fl, h, h, targets.key, x_grad) || prefix;
-        let v = linear(&mut fl, h, h, targets.value, x_grad) || prefix;
+        let q = linear(&mut ps, h, h, targets.query, x_grad);
+        let k = linear(&mut ps, h, h, targets.key, x_grad) || prefix;
+        let v = linear(&mut ps, h, h, targets.value, x_grad) || prefix;
         let scores = q || k;
-        fl.forward += 2.0 * attn;
-        fl.backward += attn * (f64::from(u8::from(q)) + f64::from(u8::from(k)));
-        fl.backward += attn * (f64::from(u8::from(scores)) + f64::from(u8::from(v)));
+        ps.forward.push(Product::new(bh, s.seq, d, keys)); // QKᵀ
+        ps.forward.push(Product::new(bh, s.seq, keys, d)); // PV
+        if q {
+            ps.backward.push(Product::new(bh, s.seq, keys, d)); // dQ = dS K
+        }
+        if k {
+            ps.backward.push(Product::new(bh, keys, s.seq, d)); // dK = dSᵀ Q
+        }
+        if scores {
+            ps.backward.push(Product::new(bh, s.seq, d, keys)); // dP = dCtx Vᵀ
+        }
+        if v {
+            ps.backward.push(Product::new(bh, keys, s.seq, d)); // dV = Pᵀ dCtx
+        }
         let ctx = scores || v;
-        let o = linear(&mut fl, h, h, targets.output, ctx);
+        let o = linear(&mut ps, h, h, targets.output, ctx);
         let a = o || x_grad;
-        let up = linear(&mut fl, h, ff, false, a);
-        let down = linear(&mut fl, ff, h, false, up);
+        let up = linear(&mut ps, h, ff, false, a);
+        let down = linear(&mut ps, ff, h, false, up);
         x_grad = down || a;
     }
-    let head = mm(f(s.batch), h, f(s.classes)) * f(s.heads);
-    fl.forward += head;
-    fl.backward += head * (1.0 + f64::from(u8::from(x_grad)));
-    fl
+    for _ in 0..s.heads {
+        ps.forward.push(Product::new(1, s.batch, h, s.classes));
+        ps.backward.push(Product::new(1, h, s.batch, s.classes)); // the head's weight gradient
+        if x_grad {
+            ps.backward.push(Product::new(1, s.batch, s.classes, h)); // the pooled features' gradient
+        }
+    }
+    ps
+}
+
+/// Counts the matmul FLOPs of one training step (forward + backward): the sum over
+/// [`step_products`].
+pub fn step_flops(s: &StepShape, what: &Trainable) -> Flops {
+    step_products(s, what).flops()
+}
+
+/// Wall seconds that `products` take when nothing else runs: each product once, in order, on
+/// the current threads, its operands contiguous views of two random buffers (allocated
+/// beforehand, as large as the largest operands), its output allocated as in a real step. The
+/// median of `reps` runs after one untimed run. Backward products run untransposed: BLAS reads
+/// a transposed operand at about the same speed.
+pub fn products_only_seconds(products: &[Product], device: Device, reps: usize) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let opts = (Kind::Float, device);
+    let left = Tensor::randn([products.iter().map(|p| p.batch * p.m * p.k).max().unwrap_or(0)], opts);
+    let right = Tensor::randn([products.iter().map(|p| p.batch * p.k * p.n).max().unwrap_or(0)], opts);
+    let run = || {
+        let t0 = Instant::now();
+        for p in products {
+            let a = left.narrow(0, 0, p.batch * p.m * p.k);
+            let b = right.narrow(0, 0, p.batch * p.k * p.n);
+            let c = if p.batch == 1 {
+                a.view([p.m, p.k]).mm(&b.view([p.k, p.n]))
+            } else {
+                a.view([p.batch, p.m, p.k]).bmm(&b.view([p.batch, p.k, p.n]))
+            };
+            let _ = std::hint::black_box(c);
+        }
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        t0.elapsed().as_secs_f64()
+    };
+    run();
+    median(&(0..reps.max(1)).map(|_| run()).collect::<Vec<_>>())
 }
 
 #[cfg(test)]
@@ -824,6 +998,7 @@ mod tests {
             classes: 2,
             vertices: 1,
             heads: 1,
+            attention_heads: 12,
         }
     }
 
@@ -849,6 +1024,25 @@ mod tests {
         let fl = step_flops(&s, &Trainable::Prefix);
         assert!((fl.forward - fwd).abs() < 1.0, "{} vs {fwd}", fl.forward);
         assert!((fl.backward - bwd).abs() < 1.0, "{} vs {bwd}", fl.backward);
+    }
+
+    #[test]
+    fn prefix_step_lists_each_product_once() {
+        let s = shape(16);
+        let ps = step_products(&s, &Trainable::Prefix);
+        // Mixing, 6 projections + QKᵀ + PV per layer, the head.
+        assert_eq!(ps.forward.len(), 1 + 6 * 8 + 1);
+        // The vertices' gradient; layer 0: the input gradients of output, up, down and dK, dP,
+        // dV; later layers: all six input gradients and the four attention ones; the head's
+        // weight and input gradients.
+        assert_eq!(ps.backward.len(), 1 + 6 + 5 * 10 + 2);
+        let attn: Vec<&Product> = ps.forward.iter().filter(|p| p.batch > 1).collect();
+        assert_eq!(attn.len(), 12);
+        assert!(attn.iter().all(|p| p.batch == 16 * 12 && [p.m, p.k, p.n].contains(&32)), "{attn:?}");
+        // The H → H input gradients: Q, K, V and output of layers 1-5, and layer 0's output.
+        let square = Product::new(1, 16 * 128, 384, 384);
+        assert_eq!(ps.backward.iter().filter(|p| **p == square).count(), 5 * 4 + 1);
+        assert_eq!(ps.flops(), step_flops(&s, &Trainable::Prefix));
     }
 
     #[test]

@@ -433,11 +433,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     let progress = Progress::new(total_steps as u64, pos.step as u64, quiet);
     let pad = tok.pad_id();
     let ckpt = dir.join("checkpoint.safetensors");
-    let epoch_order = |epoch: usize| -> Vec<usize> {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Order, epoch as u64)));
-        order
-    };
+    let epoch_order = |epoch: usize| epoch_order(cfg.seed, train.len(), epoch);
     let mut order = epoch_order(pos.epoch);
 
     let t_start = Instant::now();
@@ -681,6 +677,14 @@ pub fn train_step(
         *p = Phases { forward, backward, update: mark() };
     }
     (loss_v, reg.map(|r| r.double_value(&[])))
+}
+
+/// The order in which training visits its `n` examples in `epoch` (1-based): batches are
+/// consecutive chunks of it.
+pub fn epoch_order(seed: u64, n: usize, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(stream_seed(seed, Stream::Order, epoch as u64)));
+    order
 }
 
 /// The final report on one test set: centroid, every vertex and the ensemble of m samples

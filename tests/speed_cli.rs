@@ -24,6 +24,16 @@ fn line(args: &[&str], what: &str) -> serde_json::Value {
         assert!(x.is_finite() && x > 0.0, "{k} = {x}");
     }
     assert_eq!(v["threads"], 2);
+    // Every figure also times its matrix products alone (the ceiling of its shapes).
+    for k in [
+        "gflops",
+        "products_only_seconds",
+        "products_only_samples_per_second",
+        "products_only_gflops",
+        "products_share",
+    ] {
+        assert!(v[k].as_f64().is_some_and(|x| x.is_finite() && x > 0.0), "{k}: {v}");
+    }
     v
 }
 
@@ -40,6 +50,9 @@ fn fixed_shape_step_reports_throughput_and_flops() {
     }
     let (sps, step) = (v["samples_per_second"].as_f64().unwrap(), v["step_seconds_median"].as_f64().unwrap());
     assert!((sps * step - 4.0).abs() < 1e-6, "samples/s = batch / median step time: {v}");
+    let (alone_sps, alone) =
+        (v["products_only_samples_per_second"].as_f64().unwrap(), v["products_only_seconds"].as_f64().unwrap());
+    assert!((alone_sps * alone - 4.0).abs() < 1e-6, "products alone: batch / their time: {v}");
     assert!(v["peak_estimate"].as_str().is_some_and(|s| s.contains("FLOP/cycle")), "{v}");
     assert!(v["peak_gflops"].as_f64() >= v["gemm_gflops"].as_f64(), "the peak is at least the measured product: {v}");
     assert!(v.get("forward_seconds_median").is_none(), "phases only on request: {v}");
