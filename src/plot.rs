@@ -858,7 +858,7 @@ impl ComparisonPlot {
         let n = self.tasks.len();
         let mut chart = ChartBuilder::on(&area)
             .margin(10)
-            .x_label_area_size(50)
+            .x_label_area_size(64)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..n as f64, self.y.0..self.y.1)?;
         // Task names are drawn by hand at the group centres (plotters picks its own tick values).
@@ -872,11 +872,20 @@ impl ComparisonPlot {
             .label_style(font(TICK_PX))
             .axis_desc_style(font(DESC_PX))
             .draw()?;
-        let task_style = font(if n > 8 { 12 } else { TICK_PX }).pos(Pos::new(HPos::Center, VPos::Top));
-        for (i, task) in self.tasks.iter().enumerate() {
+        // A label "task (metric)" takes two lines, in the largest size at which every line fits
+        // its group.
+        let lines: Vec<Vec<&str>> = self.tasks.iter().map(|t| two_lines(t)).collect();
+        let group = (chart.backend_coord(&(1.0, self.y.0)).0 - chart.backend_coord(&(0.0, self.y.0)).0).max(1) as u32;
+        let fits = |px: u32| lines.iter().flatten().all(|l| text_width(root, l, px) + 6 <= group);
+        let px = [TICK_PX, 12, 11, 10].into_iter().find(|&px| fits(px)).unwrap_or(10);
+        let task_style = font(px).pos(Pos::new(HPos::Center, VPos::Top));
+        for (i, task) in lines.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f64 + 0.5, self.y.0));
             root.draw(&PathElement::new(vec![(x, y), (x, y + 5)], BLACK.stroke_width(1)))?;
-            root.draw(&Text::new(task.clone(), (x, y + 8), task_style.clone()))?;
+            for (j, line) in task.iter().enumerate() {
+                let dy = 8 + j as i32 * (px as i32 + 3);
+                root.draw(&Text::new(line.to_string(), (x, y + dy), task_style.clone()))?;
+            }
         }
         for i in 1..n {
             let x = i as f64;
@@ -895,6 +904,14 @@ impl ComparisonPlot {
             chart.draw_series([Circle::new((x, mean), 5, c.filled())])?;
         }
         Ok(())
+    }
+}
+
+/// "task (metric)" as two lines, "task" and "(metric)"; any other label as one.
+fn two_lines(label: &str) -> Vec<&str> {
+    match label.find(" (") {
+        Some(i) => vec![&label[..i], &label[i + 1..]],
+        None => vec![label],
     }
 }
 
@@ -1181,6 +1198,13 @@ mod tests {
         let stem = dir.path().join("curves1");
         training_curves(&[], &[(10.0, 0.5)], "acc", "one dev point", &stem).unwrap();
         assert_written(&stem);
+    }
+
+    #[test]
+    fn task_labels_split_before_the_metric() {
+        assert_eq!(two_lines("qnli (accuracy)"), ["qnli", "(accuracy)"]);
+        assert_eq!(two_lines("mnli (accuracy, mismatched)"), ["mnli", "(accuracy, mismatched)"]);
+        assert_eq!(two_lines("RTE"), ["RTE"]);
     }
 
     #[test]
