@@ -246,16 +246,13 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
         eprintln!("fp32 peak: {:.1} GFLOP/s ({})", peak.gflops, peak.how);
     }
     for f in figures {
-        let mut v = if f.fixed_shape() {
+        let v = if f.fixed_shape() {
             fixed(opts, f, device, &peak)?
         } else if matches!(f, Figure::Sst2Prefix | Figure::Sst2Subspace | Figure::Sst2Lora) {
             sst2(opts, f)?
         } else {
             infer(opts, f)?
         };
-        if v.get("peak_rss_mb").is_none() {
-            v["peak_rss_mb"] = json!(peak_rss_mb());
-        }
         emit(&v);
     }
     Ok(())
@@ -365,12 +362,15 @@ fn step_shape(session: &Session, subspace: &Subspace, b: i64, t: i64) -> StepSha
     }
 }
 
-/// Adds the products-only figures to a line: `samples` examples took `seconds` in the figure
-/// and `alone` seconds in their matrix products (`flops`) run by themselves
-/// ([`products_only_seconds`]). `products_only_samples_per_second` is the rate this CPU would
-/// give if nothing but those products ran: a ceiling for any implementation that runs them
-/// with the same BLAS.
-fn products_only(v: &mut Value, samples: f64, flops: f64, alone: f64, seconds: f64) {
+/// Ends a figure's line: its peak RSS (read first, so that it is the figure's own), then its
+/// `products` run by themselves ([`products_only_seconds`], median of `reps`) against the
+/// `seconds` that `samples` examples took in the figure. `products_only_samples_per_second`
+/// is the rate this machine would give if nothing but those products ran: a ceiling for any
+/// implementation that runs them with the same BLAS.
+fn finish_with_products(v: &mut Value, products: &[Product], device: Device, reps: usize, samples: f64, seconds: f64) {
+    v["peak_rss_mb"] = json!(peak_rss_mb());
+    let alone = products_only_seconds(products, device, reps);
+    let flops: f64 = products.iter().map(Product::flops).sum();
     v["products_only_seconds"] = json!(alone);
     v["products_only_samples_per_second"] = json!(samples / alone);
     v["products_only_gflops"] = json!(flops / alone / 1e9);
@@ -446,10 +446,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     v["gflop_forward"] = json!(fl.forward / 1e9);
     v["gflop_backward"] = json!(fl.backward / 1e9);
     v["gflops"] = json!(gflops);
-    let rss = peak_rss_mb(); // the step's own, before the products run alone
-    let alone = products_only_seconds(&step_products(&dims, &trainable).all(), device, 5);
-    v["peak_rss_mb"] = json!(rss);
-    products_only(&mut v, b as f64, fl.total(), alone, step_s);
+    finish_with_products(&mut v, &step_products(&dims, &trainable).all(), device, 5, b as f64, step_s);
     if opts.phases {
         let of = |get: fn(&crate::train::Phases) -> f64| median(&phases.iter().map(get).collect::<Vec<_>>());
         v["forward_seconds_median"] = json!(of(|p| p.forward));
@@ -531,12 +528,9 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
         }
     }
     let flops: f64 = products.iter().map(Product::flops).sum();
-    let rss = peak_rss_mb(); // the figure's own, before the products run alone
-    let alone = products_only_seconds(&products, session.encoder.device(), 1);
     let mut v = head(opts, f);
-    v["peak_rss_mb"] = json!(rss);
     v["gflops"] = json!(flops / seconds / 1e9);
-    products_only(&mut v, samples as f64, flops, alone, seconds);
+    finish_with_products(&mut v, &products, session.encoder.device(), 1, samples as f64, seconds);
     v["samples_per_second"] = json!(samples as f64 / seconds);
     v["step_seconds_median"] = json!(median(&times));
     v["steps"] = json!(times.len());
@@ -575,13 +569,10 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
         products.extend(step_products(&dims, &trainable).forward);
     }
     let flops: f64 = products.iter().map(Product::flops).sum();
-    let rss = peak_rss_mb(); // the figure's own, before the products run alone
-    let alone = products_only_seconds(&products, session.encoder.device(), opts.passes);
     let mut v = head(opts, f);
-    v["peak_rss_mb"] = json!(rss);
     v["gflop_per_pass"] = json!(flops / 1e9);
     v["gflops"] = json!(flops / pass_s / 1e9);
-    products_only(&mut v, data.len() as f64, flops, alone, pass_s);
+    finish_with_products(&mut v, &products, session.encoder.device(), opts.passes, data.len() as f64, pass_s);
     v["samples_per_second"] = json!(data.len() as f64 / pass_s);
     v["step_seconds_median"] = json!(pass_s / batches as f64);
     v["step"] = json!(format!("one batch of {bs} (median pass time / {batches} batches)"));
@@ -806,7 +797,7 @@ impl Flops {
 }
 
 /// One matrix product of a step: `batch` independent (m × k) by (k × n) products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Product {
     /// Independent products (B × heads for attention, else 1).
     pub batch: i64,
@@ -903,10 +894,9 @@ pub fn step_products(s: &StepShape, what: &Trainable) -> Products {
     };
     let prefix = p > 0;
     if prefix {
-        let mix = Product::new(1, s.batch * s.layers, s.vertices, 2 * p * h);
-        ps.forward.push(mix);
+        ps.forward.push(Product::new(1, s.batch * s.layers, s.vertices, 2 * p * h));
+        // The vertices' gradient (α needs none).
         ps.backward.push(Product::new(1, s.vertices, s.batch * s.layers, 2 * p * h));
-        // the vertices' gradient (α needs none)
     }
     let (bh, d) = (s.batch * s.attention_heads, h / s.attention_heads);
     let mut x_grad = full; // embeddings are trained only in full fine-tuning

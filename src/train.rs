@@ -433,8 +433,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     let progress = Progress::new(total_steps as u64, pos.step as u64, quiet);
     let pad = tok.pad_id();
     let ckpt = dir.join("checkpoint.safetensors");
-    let epoch_order = |epoch: usize| epoch_order(cfg.seed, train.len(), epoch);
-    let mut order = epoch_order(pos.epoch);
+    let mut order = epoch_order(cfg.seed, train.len(), pos.epoch);
 
     let t_start = Instant::now();
     let train_seconds_before = pos.train_seconds;
@@ -479,7 +478,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         if end_of_epoch {
             pos.epoch += 1;
             pos.batch = 0;
-            order = epoch_order(pos.epoch);
+            order = epoch_order(cfg.seed, train.len(), pos.epoch);
         }
         let step = pos.step;
         progress.step();
