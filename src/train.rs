@@ -233,6 +233,38 @@ pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// The file holding a run's resumable state.
 pub const RESUME_FILE: &str = "resume.safetensors";
 
+/// The test scores a run has finished so far, written after each point of the final test
+/// evaluation (centroid, each vertex, the ensemble), so that a resumed run scores only the
+/// points still missing; removed with the resume state once `results.json` is written.
+pub const TEST_PARTIAL_FILE: &str = "test-partial.json";
+
+/// What [`TEST_PARTIAL_FILE`] holds: seconds spent in the test evaluation so far, and the
+/// scores per test set and point.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct TestPartial {
+    seconds: f64,
+    sets: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl TestPartial {
+    fn read(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Input(format!(
+                "{}: unreadable partial test scores ({e}); delete the file to score every point again",
+                path.display()
+            ))
+        })
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, serde_json::to_string_pretty(self).expect("scores serialise").as_bytes())
+    }
+}
+
 /// Where training stands after a step: everything, with the tensors saved beside it, that
 /// the rest of the run depends on.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -541,7 +573,20 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         }
     });
 
+    // From here on the saved weights are the best ones and training is over: a run stopped or
+    // killed during the test evaluation resumes there, with the points it already scored.
+    let partial_path = dir.join(TEST_PARTIAL_FILE);
+    let mut partial = if pos.trained {
+        TestPartial::read(&partial_path)?
+    } else {
+        remove_if_exists(&partial_path)?;
+        pos.trained = true;
+        pos.train_seconds = train_seconds;
+        save_state(&state_path, &vs, &opt, &pos, &best)?;
+        TestPartial::default()
+    };
     let t_test = Instant::now();
+    let seconds_before = partial.seconds;
     let mut results = json!({
         "task": task.name,
         "method": cfg.method.name(),
@@ -565,24 +610,32 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         "notes": task.notes,
     });
     for (name, data) in &tests {
-        match evaluate_unless(session, &subspace, data, cfg, &INTERRUPTED)? {
+        let done = partial.sets.get(name).cloned().unwrap_or_default();
+        let mut save_point = |point: &str, scores: &serde_json::Value| -> Result<()> {
+            partial.sets.entry(name.clone()).or_default().insert(point.to_string(), scores.clone());
+            partial.seconds = seconds_before + t_test.elapsed().as_secs_f64();
+            partial.write(&partial_path)
+        };
+        match evaluate_unless(session, &subspace, data, cfg, &done, &mut save_point, &INTERRUPTED)? {
             Some(r) => results[name.as_str()] = r,
             None => {
-                // The weights are now the best ones: saved as such, a resume only tests them.
-                pos.trained = true;
-                pos.train_seconds = train_seconds;
-                save_state(&state_path, &vs, &opt, &pos, &best)?;
-                return Err(Error::Interrupted { step: pos.step, total: total_steps, dir: dir.display().to_string() });
+                return Err(Error::Interrupted { step: pos.step, total: total_steps, dir: dir.display().to_string() })
             }
         }
     }
-    results["test_seconds"] = json!(t_test.elapsed().as_secs_f64());
+    results["test_seconds"] = json!(seconds_before + t_test.elapsed().as_secs_f64());
     let text = serde_json::to_string_pretty(&results).expect("results serialise");
     write_atomic(&dir.join("results.json"), text.as_bytes())?;
-    if state_path.exists() {
-        std::fs::remove_file(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    }
+    remove_if_exists(&state_path)?;
+    remove_if_exists(&partial_path)?;
     Ok(results)
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// What a training step reads: a batch of tokenised examples, or (head-only) their cached
@@ -694,15 +747,20 @@ pub fn evaluate_all(
     data: &Encoded,
     cfg: &RunConfig,
 ) -> Result<serde_json::Value> {
-    Ok(evaluate_unless(session, subspace, data, cfg, &AtomicBool::new(false))?.expect("never stopped"))
+    let done = serde_json::Map::new();
+    Ok(evaluate_unless(session, subspace, data, cfg, &done, &mut |_, _| Ok(()), &AtomicBool::new(false))?
+        .expect("never stopped"))
 }
 
-/// [`evaluate_all`], giving up (`None`) before any batch once `stop` is set.
+/// [`evaluate_all`], taking the scores of the points in `done` as they are, handing each
+/// point it scores to `finished`, and giving up (`None`) before any batch once `stop` is set.
 fn evaluate_unless(
     session: &Session,
     subspace: &Subspace,
     data: &Encoded,
     cfg: &RunConfig,
+    done: &serde_json::Map<String, serde_json::Value>,
+    finished: &mut dyn FnMut(&str, &serde_json::Value) -> Result<()>,
     stop: &AtomicBool,
 ) -> Result<Option<serde_json::Value>> {
     let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), cfg.eval_batch_size);
@@ -715,8 +773,16 @@ fn evaluate_unless(
     let mut r = serde_json::Map::new();
     seed_torch(cfg.seed, Stream::Test, 0);
     for (name, at, m) in points {
+        // Only the ensemble draws from the generator (the fixed points run without dropout), so
+        // skipping points that are done leaves its draws as they were.
+        if let Some(scores) = done.get(&name) {
+            r.insert(name, scores.clone());
+            continue;
+        }
         let Some(o) = outputs_unless(enc, subspace, data, &at, m, bs, pad, stop) else { return Ok(None) };
-        r.insert(name, json!(score(&o, &data.labels, metrics, false)));
+        let scores = json!(score(&o, &data.labels, metrics, false));
+        finished(&name, &scores)?;
+        r.insert(name, scores);
     }
     Ok(Some(serde_json::Value::Object(r)))
 }

@@ -132,6 +132,50 @@ fn ctrl_c_during_the_test_evaluation_resumes_to_the_same_numbers() {
 }
 
 #[test]
+fn a_run_killed_during_the_test_evaluation_resumes_with_the_points_it_scored() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = uninterrupted(tmp.path());
+    let dir = tmp.path().join("killed-testing");
+    let partial = dir.join("test-partial.json");
+    // The test evaluation scores the centroid, 3 vertices, then an ensemble of 4: killed
+    // once the first point is saved, with passes still to go.
+    let mut child = bin().args(train_args(&dir)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !partial.is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first test point was saved");
+        assert!(t0.elapsed() < Duration::from_secs(300), "no test point saved");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!dir.join("results.json").exists(), "killed before the end");
+    assert!(dir.join("resume.safetensors").is_file());
+
+    // Mark one saved point: the resumed run must take it as it is, not score it again.
+    let mut saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&partial).unwrap()).unwrap();
+    let (set, points) = saved["sets"].as_object_mut().unwrap().iter_mut().next().unwrap();
+    let set = set.clone();
+    let (point, scores) = points.as_object_mut().unwrap().iter_mut().next().unwrap();
+    let point = point.clone();
+    for v in scores.as_object_mut().unwrap().values_mut() {
+        *v = serde_json::json!(-7.0);
+    }
+    std::fs::write(&partial, serde_json::to_string(&saved).unwrap()).unwrap();
+
+    let out = resume(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut resumed = results(&dir);
+    let marked = &resumed[set.as_str()][point.as_str()];
+    assert!(marked.as_object().unwrap().values().all(|v| v == -7.0), "{set}/{point} scored again: {marked}");
+    let expected = results(&straight);
+    resumed[set.as_str()][point.as_str()] = expected[set.as_str()][point.as_str()].clone();
+    assert_eq!(resumed, expected, "the points scored after the resume are the uninterrupted run's");
+    assert_eq!(common::step_log(&dir), common::step_log(&straight), "the resumed run trains no further");
+    assert!(!dir.join("resume.safetensors").exists() && !partial.exists(), "a finished run removes both");
+}
+
+#[test]
 fn resume_refuses_what_it_cannot_continue() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
