@@ -44,12 +44,17 @@ fn results(dir: &Path) -> serde_json::Value {
 
 /// Starts a run and waits until it has done `step` steps.
 fn start_until(out: &Path, step: usize) -> Child {
+    start_and_wait(out, &format!("step {step}"), || common::last_step(out) >= step)
+}
+
+/// Starts a run and waits, while it runs, until `reached` (`what` it waits for).
+fn start_and_wait(out: &Path, what: &str, reached: impl Fn() -> bool) -> Child {
     let mut child = bin().args(train_args(out)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t0 = Instant::now();
-    while common::last_step(out) < step {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before step {step}");
-        assert!(t0.elapsed() < Duration::from_secs(300), "no progress to step {step}");
-        std::thread::sleep(Duration::from_millis(5));
+    while !reached() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before {what}");
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress to {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
     child
 }
@@ -140,13 +145,7 @@ fn a_run_killed_during_the_test_evaluation_resumes_with_the_points_it_scored() {
     let partial = dir.join("test-partial.json");
     // The test evaluation scores the centroid, 3 vertices, then an ensemble of 4: killed
     // once the first point is saved, with passes still to go.
-    let mut child = bin().args(train_args(&dir)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let t0 = Instant::now();
-    while !partial.is_file() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first test point was saved");
-        assert!(t0.elapsed() < Duration::from_secs(300), "no test point saved");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = start_and_wait(&dir, "its first saved test point", || partial.is_file());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!dir.join("results.json").exists(), "killed before the end");
