@@ -501,6 +501,117 @@ fn resumable(run_dir: &Path, config: &RunConfig) -> bool {
     run_dir.join(crate::train::RESUME_FILE).is_file() && same_run(run_dir, config)
 }
 
+/// Where one cell of a grid stands, read from its folder (nothing runs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellStatus {
+    /// Its `results.json` is there, of this cell's config; cell-seconds spent (training and
+    /// test evaluation).
+    Finished { seconds: f64 },
+    /// A saved state of this cell's config to continue from: the last step logged, and the test
+    /// points already scored.
+    Interrupted { step: usize, test_points: usize },
+    /// Finished or saved with other settings or another numerics version: runs again.
+    Stale,
+    /// Nothing to continue from: runs from the start.
+    ToRun,
+}
+
+/// Reads where the cell of `config` in `run_dir` stands.
+pub fn cell_status(run_dir: &Path, config: &RunConfig) -> CellStatus {
+    let finished = run_dir.join("results.json").is_file();
+    let saved = run_dir.join(crate::train::RESUME_FILE).is_file();
+    if !finished && !saved {
+        return CellStatus::ToRun;
+    }
+    if !same_run(run_dir, config) {
+        return CellStatus::Stale;
+    }
+    let json =
+        |name: &str| -> Option<Value> { serde_json::from_str(&std::fs::read_to_string(run_dir.join(name)).ok()?).ok() };
+    if finished {
+        let r = json("results.json").unwrap_or_default();
+        let secs = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        return CellStatus::Finished { seconds: secs("train_seconds") + secs("test_seconds") };
+    }
+    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
+    let step = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "step")
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0) as usize;
+    let test_points = json(crate::train::TEST_PARTIAL_FILE)
+        .and_then(|p| {
+            p["sets"].as_object().map(|sets| sets.values().filter_map(Value::as_object).map(|m| m.len()).sum())
+        })
+        .unwrap_or(0);
+    CellStatus::Interrupted { step, test_points }
+}
+
+/// A table of where the cells of a grid stand under `out/cells/`: per task, how many are
+/// finished, interrupted (with a state to continue from), stale or still to run, and the
+/// cell-seconds the finished ones took; then one line per interrupted cell.
+pub fn status_report(cells: &[Cell], out: &Path) -> String {
+    let mut tasks: Vec<String> = Vec::new();
+    let mut counts: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+    let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
+    let mut interrupted = Vec::new();
+    for c in cells {
+        let task = &c.config.task;
+        if !tasks.contains(task) {
+            tasks.push(task.clone());
+        }
+        let n = counts.entry(task.clone()).or_default();
+        match cell_status(&out.join("cells").join(&c.id), &c.config) {
+            CellStatus::Finished { seconds: s } => {
+                n[0] += 1;
+                *seconds.entry(task.clone()).or_default() += s;
+            }
+            CellStatus::Interrupted { step, test_points } => {
+                n[1] += 1;
+                let of = if c.config.max_steps > 0 { format!("/{}", c.config.max_steps) } else { String::new() };
+                interrupted.push(format!("  {}: step {step}{of}, {test_points} test point(s) scored", c.id));
+            }
+            CellStatus::Stale => n[2] += 1,
+            CellStatus::ToRun => n[3] += 1,
+        }
+    }
+    let mut t = format!(
+        "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13}\n",
+        "task", "cells", "finished", "interrupted", "stale", "to run", "cell-seconds"
+    );
+    let mut total = [0usize; 4];
+    for task in &tasks {
+        let n = counts[task];
+        (0..4).for_each(|i| total[i] += n[i]);
+        let line = (task.as_str(), n, seconds.get(task).copied().unwrap_or(0.0));
+        t += &status_line(line);
+    }
+    if tasks.len() > 1 {
+        t += &status_line(("total", total, seconds.values().sum()));
+    }
+    if !interrupted.is_empty() {
+        t += "interrupted, with a saved state (running now, or continued by the next bench):\n";
+        t += &interrupted.join("\n");
+        t += "\n";
+    }
+    t
+}
+
+fn status_line((task, n, seconds): (&str, [usize; 4], f64)) -> String {
+    format!(
+        "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13.0}\n",
+        task,
+        n.iter().sum::<usize>(),
+        n[0],
+        n[1],
+        n[2],
+        n[3],
+        seconds
+    )
+}
+
 /// Makes a cell's process receive SIGTERM when the thread that started it dies, so a bench that
 /// is killed (even with SIGKILL) takes its running cells down with it instead of leaving them
 /// running unwatched; `train` answers SIGTERM by saving its state after the step (the next bench

@@ -101,6 +101,10 @@ enum Command {
         /// Combine the finished cells of these bench folders into --out's tables.
         #[arg(long, num_args = 1.., conflicts_with = "config")]
         merge: Vec<PathBuf>,
+        /// Run nothing: print where the (selected) cells stand under --out (finished,
+        /// interrupted, stale, to run) and the cell-seconds spent.
+        #[arg(long, conflicts_with = "merge")]
+        status: bool,
     },
     /// Draw the figures of a run (training curves; accuracy along the simplex) or of a bench
     /// (method comparison with error bars), as PNG and SVG.
@@ -603,9 +607,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(report))?);
         }
-        Command::Bench { config, out, jobs, shard, tasks, variants, merge } => {
-            std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+        Command::Bench { config, out, jobs, shard, tasks, variants, merge, status } => {
             if !merge.is_empty() {
+                std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
                 let n = prefix_subspace::bench::write_tables(&merge, &out)?;
                 println!("merged {n} runs into {}", out.join("summary.md").display());
                 return Ok(());
@@ -622,6 +626,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(s) = shard {
                 cells = prefix_subspace::bench::shard(cells, prefix_subspace::bench::parse_shard(&s)?);
             }
+            if status {
+                print!("{}", prefix_subspace::bench::status_report(&cells, &out));
+                return Ok(());
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
             let exe = std::env::current_exe()?;
             let failed = prefix_subspace::bench::run_cells(&exe, cells, &out, jobs)?;
             print!("{}", std::fs::read_to_string(out.join("summary.md")).unwrap_or_default());

@@ -29,6 +29,22 @@ fn bench(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `bench --status`: the counts of the row of `task` (cells, finished, interrupted, stale, to
+/// run) and its cell-seconds; the whole output.
+fn status(args: &[&str], task: &str) -> ([usize; 5], f64, String) {
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_prefix-subspace")).arg("bench").args(args).arg("--status").output().unwrap();
+    assert!(o.status.success(), "bench --status: {}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&task))
+        .unwrap_or_else(|| panic!("no row for {task}:\n{text}"));
+    let n: Vec<usize> = row[1..6].iter().map(|x| x.parse().unwrap()).collect();
+    (n.try_into().unwrap(), row[6].parse().unwrap(), text)
+}
+
 /// results.csv without the wall-clock column, sorted.
 fn rows(dir: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
@@ -50,7 +66,15 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     std::fs::write(&cfg, GRID).unwrap();
     let cfg = cfg.to_str().unwrap();
     let whole = tmp.path().join("whole");
+    let (n, secs, _) = status(&["--config", cfg, "--out", whole.to_str().unwrap()], "polarity");
+    assert_eq!((n, secs), ([6, 0, 0, 0, 6], 0.0), "nothing run yet");
+    assert!(!whole.exists(), "--status runs nothing and writes nothing");
     bench(&["--config", cfg, "--out", whole.to_str().unwrap(), "--jobs", "2"]);
+    let (n, secs, _) = status(&["--config", cfg, "--out", whole.to_str().unwrap()], "polarity");
+    assert_eq!(n, [6, 6, 0, 0, 0]);
+    assert!(secs > 0.0, "the finished cells' seconds are counted");
+    let (n, _, _) = status(&["--config", cfg, "--out", whole.to_str().unwrap(), "--variants", "prefix"], "polarity");
+    assert_eq!(n, [2, 2, 0, 0, 0], "--variants selects the cells, as for a run");
     let all = rows(&whole);
     assert_eq!(all.len(), 6, "2 seeds × 3 variants");
     let summary = std::fs::read_to_string(whole.join("summary.md")).unwrap();
@@ -73,6 +97,8 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     let edited = GRID.replace("max_steps = 2", "max_steps = 3");
     let cfg2 = tmp.path().join("grid2.toml");
     std::fs::write(&cfg2, edited).unwrap();
+    let (n, _, _) = status(&["--config", cfg2.to_str().unwrap(), "--out", whole.to_str().unwrap()], "polarity");
+    assert_eq!(n, [6, 0, 0, 6, 0], "trained with other settings");
     let stale = bench(&["--config", cfg2.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--tasks", "polarity"]);
     assert!(stale.contains("0 already finished, 6 to run"), "{stale}");
 
@@ -177,8 +203,8 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
     // SIGTERM, which the bench does not handle: it dies at once, its threads one after another,
     // and the kernel sends each cell its parent-death signal once per thread that adopts it.
     // (Not SIGINT: a harness that starts the tests in the background has it ignored.)
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    let killed_ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed_ok.success());
     child.wait().unwrap();
     let needle = killed.join("cells").to_string_lossy().into_owned();
     let t0 = std::time::Instant::now();
@@ -199,6 +225,17 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
         // No periodic save before step 40: this is the state saved on the signal.
         let log = std::fs::read_to_string(cell.with_extension("log")).unwrap();
         assert!(log.contains(&format!("interrupted at step {step}/40")), "the cell saved its state: {log}");
+    }
+
+    let (n, _, text) = status(&["--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap()], "polarity");
+    assert_eq!(n, [2, 0, 2, 0, 0], "{text}");
+    for cell in &cells {
+        let line = format!(
+            "{}: step {}/40, 0 test point(s) scored",
+            cell.file_name().unwrap().to_string_lossy(),
+            common::last_step(cell)
+        );
+        assert!(text.contains(&line), "{line} not in\n{text}");
     }
 
     let err = bench(&["--config", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap(), "--jobs", "2"]);
