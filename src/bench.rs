@@ -483,24 +483,6 @@ fn same_run(run_dir: &Path, config: &RunConfig) -> bool {
         && RunConfig::from_file(&run_dir.join("config.toml")).is_ok_and(|c| comparable(&c) == comparable(config))
 }
 
-/// A cell is finished when its `results.json` exists and its `config.toml` is the cell's
-/// config; a cell trained with other settings is stale and runs again.
-fn finished(run_dir: &Path, config: &RunConfig) -> bool {
-    if !run_dir.join("results.json").is_file() {
-        return false;
-    }
-    if same_run(run_dir, config) {
-        return true;
-    }
-    eprintln!("bench: {} was trained with other settings: running it again", run_dir.display());
-    false
-}
-
-/// A killed cell that saved its training state continues from it.
-fn resumable(run_dir: &Path, config: &RunConfig) -> bool {
-    run_dir.join(crate::train::RESUME_FILE).is_file() && same_run(run_dir, config)
-}
-
 /// Where one cell of a grid stands, read from its folder (nothing runs).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellStatus {
@@ -549,47 +531,75 @@ pub fn cell_status(run_dir: &Path, config: &RunConfig) -> CellStatus {
     CellStatus::Interrupted { step, test_points }
 }
 
+/// How many cells of one task stand where, and the cell-seconds the finished ones took.
+#[derive(Debug, Default, Clone, Copy)]
+struct StatusCounts {
+    finished: usize,
+    interrupted: usize,
+    stale: usize,
+    to_run: usize,
+    seconds: f64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, o: &StatusCounts) {
+        self.finished += o.finished;
+        self.interrupted += o.interrupted;
+        self.stale += o.stale;
+        self.to_run += o.to_run;
+        self.seconds += o.seconds;
+    }
+
+    fn line(&self, task: &str) -> String {
+        let cells = self.finished + self.interrupted + self.stale + self.to_run;
+        format!(
+            "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13.0}\n",
+            task, cells, self.finished, self.interrupted, self.stale, self.to_run, self.seconds
+        )
+    }
+}
+
 /// A table of where the cells of a grid stand under `out/cells/`: per task, how many are
 /// finished, interrupted (with a state to continue from), stale or still to run, and the
 /// cell-seconds the finished ones took; then one line per interrupted cell.
 pub fn status_report(cells: &[Cell], out: &Path) -> String {
-    let mut tasks: Vec<String> = Vec::new();
-    let mut counts: BTreeMap<String, [usize; 4]> = BTreeMap::new();
-    let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
+    let mut tasks: Vec<(String, StatusCounts)> = Vec::new();
     let mut interrupted = Vec::new();
     for c in cells {
         let task = &c.config.task;
-        if !tasks.contains(task) {
-            tasks.push(task.clone());
-        }
-        let n = counts.entry(task.clone()).or_default();
+        let i = match tasks.iter().position(|(t, _)| t == task) {
+            Some(i) => i,
+            None => {
+                tasks.push((task.clone(), StatusCounts::default()));
+                tasks.len() - 1
+            }
+        };
+        let n = &mut tasks[i].1;
         match cell_status(&out.join("cells").join(&c.id), &c.config) {
-            CellStatus::Finished { seconds: s } => {
-                n[0] += 1;
-                *seconds.entry(task.clone()).or_default() += s;
+            CellStatus::Finished { seconds } => {
+                n.finished += 1;
+                n.seconds += seconds;
             }
             CellStatus::Interrupted { step, test_points } => {
-                n[1] += 1;
+                n.interrupted += 1;
                 let of = if c.config.max_steps > 0 { format!("/{}", c.config.max_steps) } else { String::new() };
                 interrupted.push(format!("  {}: step {step}{of}, {test_points} test point(s) scored", c.id));
             }
-            CellStatus::Stale => n[2] += 1,
-            CellStatus::ToRun => n[3] += 1,
+            CellStatus::Stale => n.stale += 1,
+            CellStatus::ToRun => n.to_run += 1,
         }
     }
     let mut t = format!(
         "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13}\n",
         "task", "cells", "finished", "interrupted", "stale", "to run", "cell-seconds"
     );
-    let mut total = [0usize; 4];
-    for task in &tasks {
-        let n = counts[task];
-        (0..4).for_each(|i| total[i] += n[i]);
-        let line = (task.as_str(), n, seconds.get(task).copied().unwrap_or(0.0));
-        t += &status_line(line);
+    let mut total = StatusCounts::default();
+    for (task, n) in &tasks {
+        total.add(n);
+        t += &n.line(task);
     }
     if tasks.len() > 1 {
-        t += &status_line(("total", total, seconds.values().sum()));
+        t += &total.line("total");
     }
     if !interrupted.is_empty() {
         t += "interrupted, with a saved state (running now, or continued by the next bench):\n";
@@ -597,19 +607,6 @@ pub fn status_report(cells: &[Cell], out: &Path) -> String {
         t += "\n";
     }
     t
-}
-
-fn status_line((task, n, seconds): (&str, [usize; 4], f64)) -> String {
-    format!(
-        "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13.0}\n",
-        task,
-        n.iter().sum::<usize>(),
-        n[0],
-        n[1],
-        n[2],
-        n[3],
-        seconds
-    )
 }
 
 /// Makes a cell's process receive SIGTERM when the thread that started it dies, so a bench that
@@ -649,7 +646,17 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
     let dir = out.join("cells");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let total = cells.len();
-    let todo: Vec<Cell> = cells.into_iter().filter(|c| !finished(&dir.join(&c.id), &c.config)).collect();
+    let todo: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| match cell_status(&dir.join(&c.id), &c.config) {
+            CellStatus::Finished { .. } => false,
+            CellStatus::Stale => {
+                eprintln!("bench: {} was run with other settings: running it again", dir.join(&c.id).display());
+                true
+            }
+            CellStatus::Interrupted { .. } | CellStatus::ToRun => true,
+        })
+        .collect();
     eprintln!(
         "bench: {} cells, {} already finished, {} to run ({} at a time)",
         total,
@@ -677,7 +684,7 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
                     && std::fs::File::create(&log_path)
                         .and_then(|log| {
                             let mut cmd = std::process::Command::new(&exe);
-                            if resumable(&run_dir, &cell.config) {
+                            if matches!(cell_status(&run_dir, &cell.config), CellStatus::Interrupted { .. }) {
                                 let threads = format!("threads={}", cell.config.threads);
                                 cmd.args(["train", "--quiet", "--set", &threads, "--resume"]).arg(&run_dir);
                             } else {
