@@ -646,15 +646,20 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
     let dir = out.join("cells");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let total = cells.len();
-    let todo: Vec<Cell> = cells
+    // Each cell still to run, and whether it continues from its saved state.
+    let todo: Vec<(Cell, bool)> = cells
         .into_iter()
-        .filter(|c| match cell_status(&dir.join(&c.id), &c.config) {
-            CellStatus::Finished { .. } => false,
-            CellStatus::Stale => {
-                eprintln!("bench: {} was run with other settings: running it again", dir.join(&c.id).display());
-                true
-            }
-            CellStatus::Interrupted { .. } | CellStatus::ToRun => true,
+        .filter_map(|c| {
+            let resume = match cell_status(&dir.join(&c.id), &c.config) {
+                CellStatus::Finished { .. } => return None,
+                CellStatus::Stale => {
+                    eprintln!("bench: {} was run with other settings: running it again", dir.join(&c.id).display());
+                    false
+                }
+                CellStatus::Interrupted { .. } => true,
+                CellStatus::ToRun => false,
+            };
+            Some((c, resume))
         })
         .collect();
     eprintln!(
@@ -672,7 +677,7 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
             let (queue, done, dir, exe, out) =
                 (queue.clone(), done.clone(), dir.clone(), exe.to_path_buf(), out.to_path_buf());
             std::thread::spawn(move || loop {
-                let Some(mut cell) = queue.lock().expect("queue").pop_front() else { break };
+                let Some((mut cell, resume)) = queue.lock().expect("queue").pop_front() else { break };
                 if jobs > 1 {
                     cell.config.threads = 1;
                 }
@@ -684,7 +689,7 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
                     && std::fs::File::create(&log_path)
                         .and_then(|log| {
                             let mut cmd = std::process::Command::new(&exe);
-                            if matches!(cell_status(&run_dir, &cell.config), CellStatus::Interrupted { .. }) {
+                            if resume {
                                 let threads = format!("threads={}", cell.config.threads);
                                 cmd.args(["train", "--quiet", "--set", &threads, "--resume"]).arg(&run_dir);
                             } else {
