@@ -4,12 +4,13 @@ same grid rerun with `precision = "bf16"`.
 
     python3 bench/compare_cells.py bench/results/lmbff-k16 bench/results/bf16-check
 
-Prints a markdown table per (task, method): the main test metric x100 at the centroid (the
+Prints a markdown table per (task, K, variant), i.e. per cell id without its split seed: the main test metric x100 at the centroid (the
 one `summary.md` uses), mean (std) over split seeds in each folder, the largest per-seed
 difference and how many cells chose the same checkpoint step. Standard library only.
 """
 
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -38,16 +39,18 @@ def main():
     if len(sys.argv) != 3:
         sys.exit(f"usage: {sys.argv[0]} FOLDER_A FOLDER_B")
     a, b = finished(sys.argv[1]), finished(sys.argv[2])
+    # `<task>-k<K>-split<S>-<variant>`: a group is every split seed of one task, K and variant
+    # (two variants of one method, as in the ablations, stay apart).
     groups = defaultdict(list)
     for cid in sorted(a.keys() & b.keys()):
-        ra, rb = a[cid], b[cid]
-        groups[(ra["task"], ra["method"])].append((ra, rb))
+        groups[re.sub(r"-split\d+-", " ", cid, count=1)].append((a[cid], b[cid]))
     if not groups:
         sys.exit("no finished cell is in both folders")
     print(f"A = {sys.argv[1]}, B = {sys.argv[2]}\n")
-    print("| task (metric) | method | cells | A | B | largest per-seed difference | same best step |")
+    print("| task (metric) | cell | cells | A | B | largest per-seed difference | same best step |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for (task, method), pairs in sorted(groups.items()):
+    for group, pairs in sorted(groups.items()):
+        task = pairs[0][0]["task"]
         sa = [main_score(x) for x, _ in pairs]
         sb = [main_score(y) for _, y in pairs]
         diff = max(abs(x - y) for x, y in zip(sa, sb))
@@ -55,7 +58,7 @@ def main():
         (ma, da), (mb, db) = mean_std(sa), mean_std(sb)
         metric = METRIC.get(task, "accuracy")
         print(
-            f"| {task} ({metric}) | {method} | {len(pairs)} | {ma:.1f} ({da:.1f}) | {mb:.1f} ({db:.1f}) "
+            f"| {task} ({metric}) | {group} | {len(pairs)} | {ma:.1f} ({da:.1f}) | {mb:.1f} ({db:.1f}) "
             f"| {diff:.2f} | {same} of {len(pairs)} |"
         )
 
