@@ -345,12 +345,15 @@ fn trainable(session: &Session) -> Trainable {
     }
 }
 
-/// The shape of a step of `session`'s model with `subspace` on b examples of t tokens.
-fn step_shape(session: &Session, subspace: &Subspace, b: i64, t: i64) -> StepShape {
+/// The shape of a step of `session`'s model with `subspace` on examples of these `lengths`
+/// (padded to the longest), its linear layers on the real tokens only when `packed`.
+fn step_shape(session: &Session, subspace: &Subspace, lengths: &[i64], packed: bool) -> StepShape {
     let c = &session.encoder.config;
+    let (b, t) = (lengths.len() as i64, lengths.iter().copied().max().unwrap_or(0));
     StepShape {
         batch: b,
         seq: t,
+        tokens: if packed { lengths.iter().sum() } else { b * t },
         prefix: subspace.prefix_len(),
         layers: c.num_hidden_layers,
         hidden: c.hidden_size,
@@ -425,7 +428,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     let step_s = median(&times);
     let c = &session.encoder.config;
     let trainable = trainable(&session);
-    let dims = step_shape(&session, &subspace, b, t);
+    let dims = step_shape(&session, &subspace, &vec![t; b as usize], false);
     let fl = step_flops(&dims, &trainable);
     let gflops = fl.total() / step_s / 1e9;
     let mut v = head(opts, f);
@@ -520,11 +523,13 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
     // The timed steps' batches, as `train` forms them: its epoch orders, cut into batches,
     // each padded to its longest example.
     let (trainable, mut products) = (trainable(&session), Vec::new());
+    // Whether the training steps ran on packed rows (not when encoder weights are trained).
+    let packed = session.encoder.packs();
     let (subspace, n) = (session.new_subspace()?.1, lengths.len());
     for epoch in 2..=opts.epochs {
         for chunk in crate::train::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
-            let t = chunk.iter().map(|&i| lengths[i]).max().unwrap_or(0) as i64;
-            products.extend(step_products(&step_shape(&session, &subspace, chunk.len() as i64, t), &trainable).all());
+            let ls: Vec<i64> = chunk.iter().map(|&i| lengths[i] as i64).collect();
+            products.extend(step_products(&step_shape(&session, &subspace, &ls, packed), &trainable).all());
         }
     }
     let flops: f64 = products.iter().map(Product::flops).sum();
@@ -565,7 +570,8 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
     lengths.sort_unstable();
     let (trainable, mut products) = (trainable(&session), Vec::new());
     for chunk in lengths.chunks(bs) {
-        let dims = step_shape(&session, &subspace, chunk.len() as i64, chunk[chunk.len() - 1]);
+        // Inference always packs (no weight gradients).
+        let dims = step_shape(&session, &subspace, chunk, true);
         products.extend(step_products(&dims, &trainable).forward);
     }
     let flops: f64 = products.iter().map(Product::flops).sum();
@@ -723,8 +729,11 @@ pub fn peak_gflops(cores: usize) -> Peak {
 pub struct StepShape {
     /// B.
     pub batch: i64,
-    /// T, real tokens per example.
+    /// T, tokens per example (the batch's longest example under dynamic padding).
     pub seq: i64,
+    /// Token rows the linear layers run on: B·T, or the batch's real tokens when the encoder
+    /// packs out the padding (see `model::Packing`; attention still runs on B × T).
+    pub tokens: i64,
     /// p, prefix length (0 = no prefix).
     pub prefix: i64,
     /// L.
@@ -846,7 +855,7 @@ impl Products {
 /// tensors need a gradient: [`step_flops`] counts them, and the `products_only_*` figures of
 /// `speed` run them alone.
 ///
-/// With N = B·T tokens and S = p + T keys, a linear layer in → out is an (N × in) by (in × out)
+/// With N token rows (`StepShape::tokens`: B·T, or fewer when packed) and S = p + T keys, a linear layer in → out is an (N × in) by (in × out)
 /// product forward; backward, its input gradient (when the input depends on a trained tensor)
 /// is (N × out) by (out × in) and its weight gradient (when the weight is trained) (in × N) by
 /// (N × out). Per layer, forward: the Q, K, V and output projections (H → H), the
@@ -862,7 +871,7 @@ impl Products {
 /// gradients). Not listed: LayerNorm, softmax, GELU, dropout, embedding lookups, the
 /// optimizer.
 pub fn step_products(s: &StepShape, what: &Trainable) -> Products {
-    let (n_tok, h, ff, p) = (s.batch * s.seq, s.hidden, s.ffn, s.prefix);
+    let (n_tok, h, ff, p) = (s.tokens, s.hidden, s.ffn, s.prefix);
     let keys = s.seq + p;
     let full = matches!(what, Trainable::Full);
     let (r, targets) = match *what {
@@ -981,6 +990,7 @@ mod tests {
         StepShape {
             batch: 16,
             seq: 128,
+            tokens: 16 * 128,
             prefix: p,
             layers: 6,
             hidden: 384,
@@ -989,6 +999,22 @@ mod tests {
             vertices: 1,
             heads: 1,
             attention_heads: 12,
+        }
+    }
+
+    #[test]
+    fn packing_shrinks_the_linear_layers_only() {
+        let padded = step_products(&shape(16), &Trainable::Prefix);
+        let packed = step_products(&StepShape { tokens: 16 * 64, ..shape(16) }, &Trainable::Prefix);
+        assert_eq!(padded.forward.len(), packed.forward.len());
+        for (a, b) in padded.all().iter().zip(packed.all()) {
+            if a.batch == 1 && a.m == 16 * 128 {
+                assert_eq!(b.m, 16 * 64, "{a:?}: a linear layer runs on the packed rows");
+            } else if a.batch == 1 && a.k == 16 * 128 {
+                assert_eq!(b.k, 16 * 64, "{a:?}: a weight gradient sums over the packed rows");
+            } else {
+                assert_eq!(*a, b, "attention, the head and the prefix mixing keep their shape");
+            }
         }
     }
 

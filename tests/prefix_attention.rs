@@ -138,3 +138,75 @@ fn bf16_products_stay_close_to_fp32_and_can_be_switched_off() {
     let back = tch::no_grad(|| enc.forward(&x, None, Forward::default()));
     assert_eq!(common::max_abs_diff(&fp32, &back), 0.0);
 }
+
+/// The additive mask `(B, 1, 1, p+T)` that `Encoder::forward` builds: prefix always attended.
+fn additive_with_prefix(mask: &Tensor, p: i64) -> Tensor {
+    let b = mask.size()[0];
+    let m = Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, Device::Cpu)), mask.to_kind(Kind::Float)], 1);
+    ((m.neg() + 1.0) * f64::from(f32::MIN)).view([b, 1, 1, -1])
+}
+
+/// `Encoder::forward` runs the token-wise work on the real tokens only (packing); the layers
+/// run on the padded batch (`run_layers`) must give the same bits at every real token, with
+/// dropout on (the masks do not depend on the packing), and the same prefix gradient; the
+/// packed output is zero at padding.
+#[test]
+fn packing_out_the_padding_changes_no_bit() {
+    let _rng = common::torch_rng_lock();
+    let (enc, tok) = setup();
+    assert!(enc.packs(), "a frozen encoder always packs");
+    let texts = [
+        ("a", None),
+        ("the film was a delight from start to finish , and so were the actors", None),
+        ("not good", None),
+        ("an uneven batch : one long sentence , three short ones", None),
+    ];
+    let x = tok.batch(&texts, Device::Cpu).unwrap();
+    let real = x.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
+    let padding = real.size()[0] * real.size()[1] - real.sum(Kind::Float).int64_value(&[]);
+    assert!(padding > 20, "the batch is mostly padding: {padding} padded tokens");
+    let (l, h, p) = (enc.num_layers(), enc.hidden_size(), 5);
+    tch::manual_seed(3);
+    let prefix0 = Tensor::randn([l, 2, 4, p, h], (Kind::Float, Device::Cpu));
+    let opts = Forward { dropout: true, positions: Positions::Unshifted };
+    let run = |packed: bool| {
+        let prefix = prefix0.copy().set_requires_grad(true);
+        tch::manual_seed(11);
+        let out = if packed {
+            enc.forward(&x, Some(&prefix), opts)
+        } else {
+            let additive = additive_with_prefix(&x.attention_mask, p);
+            enc.run_layers(&enc.embed(&x, 0, true), &additive, Some(&prefix), opts)
+        };
+        (&out * &real).square().sum(Kind::Float).backward();
+        (out.detach(), prefix.grad())
+    };
+    let (packed, packed_grad) = run(true);
+    let (padded, padded_grad) = run(false);
+    assert_eq!(common::max_abs_diff(&(&packed * &real), &(&padded * &real)), 0.0, "real tokens differ");
+    assert_eq!(common::max_abs_diff(&packed_grad, &padded_grad), 0.0, "prefix gradients differ");
+    assert!(packed_grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert_eq!((&packed * (real.neg() + 1.0)).abs().max().double_value(&[]), 0.0, "padding rows are zero");
+    // Dropout was on: another seed gives other numbers.
+    tch::manual_seed(12);
+    let other = tch::no_grad(|| enc.forward(&x, Some(&prefix0), opts));
+    assert!(common::max_abs_diff(&(&other * &real), &(&packed * &real)) > 1e-3);
+}
+
+/// A pass that computes gradients for trained encoder weights keeps the padded layout (their
+/// gradients sum over rows, which packing would round differently); without gradients it packs.
+#[test]
+fn passes_that_train_encoder_weights_keep_the_padding() {
+    let _rng = common::torch_rng_lock();
+    for lora in [true, false] {
+        let (mut enc, _) = setup();
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        if lora {
+            enc.add_lora(&vs.root(), 4, 8.0, &["query".to_string()]).unwrap();
+        } else {
+            assert!(enc.make_trainable(&vs.root(), &|n| n.ends_with(".bias")) > 0);
+        }
+        assert!(!enc.packs(), "lora {lora}: a gradient pass does not pack");
+        assert!(tch::no_grad(|| enc.packs()), "lora {lora}: a no-grad pass packs");
+    }
+}

@@ -415,14 +415,29 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// `x: (B, T, H)`, `mask: (B, 1 or heads, 1 or T, p+T)` additive (mask and any position
-    /// bias together), `prefix: Some((k, v))` each `(B, p, H)`.
-    fn forward(&self, x: &Tensor, mask: &Tensor, prefix: Option<(&Tensor, &Tensor)>, dropout: f64) -> Tensor {
-        let (b, t, h) = x.size3().expect("hidden states are (B, T, H)");
+    /// `x: (B, T, H)`, or `(N, H)` packed real-token rows when `pack` is given; `mask:
+    /// (B, 1 or heads, 1 or T, p+T)` additive (mask and any position bias together), `prefix:
+    /// Some((k, v))` each `(B, p, H)`. Returns the context in the layout of `x`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        prefix: Option<(&Tensor, &Tensor)>,
+        dropout: f64,
+        pack: Option<&Packing>,
+    ) -> Tensor {
+        let (b, t, h) = match pack {
+            Some(p) => (p.b, p.t, x.size()[1]),
+            None => x.size3().expect("hidden states are (B, T, H)"),
+        };
+        let padded = |y: Tensor| match pack {
+            Some(p) => p.unpack(&y),
+            None => y,
+        };
         let split = |y: Tensor| y.view([b, -1, self.heads, self.head_dim]).transpose(1, 2);
-        let q = split(self.query.forward(x));
-        let mut k = self.key.forward(x);
-        let mut v = self.value.forward(x);
+        let q = split(padded(self.query.forward(x)));
+        let mut k = padded(self.key.forward(x));
+        let mut v = padded(self.value.forward(x));
         if let Some((pk, pv)) = prefix {
             k = Tensor::cat(&[pk, &k], 1);
             v = Tensor::cat(&[pv, &v], 1);
@@ -435,7 +450,50 @@ impl SelfAttention {
         } else {
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false)
         };
-        ctx.transpose(1, 2).reshape([b, t, h])
+        let ctx = ctx.transpose(1, 2).reshape([b, t, h]);
+        match pack {
+            Some(p) => p.pack(&ctx),
+            None => ctx,
+        }
+    }
+}
+
+/// The real-token rows of a padded `(B, T)` batch. With it, every part of a layer that works
+/// token by token (the six linear maps, dropout, GELU, LayerNorm, the residuals) runs on the
+/// `N` real tokens only, `(N, H)`, and only attention sees the padded `(B, T, H)` layout: the
+/// padding's rows are never computed (on short, unevenly long few-shot batches they are
+/// half of the work). Attention gets zero keys and values at padded positions, which its
+/// mask gives a probability of exactly 0, as it does to the keys of padding tokens without
+/// packing; the final hidden states have zeros in padded rows.
+#[derive(Debug)]
+pub struct Packing {
+    /// `(N,)` int64: the flat indices `b · T + t` of the real tokens.
+    rows: Tensor,
+    b: i64,
+    t: i64,
+}
+
+impl Packing {
+    /// From a `(B, T)` 0/1 attention mask; `None` when nothing is padding (packing would only
+    /// copy).
+    pub fn new(attention_mask: &Tensor) -> Option<Self> {
+        let (b, t) = attention_mask.size2().expect("attention mask is (B, T)");
+        let rows = attention_mask.reshape([-1]).ne(0).nonzero().squeeze_dim(1);
+        (rows.size()[0] < b * t).then_some(Self { rows, b, t })
+    }
+
+    /// `(B, T, H)` → `(N, H)`: the real tokens' rows.
+    pub fn pack(&self, x: &Tensor) -> Tensor {
+        let h = *x.size().last().expect("hidden states have a last dimension");
+        x.reshape([self.b * self.t, h]).index_select(0, &self.rows)
+    }
+
+    /// `(N, H)` → `(B, T, H)`, zeros in padded rows.
+    pub fn unpack(&self, x: &Tensor) -> Tensor {
+        let h = x.size()[1];
+        Tensor::zeros([self.b * self.t, h], (x.kind(), x.device()))
+            .index_copy(0, &self.rows, x)
+            .view([self.b, self.t, h])
     }
 }
 
@@ -512,12 +570,20 @@ impl Layer {
         )
     }
 
-    fn forward(&self, x: &Tensor, mask: &Tensor, prefix: Option<(&Tensor, &Tensor)>, drop: Dropout) -> Tensor {
-        let a = self.attention.forward(x, mask, prefix, drop.attention);
-        let a = drop.hidden(&self.attention_output.forward(&a));
+    /// `x: (B, T, H)`, or `(N, H)` real-token rows with `pack` (see [`Packing`]).
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        prefix: Option<(&Tensor, &Tensor)>,
+        drop: Dropout,
+        pack: Option<&Packing>,
+    ) -> Tensor {
+        let a = self.attention.forward(x, mask, prefix, drop.attention, pack);
+        let a = drop.hidden(&self.attention_output.forward(&a), pack);
         let x = self.attention_norm.forward(&(a + x));
         let f = self.act.apply(&self.intermediate.forward(&x));
-        let f = drop.hidden(&self.output.forward(&f));
+        let f = drop.hidden(&self.output.forward(&f), pack);
         self.output_norm.forward(&(f + x))
     }
 }
@@ -529,8 +595,13 @@ struct Dropout {
 }
 
 impl Dropout {
-    fn hidden(&self, x: &Tensor) -> Tensor {
-        super::dropout::dropout(x, self.hidden)
+    /// Hidden dropout; on packed rows the mask is drawn for the padded batch and its real
+    /// rows kept, so that a token's mask does not depend on the packing.
+    fn hidden(&self, x: &Tensor, pack: Option<&Packing>) -> Tensor {
+        match pack {
+            Some(p) => super::dropout::dropout_rows(x, self.hidden, p.b * p.t, &p.rows),
+            None => super::dropout::dropout(x, self.hidden),
+        }
     }
 }
 
@@ -588,6 +659,10 @@ pub struct Encoder {
     pub layers: Vec<Layer>,
     /// MPNet: the relative-position table `(buckets, heads)` shared by all layers.
     pub relative_attention_bias: Option<Tensor>,
+    /// One of the weights made trainable ([`Encoder::make_trainable`], [`Encoder::add_lora`]),
+    /// if any: tells whether a forward pass computes weight gradients (see
+    /// [`Encoder::packs`]).
+    trained: Option<Tensor>,
     device: Device,
 }
 
@@ -627,7 +702,7 @@ impl Encoder {
             }
             _ => None,
         };
-        Ok(Self { config, arch, embeddings, layers, relative_attention_bias, device })
+        Ok(Self { config, arch, embeddings, layers, relative_attention_bias, trained: None, device })
     }
 
     /// The device the weights live on.
@@ -727,12 +802,16 @@ impl Encoder {
     /// variable of `path` under its checkpoint name (BitFit: the biases; full fine-tuning:
     /// everything). Returns how many tensors were made trainable.
     pub fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
-        let mut count = 0;
+        let mut trained = Vec::new();
         for (name, t) in self.named_tensors_mut() {
             if select(&name) {
                 *t = nested(path, &name).var_copy(name.rsplit('.').next().expect("name"), t);
-                count += 1;
+                trained.push(t.shallow_clone());
             }
+        }
+        let count = trained.len();
+        if self.trained.is_none() {
+            self.trained = trained.into_iter().next();
         }
         count
     }
@@ -767,11 +846,13 @@ impl Encoder {
                 };
                 let p = nested(path, &format!("encoder.layer.{i}.{name}.lora"));
                 let bound = 1.0 / (h as f64).sqrt();
-                lin.lora = Some(Lora {
+                let lora = Lora {
                     a: p.var("A", &[r, h], tch::nn::Init::Uniform { lo: -bound, up: bound }),
                     b: p.zeros("B", &[h, r]),
                     scale: alpha / r as f64,
-                });
+                };
+                self.trained.get_or_insert_with(|| lora.a.shallow_clone());
+                lin.lora = Some(lora);
             }
         }
         Ok(())
@@ -864,6 +945,19 @@ impl Encoder {
         }
     }
 
+    /// Whether [`Encoder::forward`] runs the token-wise work on real tokens only ([`Packing`]):
+    /// always, except in a pass that computes gradients for trained encoder weights (full
+    /// fine-tuning, BitFit, LoRA). Their gradients sum over token rows, and a sum over fewer
+    /// rows, even when the rows left out are exactly zero, is blocked differently by the
+    /// matrix-product kernels and rounds differently; those passes keep the padded layout so
+    /// that training numbers stay what they were. Every other pass (inference; training a
+    /// prefix, a subspace, a prompt or a head) gives the same bits packed or not: each
+    /// output row of a product is computed the same way whatever the number of rows.
+    pub fn packs(&self) -> bool {
+        // A product with a trained weight requires a gradient only where gradients are on.
+        !self.trained.as_ref().is_some_and(|w| (w.reshape([-1]).narrow(0, 0, 1) * 1.0).requires_grad())
+    }
+
     /// Runs the layers on already-embedded inputs `x: (B, T, H)` (used by prompt tuning,
     /// which puts trainable vectors in front of the input embeddings).
     pub fn forward_embedded(
@@ -890,7 +984,8 @@ impl Encoder {
         }
         let mask = attention_mask.to_kind(Kind::Float);
         let mask = if p > 0 { Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, self.device)), mask], 1) } else { mask };
-        self.run_layers(x, &additive_mask(&mask), prefix, opts)
+        let pack = if self.packs() { Packing::new(attention_mask) } else { None };
+        self.run_layers_packed(x, &additive_mask(&mask), prefix, opts, pack.as_ref())
     }
 
     /// Runs the layers on embedded inputs `x: (B, T, H)` with an explicit additive mask
@@ -904,6 +999,18 @@ impl Encoder {
     /// position), in both `positions` modes. The bias and the mask travel together as one
     /// additive float mask `(B, heads, T, p+T)` into scaled-dot-product attention.
     pub fn run_layers(&self, x: &Tensor, additive: &Tensor, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
+        self.run_layers_packed(x, additive, prefix, opts, None)
+    }
+
+    /// [`Encoder::run_layers`], with the token-wise work on the real tokens of `pack` only.
+    fn run_layers_packed(
+        &self,
+        x: &Tensor,
+        additive: &Tensor,
+        prefix: Option<&Tensor>,
+        opts: Forward,
+        pack: Option<&Packing>,
+    ) -> Tensor {
         let (b, t, _h) = x.size3().expect("embeddings are (B, T, H)");
         let p = prefix.map(|p| p.size()[3]).unwrap_or(0);
         let biased = self.with_position_bias(additive, t, p);
@@ -912,7 +1019,10 @@ impl Encoder {
             hidden: if opts.dropout { self.config.hidden_dropout_prob } else { 0.0 },
             attention: if opts.dropout { self.config.attention_probs_dropout_prob } else { 0.0 },
         };
-        let mut h = x.shallow_clone();
+        let mut h = match pack {
+            Some(p) => p.pack(x),
+            None => x.shallow_clone(),
+        };
         for (l, layer) in self.layers.iter().enumerate() {
             let kv = match prefix {
                 Some(pr) if p > 0 => {
@@ -926,9 +1036,12 @@ impl Encoder {
                 }
                 _ => None,
             };
-            h = layer.forward(&h, additive, kv.as_ref().map(|(k, v)| (k, v)), drop);
+            h = layer.forward(&h, additive, kv.as_ref().map(|(k, v)| (k, v)), drop, pack);
         }
-        h
+        match pack {
+            Some(p) => p.unpack(&h),
+            None => h,
+        }
     }
 
     /// Per-layer projected keys and values of `batch` as a prefix `(L, 2, B, T, H)`:
@@ -944,7 +1057,7 @@ impl Encoder {
             let k = layer.attention.key.forward(&h);
             let v = layer.attention.value.forward(&h);
             kvs.push(Tensor::stack(&[k, v], 0));
-            h = layer.forward(&h, &additive, None, drop);
+            h = layer.forward(&h, &additive, None, drop, None);
         }
         Tensor::stack(&kvs, 0)
     }

@@ -18,19 +18,40 @@ const PARALLEL_FROM: usize = 1 << 17;
 /// `x` with each element zeroed with probability `p` and the rest scaled by 1 / (1 − p),
 /// differentiable in `x`. `p = 0` returns `x`.
 pub fn dropout(x: &Tensor, p: f64) -> Tensor {
+    match not_drawn_here(x, p) {
+        Some(y) => y,
+        None => x * drawn(x.numel(), p).view(x.size().as_slice()).to_kind(x.kind()),
+    }
+}
+
+/// [`dropout`] of `x: (N, H)`, the rows `rows` of a `(padded_rows, H)` tensor: the mask is
+/// drawn for all `padded_rows` rows and its `rows` kept, so each row gets the mask it would
+/// get in the padded tensor (the same random numbers with or without packing).
+pub fn dropout_rows(x: &Tensor, p: f64, padded_rows: i64, rows: &Tensor) -> Tensor {
+    match not_drawn_here(x, p) {
+        Some(y) => y,
+        None => {
+            let h = x.size()[1];
+            x * drawn((padded_rows * h) as usize, p).view([padded_rows, h]).index_select(0, rows).to_kind(x.kind())
+        }
+    }
+}
+
+/// The result of dropout when no mask is drawn here: `x` itself for `p = 0`, libtorch's
+/// kernel off the CPU (parallel there already, drawing from the device's generator, which
+/// `tch::manual_seed` seeds as well).
+fn not_drawn_here(x: &Tensor, p: f64) -> Option<Tensor> {
     if p <= 0.0 {
-        return x.shallow_clone();
+        return Some(x.shallow_clone());
     }
     assert!(p < 1.0, "dropout probability {p} must be below 1");
-    if x.device() != tch::Device::Cpu {
-        // On a GPU libtorch's own kernel is parallel already (and draws from the device's
-        // generator, which `tch::manual_seed` seeds as well).
-        return x.dropout(p, true);
-    }
+    (x.device() != tch::Device::Cpu).then(|| x.dropout(p, true))
+}
+
+/// A CPU mask tensor of `n` values ([`mask`]), seeded by one draw from libtorch's generator.
+fn drawn(n: usize, p: f64) -> Tensor {
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0]) as u64;
-    let mask = mask(x.numel(), p, seed, tch::get_num_threads().max(1) as usize);
-    let mask = Tensor::from_slice(&mask).view(x.size().as_slice()).to_device(x.device()).to_kind(x.kind());
-    x * mask
+    Tensor::from_slice(&mask(n, p, seed, tch::get_num_threads().max(1) as usize))
 }
 
 /// A mask of `n` values, each 0 with probability `p` and 1 / (1 − p) otherwise.
@@ -99,6 +120,17 @@ mod tests {
             assert_eq!(m, mask(1_000_003, p, 42, 3), "the mask depends on the seed, not the threads");
             assert_ne!(m, mask(1_000_003, p, 43, 1));
         }
+    }
+
+    #[test]
+    fn dropout_of_rows_keeps_the_padded_tensors_mask() {
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let rows = Tensor::from_slice(&[1i64, 4, 9]);
+        tch::manual_seed(5);
+        let padded = dropout(&Tensor::ones([10, 70], opts), 0.3);
+        tch::manual_seed(5);
+        let packed = dropout_rows(&Tensor::ones([3, 70], opts), 0.3, 10, &rows);
+        assert_eq!((packed - padded.index_select(0, &rows)).abs().max().double_value(&[]), 0.0);
     }
 
     #[test]
