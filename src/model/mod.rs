@@ -5,5 +5,5 @@ pub mod dropout;
 pub mod load;
 pub mod tokenizer;
 
-pub use bert::{Arch, Batch, Config, Encoder, Forward, LayerNames, Pooling, Positions};
+pub use bert::{Arch, Batch, Config, Encoder, Forward, LayerNames, Packing, Pooling, Positions};
 pub use tokenizer::TextTokenizer;
