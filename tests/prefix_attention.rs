@@ -2,7 +2,7 @@
 
 mod common;
 
-use prefix_subspace::model::{Batch, Encoder, Forward, Positions, TextTokenizer};
+use prefix_subspace::model::{additive, prefixed_additive_mask, Batch, Encoder, Forward, Positions, TextTokenizer};
 use tch::{Device, Kind, Tensor};
 
 fn setup() -> (Encoder, TextTokenizer) {
@@ -38,7 +38,7 @@ fn context_keys_values_as_prefix_equal_running_the_concatenation() {
         let s = tc + tx;
         let allowed = Tensor::ones([s, s], (Kind::Float, Device::Cpu));
         let _ = allowed.narrow(0, 0, tc).narrow(1, tc, tx).fill_(0.0); // c does not see x
-        let additive = ((allowed.neg() + 1.0) * f64::from(f32::MIN)).view([1, 1, s, s]);
+        let additive = additive(&allowed).view([1, 1, s, s]);
         let full = tch::no_grad(|| enc.run_layers(&enc.embed(&cat, 0, false), &additive, None, Forward::default()));
         let diff = common::max_abs_diff(&with_prefix, &full.narrow(1, tc, tx));
         assert!(diff < 1e-4, "prefix vs concatenation differ by {diff}");
@@ -139,19 +139,14 @@ fn bf16_products_stay_close_to_fp32_and_can_be_switched_off() {
     assert_eq!(common::max_abs_diff(&fp32, &back), 0.0);
 }
 
-/// The additive mask `(B, 1, 1, p+T)` that `Encoder::forward` builds: prefix always attended.
-fn additive_with_prefix(mask: &Tensor, p: i64) -> Tensor {
-    let b = mask.size()[0];
-    let m = Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, Device::Cpu)), mask.to_kind(Kind::Float)], 1);
-    ((m.neg() + 1.0) * f64::from(f32::MIN)).view([b, 1, 1, -1])
-}
-
 /// `Encoder::forward` runs the token-wise work on the real tokens only (packing); the layers
-/// run on the padded batch (`run_layers`) must give the same bits at every real token, with
+/// run on the padded batch (`run_layers`) must give the same numbers at every real token, with
 /// dropout on (the masks do not depend on the packing), and the same prefix gradient; the
-/// packed output is zero at padding.
+/// packed output is zero at padding. "The same" up to rounding: the linear layers multiply
+/// fewer rows, and whether the matrix-product kernel then rounds each row as before depends
+/// on the CPU (bit for bit on an AMD Zen 4 with MKL; within 3e-6 on an Intel Xeon with AMX).
 #[test]
-fn packing_out_the_padding_changes_no_bit() {
+fn packing_out_the_padding_changes_only_rounding() {
     let _rng = common::torch_rng_lock();
     let (enc, tok) = setup();
     assert!(enc.packs(), "a frozen encoder always packs");
@@ -175,7 +170,7 @@ fn packing_out_the_padding_changes_no_bit() {
         let out = if packed {
             enc.forward(&x, Some(&prefix), opts)
         } else {
-            let additive = additive_with_prefix(&x.attention_mask, p);
+            let additive = prefixed_additive_mask(&x.attention_mask, p);
             enc.run_layers(&enc.embed(&x, 0, true), &additive, Some(&prefix), opts)
         };
         (&out * &real).square().sum(Kind::Float).backward();
@@ -183,8 +178,11 @@ fn packing_out_the_padding_changes_no_bit() {
     };
     let (packed, packed_grad) = run(true);
     let (padded, padded_grad) = run(false);
-    assert_eq!(common::max_abs_diff(&(&packed * &real), &(&padded * &real)), 0.0, "real tokens differ");
-    assert_eq!(common::max_abs_diff(&packed_grad, &padded_grad), 0.0, "prefix gradients differ");
+    let out_diff = common::max_abs_diff(&(&packed * &real), &(&padded * &real));
+    assert!(out_diff < 1e-5, "real tokens differ by {out_diff}");
+    let grad_scale = padded_grad.abs().max().double_value(&[]);
+    let grad_diff = common::max_abs_diff(&packed_grad, &padded_grad);
+    assert!(grad_diff < 1e-5 * grad_scale, "prefix gradients differ by {grad_diff} (largest {grad_scale})");
     assert!(packed_grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     assert_eq!((&packed * (real.neg() + 1.0)).abs().max().double_value(&[]), 0.0, "padding rows are zero");
     // Dropout was on: another seed gives other numbers.

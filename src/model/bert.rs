@@ -802,17 +802,15 @@ impl Encoder {
     /// variable of `path` under its checkpoint name (BitFit: the biases; full fine-tuning:
     /// everything). Returns how many tensors were made trainable.
     pub fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
-        let mut trained = Vec::new();
+        let (mut count, mut first) = (0, None);
         for (name, t) in self.named_tensors_mut() {
             if select(&name) {
                 *t = nested(path, &name).var_copy(name.rsplit('.').next().expect("name"), t);
-                trained.push(t.shallow_clone());
+                first.get_or_insert_with(|| t.shallow_clone());
+                count += 1;
             }
         }
-        let count = trained.len();
-        if self.trained.is_none() {
-            self.trained = trained.into_iter().next();
-        }
+        self.trained = self.trained.take().or(first);
         count
     }
 
@@ -951,8 +949,10 @@ impl Encoder {
     /// rows, even when the rows left out are exactly zero, is blocked differently by the
     /// matrix-product kernels and rounds differently; those passes keep the padded layout so
     /// that training numbers stay what they were. Every other pass (inference; training a
-    /// prefix, a subspace, a prompt or a head) gives the same bits packed or not: each
-    /// output row of a product is computed the same way whatever the number of rows.
+    /// prefix, a subspace, a prompt or a head) gives the same numbers packed or not, bit for
+    /// bit where the product kernel computes each output row the same way whatever the
+    /// number of rows (MKL on an AMD Zen 4), and up to rounding (a few 1e-6) where it does
+    /// not (MKL on an Intel Xeon with AMX).
     pub fn packs(&self) -> bool {
         // A product with a trained weight requires a gradient only where gradients are on.
         !self.trained.as_ref().is_some_and(|w| (w.reshape([-1]).narrow(0, 0, 1) * 1.0).requires_grad())
@@ -982,10 +982,8 @@ impl Encoder {
                 self.hidden_size()
             );
         }
-        let mask = attention_mask.to_kind(Kind::Float);
-        let mask = if p > 0 { Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, self.device)), mask], 1) } else { mask };
         let pack = if self.packs() { Packing::new(attention_mask) } else { None };
-        self.run_layers_packed(x, &additive_mask(&mask), prefix, opts, pack.as_ref())
+        self.run_layers_packed(x, &prefixed_additive_mask(attention_mask, p), prefix, opts, pack.as_ref())
     }
 
     /// Runs the layers on embedded inputs `x: (B, T, H)` with an explicit additive mask
@@ -1048,7 +1046,7 @@ impl Encoder {
     /// running another input with this prefix is the same as attending to `batch`'s tokens.
     pub fn keys_values(&self, batch: &Batch) -> Tensor {
         let x = self.embed(batch, 0, false);
-        let additive = additive_mask(&batch.attention_mask.to_kind(Kind::Float));
+        let additive = prefixed_additive_mask(&batch.attention_mask, 0);
         let additive = self.with_position_bias(&additive, x.size()[1], 0).unwrap_or(additive);
         let drop = Dropout { hidden: 0.0, attention: 0.0 };
         let mut h = x;
@@ -1124,11 +1122,19 @@ fn nested<'a>(path: &tch::nn::Path<'a>, name: &str) -> tch::nn::Path<'a> {
     p
 }
 
-/// Additive attention mask `(B, 1, 1, S)` from a `(B, S)` 0/1 float mask: 0 where
-/// attended, the most negative float elsewhere (as Hugging Face does).
-fn additive_mask(mask: &Tensor) -> Tensor {
-    let b = mask.size()[0];
-    ((mask.neg() + 1.0) * f64::from(f32::MIN)).view([b, 1, 1, -1])
+/// Additive attention mask from a 0/1 mask of any shape: 0 where attended, the most negative
+/// float elsewhere (as Hugging Face does).
+pub fn additive(allowed: &Tensor) -> Tensor {
+    (allowed.to_kind(Kind::Float).neg() + 1.0) * f64::from(f32::MIN)
+}
+
+/// The additive mask `(B, 1, 1, p+T)` that [`Encoder::forward`] gives the layers: the `(B, T)`
+/// 0/1 attention mask after `p` prefix columns, which every token attends.
+pub fn prefixed_additive_mask(attention_mask: &Tensor, p: i64) -> Tensor {
+    let b = attention_mask.size()[0];
+    let mask = attention_mask.to_kind(Kind::Float);
+    let mask = if p > 0 { Tensor::cat(&[Tensor::ones([b, p], (Kind::Float, mask.device())), mask], 1) } else { mask };
+    additive(&mask).view([b, 1, 1, -1])
 }
 
 /// Pooling of the final hidden states into one vector per example.

@@ -5,5 +5,7 @@ pub mod dropout;
 pub mod load;
 pub mod tokenizer;
 
-pub use bert::{Arch, Batch, Config, Encoder, Forward, LayerNames, Packing, Pooling, Positions};
+pub use bert::{
+    additive, prefixed_additive_mask, Arch, Batch, Config, Encoder, Forward, LayerNames, Packing, Pooling, Positions,
+};
 pub use tokenizer::TextTokenizer;
