@@ -1021,18 +1021,23 @@ impl Encoder {
             Some(p) => p.pack(x),
             None => x.shallow_clone(),
         };
-        for (l, layer) in self.layers.iter().enumerate() {
-            let kv = match prefix {
-                Some(pr) if p > 0 => {
-                    let pl = pr.get(l as i64);
-                    let (pk, pv) = (pl.get(0), pl.get(1));
+        // One unbind per level instead of a select per layer: a select's backward fills a
+        // zero tensor of the whole prefix's size for each layer, unbind's backward stacks once.
+        let layer_prefixes: Vec<Option<Tensor>> = match prefix {
+            Some(pr) if p > 0 => pr.unbind(0).into_iter().map(Some).collect(),
+            _ => self.layers.iter().map(|_| None).collect(),
+        };
+        for (layer, pl) in self.layers.iter().zip(layer_prefixes) {
+            let kv = match pl {
+                Some(pl) => {
+                    let [pk, pv]: [Tensor; 2] = pl.unbind(0).try_into().expect("a prefix layer holds keys and values");
                     if pk.size()[0] != b {
                         Some((pk.expand([b, p, -1], false), pv.expand([b, p, -1], false)))
                     } else {
                         Some((pk, pv))
                     }
                 }
-                _ => None,
+                None => None,
             };
             h = layer.forward(&h, additive, kv.as_ref().map(|(k, v)| (k, v)), drop, pack);
         }
