@@ -469,6 +469,8 @@ impl SelfAttention {
 pub struct Packing {
     /// `(N,)` int64: the flat indices `b · T + t` of the real tokens.
     rows: Tensor,
+    /// The same indices in host memory (for drawing dropout masks of these rows only).
+    host_rows: Vec<i64>,
     b: i64,
     t: i64,
 }
@@ -478,8 +480,11 @@ impl Packing {
     /// copy).
     pub fn new(attention_mask: &Tensor) -> Option<Self> {
         let (b, t) = attention_mask.size2().expect("attention mask is (B, T)");
-        let rows = attention_mask.reshape([-1]).ne(0).nonzero().squeeze_dim(1);
-        (rows.size()[0] < b * t).then_some(Self { rows, b, t })
+        let mask = Vec::<i64>::try_from(attention_mask.reshape([-1]).to_kind(Kind::Int64).to_device(Device::Cpu))
+            .expect("an attention mask converts to integers");
+        let host_rows: Vec<i64> = (0..b * t).filter(|&i| mask[i as usize] != 0).collect();
+        let rows = Tensor::from_slice(&host_rows).to_device(attention_mask.device());
+        (host_rows.len() < mask.len()).then_some(Self { rows, host_rows, b, t })
     }
 
     /// `(B, T, H)` → `(N, H)`: the real tokens' rows.
@@ -599,7 +604,7 @@ impl Dropout {
     /// rows kept, so that a token's mask does not depend on the packing.
     fn hidden(&self, x: &Tensor, pack: Option<&Packing>) -> Tensor {
         match pack {
-            Some(p) => super::dropout::dropout_rows(x, self.hidden, p.b * p.t, &p.rows),
+            Some(p) => super::dropout::dropout_rows(x, self.hidden, p.b * p.t, &p.host_rows),
             None => super::dropout::dropout(x, self.hidden),
         }
     }

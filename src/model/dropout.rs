@@ -5,7 +5,9 @@
 //! this project's machine. Here the mask is drawn in fixed-size chunks, each from its own
 //! small generator (wyrand) seeded from one number drawn from libtorch's generator and the
 //! chunk's index: the mask depends on the seed only, not on the thread count, and a run
-//! reseeded per step (see `train::Stream`) stays reproducible.
+//! reseeded per step (see `train::Stream`) stays reproducible. Masks are written straight into
+//! the tensor's memory, and since every value can be computed on its own (wyrand's state is a
+//! counter), packed hidden states draw the masks of their real rows only.
 
 use tch::{Kind, Tensor};
 
@@ -20,21 +22,39 @@ const PARALLEL_FROM: usize = 1 << 17;
 pub fn dropout(x: &Tensor, p: f64) -> Tensor {
     match not_drawn_here(x, p) {
         Some(y) => y,
-        None => x * drawn(x.numel(), p).view(x.size().as_slice()).to_kind(x.kind()),
+        None => with_mask(x, Draw::new(p, draw_seed())),
     }
 }
 
-/// [`dropout`] of `x: (N, H)`, the rows `rows` of a `(padded_rows, H)` tensor: the mask is
-/// drawn for all `padded_rows` rows and its `rows` kept, so each row gets the mask it would
-/// get in the padded tensor (the same random numbers with or without packing).
-pub fn dropout_rows(x: &Tensor, p: f64, padded_rows: i64, rows: &Tensor) -> Tensor {
+/// `x` times the mask of `draw` (CPU).
+fn with_mask(x: &Tensor, draw: Draw) -> Tensor {
+    x * cpu_mask(x.numel(), |out| fill_parallel(out, draw, intra_op_threads()))
+        .view(x.size().as_slice())
+        .to_kind(x.kind())
+}
+
+/// [`dropout`] of `x: (N, H)`, the rows `rows` of a `(padded_rows, H)` tensor: each row gets
+/// the mask it would get in the padded tensor (the same random numbers with or without
+/// packing); only the rows kept are drawn.
+pub fn dropout_rows(x: &Tensor, p: f64, padded_rows: i64, rows: &[i64]) -> Tensor {
     match not_drawn_here(x, p) {
         Some(y) => y,
         None => {
-            let h = x.size()[1];
-            x * drawn((padded_rows * h) as usize, p).view([padded_rows, h]).index_select(0, rows).to_kind(x.kind())
+            assert!(rows.iter().all(|&r| (0..padded_rows).contains(&r)), "rows lie in the padded tensor");
+            with_row_masks(x, rows, Draw::new(p, draw_seed()))
         }
     }
+}
+
+/// `x: (N, H)` times rows `rows` of the mask of `draw` seen as `(·, H)` (CPU).
+fn with_row_masks(x: &Tensor, rows: &[i64], draw: Draw) -> Tensor {
+    let h = x.size()[1] as usize;
+    let mask = cpu_mask(rows.len() * h, |out| {
+        let n = out.len();
+        let parts = out.chunks_mut(h).zip(rows).collect::<Vec<_>>();
+        in_parallel(parts, n, intra_op_threads(), |(row, &r)| fill(row, r as usize * h, draw));
+    });
+    x * mask.view([rows.len() as i64, h as i64]).to_kind(x.kind())
 }
 
 /// The result of dropout when no mask is drawn here: `x` itself for `p = 0`, libtorch's
@@ -48,45 +68,118 @@ fn not_drawn_here(x: &Tensor, p: f64) -> Option<Tensor> {
     (x.device() != tch::Device::Cpu).then(|| x.dropout(p, true))
 }
 
-/// A CPU mask tensor of `n` values ([`mask`]), seeded by one draw from libtorch's generator.
-fn drawn(n: usize, p: f64) -> Tensor {
-    let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0]) as u64;
-    Tensor::from_slice(&mask(n, p, seed, tch::get_num_threads().max(1) as usize))
+/// A mask's seed: one draw from libtorch's generator.
+fn draw_seed() -> u64 {
+    Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0]) as u64
+}
+
+/// A new CPU float tensor of `n` values, written in place by `write`.
+fn cpu_mask(n: usize, write: impl FnOnce(&mut [f32])) -> Tensor {
+    let t = Tensor::empty([n as i64], (Kind::Float, tch::Device::Cpu));
+    if n > 0 {
+        // SAFETY: `t` is a new contiguous CPU float tensor of `n > 0` elements; nothing else
+        // refers to its memory while `out` lives.
+        let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) };
+        write(out);
+    }
+    t
+}
+
+/// How one mask is drawn: its seed, the keep threshold and the scale of kept elements.
+#[derive(Clone, Copy)]
+struct Draw {
+    seed: u64,
+    /// Keep when a uniform 32-bit draw is below this threshold.
+    keep: u64,
+    scale: f32,
+}
+
+impl Draw {
+    fn new(p: f64, seed: u64) -> Self {
+        let keep = ((1.0 - p) * 4_294_967_296.0).round().min(u32::MAX as f64) as u64;
+        Self { seed, keep, scale: (1.0 / (1.0 - p)) as f32 }
+    }
+
+    fn value(&self, half: u64) -> f32 {
+        if half < self.keep {
+            self.scale
+        } else {
+            0.0
+        }
+    }
 }
 
 /// A mask of `n` values, each 0 with probability `p` and 1 / (1 − p) otherwise.
 pub fn mask(n: usize, p: f64, seed: u64, threads: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
-    // Keep when a uniform 32-bit draw is below this threshold.
-    let keep = ((1.0 - p) * 4_294_967_296.0).round().min(u32::MAX as f64) as u64;
-    let scale = (1.0 / (1.0 - p)) as f32;
-    let fill = |chunk_index: usize, chunk: &mut [f32]| {
-        let mut state = mix(seed ^ mix(chunk_index as u64));
-        let mut pairs = chunk.chunks_exact_mut(2);
-        for pair in &mut pairs {
-            let r = wyrand(&mut state);
-            pair[0] = if (r & 0xffff_ffff) < keep { scale } else { 0.0 };
-            pair[1] = if (r >> 32) < keep { scale } else { 0.0 };
-        }
-        for last in pairs.into_remainder() {
-            *last = if (wyrand(&mut state) & 0xffff_ffff) < keep { scale } else { 0.0 };
-        }
-    };
-    if threads <= 1 || n < PARALLEL_FROM {
-        out.chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(i, c));
-        return out;
+    fill_parallel(&mut out, Draw::new(p, seed), threads);
+    out
+}
+
+fn intra_op_threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
+/// The whole mask (elements from 0) on `threads` threads (on the calling one below
+/// [`PARALLEL_FROM`] values).
+fn fill_parallel(out: &mut [f32], draw: Draw, threads: usize) {
+    let per = out.len().div_ceil(threads.max(1)).max(1);
+    let n = out.len();
+    let parts = out.chunks_mut(per).enumerate().map(|(i, part)| (part, i * per)).collect::<Vec<_>>();
+    in_parallel(parts, n, threads, |(part, from)| fill(part, from, draw));
+}
+
+/// Runs `work` on every part, spread over `threads` threads when there are at least
+/// [`PARALLEL_FROM`] values in all.
+fn in_parallel<T: Send>(parts: Vec<T>, values: usize, threads: usize, work: impl Fn(T) + Sync) {
+    if threads <= 1 || values < PARALLEL_FROM || parts.len() < 2 {
+        parts.into_iter().for_each(work);
+        return;
     }
-    let chunks: Vec<(usize, &mut [f32])> = out.chunks_mut(CHUNK).enumerate().collect();
-    let per_thread = chunks.len().div_ceil(threads);
-    let mut chunks = chunks.into_iter();
+    let per_thread = parts.len().div_ceil(threads);
+    let mut parts = parts.into_iter();
+    let work = &work;
     std::thread::scope(|s| {
         for _ in 0..threads {
-            let mine: Vec<(usize, &mut [f32])> = chunks.by_ref().take(per_thread).collect();
-            let fill = &fill;
-            s.spawn(move || mine.into_iter().for_each(|(i, c)| fill(i, c)));
+            let mine: Vec<T> = parts.by_ref().take(per_thread).collect();
+            s.spawn(move || mine.into_iter().for_each(work));
         }
     });
-    out
+}
+
+/// The mask values of elements `start .. start + out.len()`. Element `e` is decided by one half
+/// of draw number `(e mod CHUNK) / 2` of chunk `e / CHUNK`'s own wyrand stream (low half for
+/// even positions), and wyrand's state is a counter, so any range is drawn on its own, on any
+/// thread, with the same values as a sequential draw of the whole mask.
+fn fill(out: &mut [f32], start: usize, draw: Draw) {
+    let mut done = 0;
+    while done < out.len() {
+        let e = start + done;
+        let chunk = e / CHUNK;
+        let in_chunk = e - chunk * CHUNK;
+        let n = (CHUNK - in_chunk).min(out.len() - done);
+        let base = mix(draw.seed ^ mix(chunk as u64));
+        let nth = |q: usize| wyrand_at(base, q as u64);
+        let part = &mut out[done..done + n];
+        let mut k = in_chunk;
+        let mut rest: &mut [f32] = part;
+        if k % 2 == 1 {
+            rest[0] = draw.value(nth(k / 2) >> 32);
+            rest = &mut rest[1..];
+            k += 1;
+        }
+        let mut pairs = rest.chunks_exact_mut(2);
+        for pair in &mut pairs {
+            let r = nth(k / 2);
+            pair[0] = draw.value(r & 0xffff_ffff);
+            pair[1] = draw.value(r >> 32);
+            k += 2;
+        }
+        if let [last] = pairs.into_remainder() {
+            *last = draw.value(nth(k / 2) & 0xffff_ffff);
+        }
+        done += n;
+    }
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit value from any input (also used to derive the
@@ -98,9 +191,11 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn wyrand(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
-    let t = (*state as u128).wrapping_mul((*state ^ 0xe703_7ed1_a0b4_28db) as u128);
+/// Draw number `q` (from 0) of the wyrand stream that starts at state `base`: the state
+/// advances by a constant per draw, so the `q`-th one is computed directly.
+fn wyrand_at(base: u64, q: u64) -> u64 {
+    let state = base.wrapping_add(q.wrapping_add(1).wrapping_mul(0xa076_1d64_78bd_642f));
+    let t = (state as u128).wrapping_mul((state ^ 0xe703_7ed1_a0b4_28db) as u128);
     ((t >> 64) ^ t) as u64
 }
 
@@ -122,14 +217,36 @@ mod tests {
         }
     }
 
+    /// The masks' random stream is part of the training numerics: this pins it (the values
+    /// were computed by the first, sequential implementation).
+    #[test]
+    fn the_stream_is_pinned() {
+        let m = mask(100_003, 0.1, 42, 2);
+        let dropped: Vec<usize> = m.iter().enumerate().filter(|(_, &v)| v == 0.0).map(|(i, _)| i).collect();
+        let checksum = dropped.iter().fold(0u64, |h, &i| mix(h ^ i as u64));
+        assert_eq!(
+            (dropped.len(), &dropped[..8], checksum),
+            (10016, &[0usize, 15, 18, 25, 32, 37, 40, 44][..], 12483403293344930088)
+        );
+    }
+
+    #[test]
+    fn any_range_is_drawn_as_in_the_whole_mask() {
+        let whole = mask(3 * CHUNK + 5, 0.2, 7, 1);
+        let draw = Draw::new(0.2, 7);
+        for (start, len) in [(0, 1), (1, 1), (1, 2), (CHUNK - 3, 7), (CHUNK - 2, CHUNK + 4), (3 * CHUNK - 1, 6)] {
+            let mut part = vec![-1f32; len];
+            fill(&mut part, start, draw);
+            assert_eq!(part, whole[start..start + len], "range {start}..+{len}");
+        }
+    }
+
     #[test]
     fn dropout_of_rows_keeps_the_padded_tensors_mask() {
         let opts = (Kind::Float, tch::Device::Cpu);
         let rows = Tensor::from_slice(&[1i64, 4, 9]);
-        tch::manual_seed(5);
-        let padded = dropout(&Tensor::ones([10, 70], opts), 0.3);
-        tch::manual_seed(5);
-        let packed = dropout_rows(&Tensor::ones([3, 70], opts), 0.3, 10, &rows);
+        let padded = with_mask(&Tensor::ones([10, 71], opts), Draw::new(0.3, 5));
+        let packed = with_row_masks(&Tensor::ones([3, 71], opts), &[1, 4, 9], Draw::new(0.3, 5));
         assert_eq!((packed - padded.index_select(0, &rows)).abs().max().double_value(&[]), 0.0);
     }
 
