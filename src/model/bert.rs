@@ -600,11 +600,12 @@ struct Dropout {
 }
 
 impl Dropout {
-    /// Hidden dropout; on packed rows the mask is drawn for the padded batch and its real
-    /// rows kept, so that a token's mask does not depend on the packing.
+    /// Hidden dropout; on packed rows each real token gets the mask values of its row in the
+    /// padded batch (only those are drawn), so that a token's mask does not depend on the
+    /// packing.
     fn hidden(&self, x: &Tensor, pack: Option<&Packing>) -> Tensor {
         match pack {
-            Some(p) => super::dropout::dropout_rows(x, self.hidden, p.b * p.t, &p.host_rows),
+            Some(p) => super::dropout::dropout_rows(x, self.hidden, &p.host_rows),
             None => super::dropout::dropout(x, self.hidden),
         }
     }

@@ -33,16 +33,13 @@ fn with_mask(x: &Tensor, draw: Draw) -> Tensor {
         .to_kind(x.kind())
 }
 
-/// [`dropout`] of `x: (N, H)`, the rows `rows` of a `(padded_rows, H)` tensor: each row gets
-/// the mask it would get in the padded tensor (the same random numbers with or without
+/// [`dropout`] of `x: (N, H)`, the rows `rows` of a larger (padded) `(·, H)` tensor: each row
+/// gets the mask it would get in the padded tensor (the same random numbers with or without
 /// packing); only the rows kept are drawn.
-pub fn dropout_rows(x: &Tensor, p: f64, padded_rows: i64, rows: &[i64]) -> Tensor {
+pub fn dropout_rows(x: &Tensor, p: f64, rows: &[i64]) -> Tensor {
     match not_drawn_here(x, p) {
         Some(y) => y,
-        None => {
-            assert!(rows.iter().all(|&r| (0..padded_rows).contains(&r)), "rows lie in the padded tensor");
-            with_row_masks(x, rows, Draw::new(p, draw_seed()))
-        }
+        None => with_row_masks(x, rows, Draw::new(p, draw_seed())),
     }
 }
 
@@ -160,9 +157,8 @@ fn fill(out: &mut [f32], start: usize, draw: Draw) {
         let n = (CHUNK - in_chunk).min(out.len() - done);
         let base = mix(draw.seed ^ mix(chunk as u64));
         let nth = |q: usize| wyrand_at(base, q as u64);
-        let part = &mut out[done..done + n];
         let mut k = in_chunk;
-        let mut rest: &mut [f32] = part;
+        let mut rest = &mut out[done..done + n];
         if k % 2 == 1 {
             rest[0] = draw.value(nth(k / 2) >> 32);
             rest = &mut rest[1..];
