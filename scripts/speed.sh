@@ -118,7 +118,9 @@ run_one() { # impl figure
     out="$("$PY" "$ROOT/bench/peft_reference.py" --only "$f" ${PASS[@]+"${PASS[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} 2>"$TMP/err")" || {
       echo "speed.sh: peft $f failed: $(tail -n 3 "$TMP/err")" >&2; return 0; }
   fi
-  echo "$out" >> "$RAW"
+  # The repetition travels with the line, so that each run can be paired with the other
+  # side's run of the same repetition (the machine's load drifts between repetitions).
+  echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["repetition"]=int(sys.argv[1]); print(json.dumps(d))' "$rep" >> "$RAW"
   echo "  $impl $f: $(echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.2f samples/s, %.0f MiB" % (d["samples_per_second"], d["peak_rss_mb"]))')" >&2
 }
 
@@ -135,6 +137,15 @@ rows = [json.loads(l) for l in open(raw) if l.strip()]
 def med(impl, what, key):
     v = [r[key] for r in rows if r["impl"] == impl and r["what"] == what and r.get(key) is not None]
     return statistics.median(v) if v else None
+def paired(what, peft_what):
+    """ours / PEFT of each repetition that has both runs: (median, min, max, count) or None
+    (lines written without a repetition are not paired)."""
+    def by_rep(impl, w):
+        return {r["repetition"]: r["samples_per_second"] for r in rows
+                if r["impl"] == impl and r["what"] == w and r.get("repetition") is not None}
+    o, q = by_rep("ours", what), by_rep("peft", peft_what)
+    v = sorted(o[k] / q[k] for k in o if k in q and q[k])
+    return (statistics.median(v), v[0], v[-1], len(v)) if v else None
 def fmt(x, spec):
     return "–" if x is None else format(x, spec)
 def ratio(a, b):
@@ -146,8 +157,8 @@ shape = next((r.get("shape") for r in rows if r["impl"] == "ours" and r.get("sha
 device = next((r.get("device") for r in rows if r["impl"] == "ours"), "cpu")
 print(f"Medians of {reps} run(s) per figure, each in its own process, {threads} thread(s)" + (f", fixed shape on {shape}" if shape else "") + f", device {device}.")
 print()
-print("| figure | ours samples/s | PEFT samples/s | ours / PEFT | ours peak RSS MiB | PEFT peak RSS MiB | RSS ours / PEFT | ours GFLOP/s (of peak) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| figure | ours samples/s | PEFT samples/s | ours / PEFT | per repetition: median (min–max) | ours peak RSS MiB | PEFT peak RSS MiB | RSS ours / PEFT | ours GFLOP/s (of peak) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for f in figures:
     p = peft_of.get(f, f)
     o, q = med("ours", f, "samples_per_second"), med("peft", p, "samples_per_second")
@@ -155,11 +166,13 @@ for f in figures:
     g, frac = med("ours", f, "gflops"), med("ours", f, "peak_fraction")
     gf = "–" if g is None else f"{g:.1f}" + ("" if frac is None else f" ({100 * frac:.1f} %)")
     name = f if p == f else f"{f} (PEFT: {p})"
-    print(f"| {name} | {fmt(o, '.2f')} | {fmt(q, '.2f')} | {ratio(o, q)} | {fmt(om, '.0f')} | {fmt(qm, '.0f')} | {ratio(om, qm)} | {gf} |")
+    pr = paired(f, p)
+    per = "–" if pr is None else f"{pr[0]:.2f} ({pr[1]:.2f}–{pr[2]:.2f})"
+    print(f"| {name} | {fmt(o, '.2f')} | {fmt(q, '.2f')} | {ratio(o, q)} | {per} | {fmt(om, '.0f')} | {fmt(qm, '.0f')} | {ratio(om, qm)} | {gf} |")
 q = med("peft", "infer-prefix", "samples_per_second")
 if q is not None:
     qm = med("peft", "infer-prefix", "peak_rss_mb")
-    print(f"| PEFT infer-prefix, file order (ours sorts by length) | – | {q:.2f} | – | – | {qm:.0f} | – | – |")
+    print(f"| PEFT infer-prefix, file order (ours sorts by length) | – | {q:.2f} | – | – | – | {qm:.0f} | – | – |")
 if any(r.get("forward_seconds_median") is not None for r in rows):
     print()
     print("Phases of the fixed-shape steps, ms (medians over runs of each run's median; forward /")
@@ -192,7 +205,9 @@ peaks = {r["peak_estimate"] for r in rows if r.get("peak_estimate")}
 print()
 print("ours / PEFT > 1: ours is faster (samples/s) or uses more memory (RSS). PEFT has no subspace:")
 print("subspace rows are compared with PEFT prefix tuning. Inference: ours sorts sentences by length")
-print("before batching, so it is compared with PEFT on the same length-sorted batches.")
+print("before batching, so it is compared with PEFT on the same length-sorted batches. Per")
+print("repetition: ours / PEFT of the runs of the same repetition, which ran minutes apart (less")
+print("exposed to the machine's load drifting than the ratio of the two medians).")
 for p in peaks:
     print(f"fp32 peak estimate: {p}")
 if not any(r["impl"] == "peft" for r in rows):
