@@ -118,10 +118,17 @@ run_one() { # impl figure
     out="$("$PY" "$ROOT/bench/peft_reference.py" --only "$f" ${PASS[@]+"${PASS[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} 2>"$TMP/err")" || {
       echo "speed.sh: peft $f failed: $(tail -n 3 "$TMP/err")" >&2; return 0; }
   fi
-  # The repetition travels with the line, so that each run can be paired with the other
-  # side's run of the same repetition (the machine's load drifts between repetitions).
-  echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["repetition"]=int(sys.argv[1]); print(json.dumps(d))' "$rep" >> "$RAW"
-  echo "  $impl $f: $(echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.2f samples/s, %.0f MiB" % (d["samples_per_second"], d["peak_rss_mb"]))')" >&2
+  # One parse: the line goes to the raw file with its repetition (so that each run can be
+  # paired with the other side's run of the same repetition: the machine's load drifts
+  # between repetitions), and its summary to stderr.
+  echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+d["repetition"] = int(sys.argv[1])
+with open(sys.argv[2], "a") as raw:
+    raw.write(json.dumps(d) + "\n")
+print("  %s %s: %.2f samples/s, %.0f MiB" % (sys.argv[3], sys.argv[4], d["samples_per_second"], d["peak_rss_mb"]), file=sys.stderr)
+' "$rep" "$RAW" "$impl" "$f"
 }
 
 for ((rep = 1; rep <= R; rep++)); do
@@ -138,14 +145,14 @@ def med(impl, what, key):
     v = [r[key] for r in rows if r["impl"] == impl and r["what"] == what and r.get(key) is not None]
     return statistics.median(v) if v else None
 def paired(what, peft_what):
-    """ours / PEFT of each repetition that has both runs: (median, min, max, count) or None
-    (lines written without a repetition are not paired)."""
+    """ours / PEFT of each repetition that has both runs: (median, min, max) or None (lines
+    written without a repetition are not paired)."""
     def by_rep(impl, w):
         return {r["repetition"]: r["samples_per_second"] for r in rows
                 if r["impl"] == impl and r["what"] == w and r.get("repetition") is not None}
     o, q = by_rep("ours", what), by_rep("peft", peft_what)
     v = sorted(o[k] / q[k] for k in o if k in q and q[k])
-    return (statistics.median(v), v[0], v[-1], len(v)) if v else None
+    return (statistics.median(v), v[0], v[-1]) if v else None
 def fmt(x, spec):
     return "–" if x is None else format(x, spec)
 def ratio(a, b):
