@@ -141,15 +141,16 @@ python3 - "$RAW" "$R" "$THREADS" "$FIGURES" <<'EOF'
 import json, statistics, sys
 raw, reps, threads, figures = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
 rows = [json.loads(l) for l in open(raw) if l.strip()]
+def runs(impl, what):
+    return [r for r in rows if r["impl"] == impl and r["what"] == what]
 def med(impl, what, key):
-    v = [r[key] for r in rows if r["impl"] == impl and r["what"] == what and r.get(key) is not None]
+    v = [r[key] for r in runs(impl, what) if r.get(key) is not None]
     return statistics.median(v) if v else None
 def paired(what, peft_what):
     """ours / PEFT of each repetition that has both runs: (median, min, max) or None (lines
     written without a repetition are not paired)."""
     def by_rep(impl, w):
-        return {r["repetition"]: r["samples_per_second"] for r in rows
-                if r["impl"] == impl and r["what"] == w and r.get("repetition") is not None}
+        return {r["repetition"]: r["samples_per_second"] for r in runs(impl, w) if r.get("repetition") is not None}
     o, q = by_rep("ours", what), by_rep("peft", peft_what)
     v = sorted(o[k] / q[k] for k in o if k in q and q[k])
     return (statistics.median(v), v[0], v[-1]) if v else None
