@@ -24,6 +24,11 @@ from pathlib import Path
 METRIC = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "stsb": "pearson"}
 
 
+def metric_name(task):
+    """The metric a task's cells are scored and selected with (the benchmark's main one)."""
+    return METRIC.get(task, "accuracy")
+
+
 def finished(folder):
     cells = {}
     for res in sorted(Path(folder, "cells").glob("*/results.json")):
@@ -33,7 +38,7 @@ def finished(folder):
 
 def main_score(r):
     key = "test_matched" if "test_matched" in r else "test"
-    return 100.0 * r[key]["centroid"][METRIC.get(r["task"], "accuracy")]
+    return 100.0 * r[key]["centroid"][metric_name(r["task"])]
 
 
 def mean_std(v):
@@ -43,7 +48,7 @@ def mean_std(v):
 def dev_score(r):
     """The dev metric the checkpoint was chosen with (x100), as `results.json` records it."""
     sel = r["dev_selection"]
-    return 100.0 * sel[METRIC.get(r["task"], "accuracy")]
+    return 100.0 * sel[metric_name(r["task"])]
 
 
 def print_changed(a, b, common, min_diff):
@@ -95,7 +100,7 @@ def main():
         diff = max(abs(x - y) for x, y in zip(sa, sb))
         same = sum(x["best_step"] == y["best_step"] for x, y in pairs)
         (ma, da), (mb, db) = mean_std(sa), mean_std(sb)
-        metric = METRIC.get(task, "accuracy")
+        metric = metric_name(task)
         print(
             f"| {task} ({metric}) | {group} | {len(pairs)} | {ma:.1f} ({da:.1f}) | {mb:.1f} ({db:.1f}) "
             f"| {diff:.2f} | {same} of {len(pairs)} |"
