@@ -182,6 +182,27 @@ fn eval_and_predict_read_a_run_directory() {
         assert!((sum - 1.0).abs() < 1e-4);
         assert!(["negative", "positive"].contains(&row["label"].as_str().unwrap()));
     }
+
+    // --precision: the run's own (fp32) changes nothing; bf16 products move the
+    // probabilities a little, and say so on stderr; anything else is one clear error.
+    let inp = input.to_str().unwrap();
+    assert_eq!(ok(&["eval", "--run", rd, "--at", "centroid", "--precision", "fp32"]), ok(&["eval", "--run", rd]));
+    assert_eq!(ok(&["predict", "--run", rd, "--input", inp, "--precision", "fp32"]), out);
+    let bf16 = run(&["predict", "--run", rd, "--input", inp, "--precision", "bf16"]);
+    assert!(bf16.status.success(), "{}", String::from_utf8_lossy(&bf16.stderr));
+    assert!(String::from_utf8_lossy(&bf16.stderr).contains("trained in fp32"));
+    let bf16_rows: Vec<serde_json::Value> =
+        String::from_utf8(bf16.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let prob = |row: &serde_json::Value| row["probabilities"]["positive"].as_f64().unwrap();
+    let moved = rows.iter().zip(&bf16_rows).map(|(a, b)| (prob(a) - prob(b)).abs()).fold(0.0, f64::max);
+    assert!(moved > 0.0 && moved < 0.05, "bf16 moved a probability by {moved}");
+    let bf16_test: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "--run", rd, "--precision", "bf16"])).unwrap();
+    assert!(bf16_test["test"]["accuracy"].is_f64());
+    let err = run(&["eval", "--run", rd, "--precision", "fp8"]);
+    assert!(!err.status.success());
+    let err = String::from_utf8_lossy(&err.stderr).into_owned();
+    assert!(err.contains("--precision fp8") && err.contains("fp32 or bf16"), "{err}");
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
