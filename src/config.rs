@@ -85,6 +85,24 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The kind the encoder's dense layers multiply in (`None`: fp32, as everything else).
+    pub fn product_kind(self) -> Option<tch::Kind> {
+        match self {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(tch::Kind::BFloat16),
+        }
+    }
+}
+
 /// How many α draws a training batch uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -99,10 +99,7 @@ impl Session {
             }
             Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => {}
         }
-        self.encoder.set_product_kind(match self.cfg.precision {
-            crate::config::Precision::Fp32 => None,
-            crate::config::Precision::Bf16 => Some(tch::Kind::BFloat16),
-        });
+        self.encoder.set_product_kind(self.cfg.precision.product_kind());
         let mut s = Subspace::new(&root, &self.cfg, &self.encoder, self.task.num_outputs(), self.pooling);
         if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
             let notes = crate::export::import_peft(dir, &mut s, &self.cfg, &self.encoder)?;

@@ -365,3 +365,17 @@ fn a_model_can_be_named_by_its_folder_in_the_cache() {
     let out = run(&["embed", "--model", "no-such-model", "x"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
 }
+
+#[test]
+fn embed_in_bf16_stays_close_to_fp32() {
+    common::minilm_dir();
+    let text = "a man is playing a guitar";
+    let vec = |s: &str| -> Vec<f64> { serde_json::from_str(s.trim()).unwrap() };
+    let fp32 = ok(&["embed", "--normalize", text]);
+    assert_eq!(ok(&["embed", "--normalize", "--precision", "fp32", text]), fp32);
+    let (a, b) = (vec(&fp32), vec(&ok(&["embed", "--normalize", "--precision", "bf16", text])));
+    let cos: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(a != b && cos > 0.999, "bf16 embedding: cosine {cos} to fp32");
+    let out = run(&["embed", "--precision", "fp16", text]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expected fp32 or bf16"));
+}
