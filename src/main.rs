@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
         /// fp32 or bf16: the number format of the dense-layer products (bf16: faster on CPUs
-        /// with AVX512-BF16 or AMX, embeddings differ from fp32's in the third digit or so).
+        /// with AVX512-BF16 or AMX; embeddings differ slightly from fp32's, see the README).
         #[arg(long, default_value = "fp32")]
         precision: String,
         /// Texts to embed.
