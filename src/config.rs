@@ -86,12 +86,22 @@ pub enum Precision {
 }
 
 impl Precision {
+    const ALL: [Precision; 2] = [Precision::Fp32, Precision::Bf16];
+
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
         }
+    }
+
+    /// The precision of a name (`fp32`, `bf16`), as `--precision` takes it.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+            Error::Input(format!("--precision {name}: expected {}", names.join(" or ")))
+        })
     }
 
     /// The kind the encoder's dense layers multiply in (`None`: fp32, as everything else).
@@ -513,6 +523,13 @@ mod tests {
         let bf16 = RunConfig::default().apply_overrides(&["precision=bf16".into()]).unwrap();
         assert_eq!(bf16.precision, Precision::Bf16);
         assert!(RunConfig::default().apply_overrides(&["precision=fp8".into()]).is_err());
+        for p in Precision::ALL {
+            assert_eq!(Precision::from_name(p.name()).unwrap(), p);
+            // The command-line name is the config file's.
+            let cfg = RunConfig::default().apply_overrides(&[format!("precision={}", p.name())]).unwrap();
+            assert_eq!(cfg.precision, p);
+        }
+        assert!(Precision::from_name("fp8").unwrap_err().to_string().contains("expected fp32 or bf16"));
         assert_eq!(c.model, Some(PathBuf::from("/tmp/m")));
         assert_eq!(c.lr, 1e-2);
         let e = RunConfig::default().apply_overrides(&["betta=1".into()]).unwrap_err().to_string();

@@ -81,7 +81,7 @@ enum Command {
         #[arg(long, default_value = "test")]
         split: String,
         /// fp32 or bf16: the number format of the encoder's dense-layer products for this
-        /// evaluation (default: the run's own `precision`). bf16 is about 1.5-1.9x faster on
+        /// evaluation (default: the run's own `precision`). bf16 is about 1.5-2x faster on
         /// CPUs with AVX512-BF16 or AMX; scores can differ from fp32's by a few examples.
         #[arg(long)]
         precision: Option<String>,
@@ -406,7 +406,7 @@ fn open_run_with(
     }
     let mut cfg = RunConfig::from_file(&cfg_path)?;
     if let Some(p) = precision {
-        let chosen = parse_precision(p)?;
+        let chosen = prefix_subspace::config::Precision::from_name(p)?;
         if chosen != cfg.precision {
             eprintln!(
                 "note: dense-layer products in {}; the run was trained in {}",
@@ -428,15 +428,6 @@ fn open_run_with(
     }
     let (vs, s) = session.load_subspace(&run.join("checkpoint.safetensors"))?;
     Ok((session, vs, s))
-}
-
-fn parse_precision(p: &str) -> Result<prefix_subspace::config::Precision> {
-    use prefix_subspace::config::Precision;
-    match p {
-        "fp32" => Ok(Precision::Fp32),
-        "bf16" => Ok(Precision::Bf16),
-        other => bail!("--precision {other}: expected fp32 or bf16"),
-    }
 }
 
 fn print_table(results: &serde_json::Value) {
@@ -496,7 +487,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed { model, pool, normalize, input, max_len, batch_size, device, precision, texts } => {
             let dir = model_dir(model)?;
             let device = parse_device(&device)?;
-            let precision = parse_precision(&precision)?;
+            let precision = prefix_subspace::config::Precision::from_name(&precision)?;
             let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
             if texts.is_empty() {
                 bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
