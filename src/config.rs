@@ -49,10 +49,8 @@ impl Method {
 
     /// Parses a method name.
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-            Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", ")))
-        })
+        by_name(&Self::ALL, Self::name, s)
+            .map_err(|names| Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", "))))
     }
 
     /// The default learning rate of the method's own parameters (METHOD.md's starting points).
@@ -96,12 +94,10 @@ impl Precision {
         }
     }
 
-    /// The precision of a name (`fp32`, `bf16`), as `--precision` takes it.
-    pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == name).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
-            Error::Input(format!("--precision {name}: expected {}", names.join(" or ")))
-        })
+    /// Parses a precision name (`fp32`, `bf16`), as `--precision` takes it.
+    pub fn parse(s: &str) -> Result<Self> {
+        by_name(&Self::ALL, Self::name, s)
+            .map_err(|names| Error::Input(format!("--precision {s}: expected {}", names.join(" or "))))
     }
 
     /// The kind the encoder's dense layers multiply in (`None`: fp32, as everything else).
@@ -111,6 +107,11 @@ impl Precision {
             Precision::Bf16 => Some(tch::Kind::BFloat16),
         }
     }
+}
+
+/// The value of `all` whose `name` is `s`; else every name, in order (for the caller's error).
+pub fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, s: &str) -> std::result::Result<T, Vec<&'static str>> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| all.iter().map(|&v| name(v)).collect())
 }
 
 /// How many α draws a training batch uses.
@@ -524,12 +525,12 @@ mod tests {
         assert_eq!(bf16.precision, Precision::Bf16);
         assert!(RunConfig::default().apply_overrides(&["precision=fp8".into()]).is_err());
         for p in Precision::ALL {
-            assert_eq!(Precision::from_name(p.name()).unwrap(), p);
+            assert_eq!(Precision::parse(p.name()).unwrap(), p);
             // The command-line name is the config file's.
             let cfg = RunConfig::default().apply_overrides(&[format!("precision={}", p.name())]).unwrap();
             assert_eq!(cfg.precision, p);
         }
-        assert!(Precision::from_name("fp8").unwrap_err().to_string().contains("expected fp32 or bf16"));
+        assert!(Precision::parse("fp8").unwrap_err().to_string().contains("expected fp32 or bf16"));
         assert_eq!(c.model, Some(PathBuf::from("/tmp/m")));
         assert_eq!(c.lr, 1e-2);
         let e = RunConfig::default().apply_overrides(&["betta=1".into()]).unwrap_err().to_string();

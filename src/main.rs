@@ -390,13 +390,9 @@ fn open_resume(dir: &std::path::Path, args: &TrainArgs) -> Result<Session> {
     Ok(Session::open(cfg)?)
 }
 
-fn open_run(run: &std::path::Path) -> Result<(Session, tch::nn::VarStore, prefix_subspace::subspace::Subspace)> {
-    open_run_with(run, None)
-}
-
-/// [`open_run`], with the dense-layer products in `precision` (`fp32` or `bf16`) instead of
+/// A trained run, with the dense-layer products in `precision` (`fp32` or `bf16`) instead of
 /// the run's own when given (a note on stderr says so when it differs).
-fn open_run_with(
+fn open_run(
     run: &std::path::Path,
     precision: Option<&str>,
 ) -> Result<(Session, tch::nn::VarStore, prefix_subspace::subspace::Subspace)> {
@@ -406,7 +402,7 @@ fn open_run_with(
     }
     let mut cfg = RunConfig::from_file(&cfg_path)?;
     if let Some(p) = precision {
-        let chosen = prefix_subspace::config::Precision::from_name(p)?;
+        let chosen = prefix_subspace::config::Precision::parse(p)?;
         if chosen != cfg.precision {
             eprintln!(
                 "note: dense-layer products in {}; the run was trained in {}",
@@ -487,7 +483,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed { model, pool, normalize, input, max_len, batch_size, device, precision, texts } => {
             let dir = model_dir(model)?;
             let device = parse_device(&device)?;
-            let precision = prefix_subspace::config::Precision::from_name(&precision)?;
+            let precision = prefix_subspace::config::Precision::parse(&precision)?;
             let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
             if texts.is_empty() {
                 bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
@@ -595,7 +591,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("run directory: {}", out.display());
         }
         Command::Eval { run, at, split, precision } => {
-            let (session, _vs, subspace) = open_run_with(&run, precision.as_deref())?;
+            let (session, _vs, subspace) = open_run(&run, precision.as_deref())?;
             let data: Vec<(String, Encoded)> = match split.as_str() {
                 "dev" => vec![("dev".into(), Encoded::new(&session.tokenizer, &session.task.split.dev)?)],
                 "test" => session
@@ -683,7 +679,7 @@ fn run(cli: Cli) -> Result<()> {
             let written = if let Some(run) = run {
                 let out = run.join("plots");
                 std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-                let (session, _vs, subspace) = open_run(&run)?;
+                let (session, _vs, subspace) = open_run(&run, None)?;
                 let mut w = vec![prefix_subspace::figures::training(&run, session.task.main_metric.name(), &out)?];
                 w.extend(prefix_subspace::figures::simplex(&session, &subspace, &split, step, &out)?);
                 w
@@ -700,7 +696,7 @@ fn run(cli: Cli) -> Result<()> {
             if format != "peft" {
                 bail!("--format {format}: only peft is supported");
             }
-            let (session, _vs, subspace) = open_run(&run)?;
+            let (session, _vs, subspace) = open_run(&run, None)?;
             let (point, m) = parse_at(&at)?;
             if m > 1 {
                 bail!("--at {at}: export one point of the simplex (centroid, vertex:I or alpha:...), not an ensemble");
@@ -752,7 +748,7 @@ fn run(cli: Cli) -> Result<()> {
             })?;
         }
         Command::Predict { run, input, output, at, precision } => {
-            let (session, _vs, subspace) = open_run_with(&run, precision.as_deref())?;
+            let (session, _vs, subspace) = open_run(&run, precision.as_deref())?;
             let (point, m) = parse_at(&at)?;
             check_at(&point, subspace.n, &at)?;
             let lines = read_lines(Some(input.clone()))?;

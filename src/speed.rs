@@ -118,8 +118,7 @@ impl Figure {
 
     /// Parses a figure name.
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
+        crate::config::by_name(&Self::ALL, Self::name, s).map_err(|names| {
             Error::Input(format!("--only {s}: unknown figure (expected one of: {})", names.join(", ")))
         })
     }
