@@ -25,6 +25,9 @@ struct Param {
 /// variable group (the store's groups: 0 for the method's parameters, 1 for the heads).
 pub struct AdamW {
     params: Vec<Param>,
+    /// Two flat buffers as large as the largest parameter, reused by every update for its
+    /// intermediate values instead of fresh tensors.
+    scratch: [Tensor; 2],
     lrs: Vec<f64>,
     beta1: f64,
     beta2: f64,
@@ -58,7 +61,10 @@ impl AdamW {
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
         let groups = params.iter().map(|p| p.group + 1).max().unwrap_or(1);
-        Self { params, lrs: vec![lr; groups], beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
+        let largest = params.iter().map(|p| p.tensor.numel()).max().unwrap_or(0) as i64;
+        let device = params.first().map_or(vs.device(), |p| p.tensor.device());
+        let scratch = [(); 2].map(|_| Tensor::empty([largest], (Kind::Float, device)));
+        Self { params, scratch, lrs: vec![lr; groups], beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
     }
 
     /// Sets the learning rate of variable group `group` (ignored if no variable is in it).
@@ -102,7 +108,15 @@ impl AdamW {
         })
     }
 
-    /// One update of every parameter that has a gradient.
+    /// One update of every parameter that has a gradient. The arithmetic is that of
+    ///
+    /// ```text
+    /// p *= 1 - lr·wd;  m = m·β1 + g·(1 - β1);  v = v·β2 + g·(g·(1 - β2))
+    /// p += (m·(-lr / (1 - β1^t))) / (√v / √(1 - β2^t) + ε)
+    /// ```
+    ///
+    /// operation by operation (so the same bits on every run), with the intermediate values
+    /// written into the two scratch buffers.
     pub fn step(&mut self) {
         let (b1, b2, eps, wd) = (self.beta1, self.beta2, self.eps, self.weight_decay);
         tch::no_grad(|| {
@@ -115,13 +129,18 @@ impl AdamW {
                 p.steps += 1;
                 let bias1 = 1.0 - b1.powi(p.steps as i32);
                 let bias2 = 1.0 - b2.powi(p.steps as i32);
+                let shape = p.tensor.size();
+                let [a, b] = self.scratch.each_ref().map(|s| s.narrow(0, 0, p.tensor.numel() as i64).view(&shape[..]));
+                let scaled = |t: &Tensor, c: f64| t.mul_out(&a, &Tensor::from(c));
                 let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
                 let _ = p.exp_avg.g_mul_scalar_(b1);
-                let _ = p.exp_avg.g_add_(&(&g * (1.0 - b1)));
+                let _ = p.exp_avg.g_add_(&scaled(&g, 1.0 - b1));
                 let _ = p.exp_avg_sq.g_mul_scalar_(b2);
-                let _ = p.exp_avg_sq.addcmul_(&g, &(&g * (1.0 - b2)));
-                let denom = p.exp_avg_sq.sqrt() / bias2.sqrt() + eps;
-                let _ = p.tensor.addcdiv_(&(&p.exp_avg * (-lr / bias1)), &denom);
+                let _ = p.exp_avg_sq.addcmul_(&g, &scaled(&g, 1.0 - b2));
+                let mut denom = p.exp_avg_sq.sqrt_out(&b);
+                let _ = denom.g_div_scalar_(bias2.sqrt());
+                let _ = denom.g_add_scalar_(eps);
+                let _ = p.tensor.addcdiv_(&scaled(&p.exp_avg, -lr / bias1), &denom);
             }
         })
     }
@@ -178,12 +197,17 @@ mod tests {
 
     /// Two groups of parameters pulled towards targets, with weight decay and clipping.
     fn problem() -> (VarStore, Tensor, Tensor) {
+        sized_problem(5, 3)
+    }
+
+    /// `a` is `rows × cols`.
+    fn sized_problem(rows: i64, cols: i64) -> (VarStore, Tensor, Tensor) {
         // Fixed values (no draws from the process-wide generator, which other tests reseed).
         let wave = |n: i64, f: f64| (Tensor::arange(n, (Kind::Float, Device::Cpu)) * f).sin() * 2.0;
         let vs = VarStore::new(Device::Cpu);
-        let _a = vs.root().var_copy("a", &wave(15, 0.7).view([5, 3]));
+        let _a = vs.root().var_copy("a", &wave(rows * cols, 0.7).view([rows, cols]));
         let _b = vs.root().set_group(1).var_copy("b", &wave(4, 1.3));
-        (vs, wave(15, 0.3).view([5, 3]), wave(4, 0.5))
+        (vs, wave(rows * cols, 0.3).view([rows, cols]), wave(4, 0.5))
     }
 
     fn loss(vs: &VarStore, ta: &Tensor, tb: &Tensor) -> Tensor {
@@ -217,6 +241,52 @@ mod tests {
             let d = (&v1[k] - &v2[k]).abs().max().double_value(&[]);
             assert!(d < 1e-5, "{k}: ours and libtorch's AdamW differ by {d}");
             assert!((&v1[k] - &v1[k].zeros_like()).abs().max().double_value(&[]) > 0.0);
+        }
+    }
+
+    /// The update written out with a fresh tensor for every intermediate value, as the
+    /// benchmark's committed cells were computed: the scratch buffers must not change a bit.
+    #[test]
+    fn scratch_buffers_change_no_bit() {
+        // Large enough for the vectorised kernels, with a remainder for their scalar tails.
+        let (vs1, ta, tb) = sized_problem(33, 47);
+        let (vs2, _, _) = sized_problem(33, 47);
+        let mut ours = AdamW::new(&vs1, 0.1, 0.01);
+        let mut reference = AdamW::new(&vs2, 0.1, 0.01);
+        let (b1, b2, eps, wd) = (0.9f64, 0.999f64, 1e-8, 0.01);
+        for step in 1..=20 {
+            let lr = 0.1 / step as f64;
+            ours.set_lr_group(0, lr);
+            ours.zero_grad();
+            loss(&vs1, &ta, &tb).backward();
+            ours.clip_grad_norm(1.0);
+            ours.step();
+            reference.zero_grad();
+            loss(&vs2, &ta, &tb).backward();
+            reference.clip_grad_norm(1.0);
+            tch::no_grad(|| {
+                for p in &mut reference.params {
+                    let g = p.tensor.grad();
+                    let lr = if p.group == 0 { lr } else { 0.1 };
+                    let (bias1, bias2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+                    let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
+                    let _ = p.exp_avg.g_mul_scalar_(b1);
+                    let _ = p.exp_avg.g_add_(&(&g * (1.0 - b1)));
+                    let _ = p.exp_avg_sq.g_mul_scalar_(b2);
+                    let _ = p.exp_avg_sq.addcmul_(&g, &(&g * (1.0 - b2)));
+                    let denom = p.exp_avg_sq.sqrt() / bias2.sqrt() + eps;
+                    let _ = p.tensor.addcdiv_(&(&p.exp_avg * (-lr / bias1)), &denom);
+                }
+            });
+        }
+        let (v1, v2) = (vs1.variables(), vs2.variables());
+        for k in ["a", "b"] {
+            assert!(v1[k].equal(&v2[k]), "{k}: the scratch-buffer update differs from the written-out one");
+        }
+        let (s1, _) = ours.state();
+        let (s2, _) = reference.state();
+        for ((k, t1), (_, t2)) in s1.iter().zip(&s2) {
+            assert!(t1.equal(t2), "{k}");
         }
     }
 
