@@ -819,8 +819,8 @@ fn run(cli: Cli) -> Result<()> {
 /// batch, a word-embedding gradient) a mapping of its own, unmapped when freed, so the next
 /// such tensor lands on fresh pages the kernel must zero first. Here nothing is trimmed and
 /// nothing is mapped apart: every block comes from the heap and is reused (measured: 4 % of
-/// a BERT-base-shape training step; about 8 % of full fine-tuning and of evaluation on long
-/// sentence pairs). Values are unaffected; the heap keeps its peak size.
+/// a BERT-base-shape training step, 16 % of the final evaluation of an RTE run; see
+/// docs/performance.md). Values are unaffected; the heap keeps its peak size.
 fn keep_the_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
