@@ -131,7 +131,7 @@ impl AdamW {
                 let bias2 = 1.0 - b2.powi(p.steps as i32);
                 let shape = p.tensor.size();
                 let [a, b] = self.scratch.each_ref().map(|s| s.narrow(0, 0, p.tensor.numel() as i64).view(&shape[..]));
-                let scaled = |t: &Tensor, c: f64| t.mul_out(&a, &Tensor::from(c));
+                let scaled = |t: &Tensor, c: f64| t.mul_scalar_out(&a, c);
                 let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
                 let _ = p.exp_avg.g_mul_scalar_(b1);
                 let _ = p.exp_avg.g_add_(&scaled(&g, 1.0 - b1));
