@@ -64,8 +64,13 @@ fn fixed_shape_step_reports_throughput_and_flops() {
     );
     let phase = |k: &str| v[k].as_f64().filter(|x| *x > 0.0).unwrap_or_else(|| panic!("{k}: {v}"));
     let sum = phase("forward_seconds_median") + phase("backward_seconds_median") + phase("update_seconds_median");
-    let step = v["step_seconds_median"].as_f64().unwrap();
-    assert!(sum > 0.5 * step && sum < 1.5 * step, "phases {sum} s against a step of {step} s: {v}");
+    // Between half the fastest step and 1.5x the median one: three steps on a busy machine
+    // (other tests run beside this one) spread by more than 2x.
+    let (fastest, step) = (v["step_seconds_min"].as_f64().unwrap(), v["step_seconds_median"].as_f64().unwrap());
+    assert!(
+        sum > 0.5 * fastest && sum < 1.5 * step,
+        "phases {sum} s against steps of {fastest} (fastest) to {step} s (median): {v}"
+    );
 }
 
 #[test]
