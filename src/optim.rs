@@ -62,8 +62,7 @@ impl AdamW {
         params.sort_by(|a, b| a.name.cmp(&b.name));
         let groups = params.iter().map(|p| p.group + 1).max().unwrap_or(1);
         let largest = params.iter().map(|p| p.tensor.numel()).max().unwrap_or(0) as i64;
-        let device = params.first().map_or(vs.device(), |p| p.tensor.device());
-        let scratch = [(); 2].map(|_| Tensor::empty([largest], (Kind::Float, device)));
+        let scratch = [(); 2].map(|_| Tensor::empty([largest], (Kind::Float, vs.device())));
         Self { params, scratch, lrs: vec![lr; groups], beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
     }
 
@@ -129,8 +128,8 @@ impl AdamW {
                 p.steps += 1;
                 let bias1 = 1.0 - b1.powi(p.steps as i32);
                 let bias2 = 1.0 - b2.powi(p.steps as i32);
-                let shape = p.tensor.size();
-                let [a, b] = self.scratch.each_ref().map(|s| s.narrow(0, 0, p.tensor.numel() as i64).view(&shape[..]));
+                let [a, b] =
+                    self.scratch.each_ref().map(|s| s.narrow(0, 0, p.tensor.numel() as i64).view_as(&p.tensor));
                 let scaled = |t: &Tensor, c: f64| t.mul_scalar_out(&a, c);
                 let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
                 let _ = p.exp_avg.g_mul_scalar_(b1);
@@ -210,6 +209,13 @@ mod tests {
         (vs, wave(rows * cols, 0.3).view([rows, cols]), wave(4, 0.5))
     }
 
+    /// Fresh gradients of [`loss`], clipped to norm 1.
+    fn clipped_gradients(opt: &mut AdamW, vs: &VarStore, ta: &Tensor, tb: &Tensor) {
+        opt.zero_grad();
+        loss(vs, ta, tb).backward();
+        opt.clip_grad_norm(1.0);
+    }
+
     fn loss(vs: &VarStore, ta: &Tensor, tb: &Tensor) -> Tensor {
         let v = vs.variables();
         (&v["a"] - ta).pow_tensor_scalar(2).sum(Kind::Float) + (&v["b"] - tb).pow_tensor_scalar(4).sum(Kind::Float)
@@ -253,21 +259,18 @@ mod tests {
         let (vs2, _, _) = sized_problem(33, 47);
         let mut ours = AdamW::new(&vs1, 0.1, 0.01);
         let mut reference = AdamW::new(&vs2, 0.1, 0.01);
-        let (b1, b2, eps, wd) = (0.9f64, 0.999f64, 1e-8, 0.01);
+        let (b1, b2, eps, wd) = (reference.beta1, reference.beta2, reference.eps, reference.weight_decay);
         for step in 1..=20 {
-            let lr = 0.1 / step as f64;
-            ours.set_lr_group(0, lr);
-            ours.zero_grad();
-            loss(&vs1, &ta, &tb).backward();
-            ours.clip_grad_norm(1.0);
+            for opt in [&mut ours, &mut reference] {
+                opt.set_lr_group(0, 0.1 / step as f64);
+            }
+            clipped_gradients(&mut ours, &vs1, &ta, &tb);
             ours.step();
-            reference.zero_grad();
-            loss(&vs2, &ta, &tb).backward();
-            reference.clip_grad_norm(1.0);
+            clipped_gradients(&mut reference, &vs2, &ta, &tb);
             tch::no_grad(|| {
                 for p in &mut reference.params {
                     let g = p.tensor.grad();
-                    let lr = if p.group == 0 { lr } else { 0.1 };
+                    let lr = reference.lrs[p.group];
                     let (bias1, bias2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
                     let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
                     let _ = p.exp_avg.g_mul_scalar_(b1);
