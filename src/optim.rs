@@ -254,6 +254,12 @@ impl AdamW {
         loose
     }
 
+    /// How many variable groups the last zeroing, clipping or update worked on as one flat
+    /// buffer (0 in the per-parameter layout, and before the first update).
+    pub fn flat_groups(&self) -> usize {
+        self.whole().into_iter().filter(|&w| w).count()
+    }
+
     /// Sets every gradient to zero.
     pub fn zero_grad(&mut self) {
         let whole = self.whole();

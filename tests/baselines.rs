@@ -107,3 +107,46 @@ fn methods_without_a_prefix_train_no_prefix() {
         assert_eq!(vs.variables().keys().any(|k| k == "prompt"), m == Method::Prompt, "{}", m.name());
     }
 }
+
+#[test]
+fn multi_tensor_adamw_trains_the_encoder_as_per_parameter_updates_do() {
+    // The GPU's layout (parameters, gradients and moments views of one flat buffer per
+    // group) forced on the CPU, for full fine-tuning and LoRA: the encoder must train through
+    // the views to the weights per-parameter updates reach (clipping sums in another order).
+    let batch = common::tiny_batch(3, 6);
+    for lora in [false, true] {
+        let train = |multi: bool| {
+            let mut enc = common::tiny_bert(0);
+            let vs = nn::VarStore::new(Device::Cpu);
+            if lora {
+                enc.add_lora(&vs.root(), 4, 8.0, &["query".into(), "value".into()]).unwrap();
+            } else {
+                enc.make_trainable(&vs.root(), &|_| true);
+            }
+            // As the subspace keeps for these methods: a variable that never gets a gradient.
+            let _unused = vs.root().zeros("prefix", &[0, 4]);
+            let mut opt = prefix_subspace::optim::AdamW::new(&vs, 1e-2, 0.01).multi_tensor(multi);
+            let before = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
+            for _ in 0..6 {
+                opt.zero_grad();
+                enc.forward(&batch, None, Forward::default()).pow_tensor_scalar(2).mean(Kind::Float).backward();
+                opt.clip_grad_norm(0.5);
+                opt.step();
+            }
+            assert_eq!(opt.flat_groups(), usize::from(multi), "lora {lora}: one group, flat when multi-tensor");
+            let after = tch::no_grad(|| enc.forward(&batch, None, Forward::default()));
+            assert!(common::max_abs_diff(&before, &after) > 1e-2, "lora {lora}: training moved the outputs");
+            (after, opt.state())
+        };
+        let (per_param, (m1, s1)) = train(false);
+        let (multi, (m2, s2)) = train(true);
+        let d = common::max_abs_diff(&per_param, &multi);
+        assert!(d < 1e-5, "lora {lora}: outputs differ by {d}");
+        assert_eq!(s1, s2, "lora {lora}: step counts");
+        assert!(s2.values().any(|&s| s == 6) && s2["prefix"] == 0);
+        for ((k1, t1), (k2, t2)) in m1.iter().zip(&m2) {
+            assert_eq!(k1, k2);
+            assert!(t1.numel() == 0 || common::max_abs_diff(t1, t2) < 1e-5, "lora {lora}: {k1}");
+        }
+    }
+}
