@@ -14,7 +14,9 @@
 //! operations are the same in both layouts, so they give the same bits; only clipping
 //! differs, summing the squared gradients in another order (results agree to rounding).
 //! A parameter without a gradient at the first update, or a length-0 one, stays outside
-//! the flat buffers and is updated on its own whenever it has a gradient.
+//! the flat buffers and is updated on its own whenever it has a gradient. Backward then
+//! accumulates into the flat gradient buffers in place, and nothing here replaces a
+//! gradient, so the members' gradients stay views of them; every update checks that.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,8 @@ struct Param {
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     steps: i64,
+    /// A view of its group's flat buffers, worked on with them (multi-tensor layout).
+    in_flat: bool,
 }
 
 /// One variable group in the multi-tensor layout: its members (indices into
@@ -57,10 +61,7 @@ pub struct AdamW {
     /// update for its intermediate values instead of fresh tensors.
     scratch: [Tensor; 2],
     lrs: Vec<f64>,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
+    hyper: Hyper,
 }
 
 /// One update of `p` from its gradient `g` and moments `m`, `v` (all the same shape) at
@@ -131,6 +132,7 @@ impl AdamW {
                     exp_avg: v.tensor.zeros_like(),
                     exp_avg_sq: v.tensor.zeros_like(),
                     steps: 0,
+                    in_flat: false,
                 }
             })
             .collect();
@@ -144,10 +146,7 @@ impl AdamW {
             flats: None,
             scratch,
             lrs: vec![lr; groups],
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
+            hyper: Hyper { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay },
         }
     }
 
@@ -157,10 +156,6 @@ impl AdamW {
         assert!(self.flats.is_none(), "the layout is chosen before the first update");
         self.multi_tensor = on;
         self
-    }
-
-    fn hyper(&self) -> Hyper {
-        Hyper { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay }
     }
 
     /// Sets the learning rate of variable group `group` (ignored if no variable is in it).
@@ -206,6 +201,7 @@ impl AdamW {
                     p.tensor.grad().set_data(&view(&flat.grad));
                     let data = view(&flat.tensor);
                     p.tensor.set_data(&data);
+                    p.in_flat = true;
                     offset += n;
                 }
                 flats.push(flat);
@@ -219,55 +215,38 @@ impl AdamW {
         self.flats = Some(flats);
     }
 
-    /// The flat groups that can be worked on as a whole now: every member's gradient is
-    /// still its view of the group's buffer (backward accumulates into it in place) and all
-    /// members have taken the same number of steps. Members of the others are worked on one
-    /// by one (they are views all the same).
-    fn whole(&self) -> Vec<bool> {
-        let Some(flats) = &self.flats else { return Vec::new() };
-        flats
-            .iter()
-            .map(|f| {
-                let steps = self.params[f.members[0]].steps;
-                let base = f.grad.data_ptr() as usize;
-                let mut offset = 0;
-                f.members.iter().all(|&i| {
-                    let p = &self.params[i];
-                    let g = p.tensor.grad();
-                    let ok = p.steps == steps && g.defined() && g.data_ptr() as usize == base + offset;
-                    offset += p.tensor.numel() * p.tensor.kind().elt_size_in_bytes();
-                    ok
-                })
-            })
-            .collect()
-    }
-
-    /// The parameters worked on one by one: all of them in the per-parameter layout, those
-    /// outside the whole flat groups in the multi-tensor one.
-    fn loose(&self, whole: &[bool]) -> Vec<bool> {
-        let mut loose = vec![true; self.params.len()];
-        for (f, _) in self.flats.iter().flatten().zip(whole).filter(|(_, &w)| w) {
+    /// Panics unless every flat group's members still have their gradients as views of the
+    /// group's buffer and have taken the same number of steps (see the module's
+    /// documentation): an update of the buffers would otherwise miss a gradient.
+    fn assert_bound(&self) {
+        for f in self.flats.iter().flatten() {
+            let (base, steps) = (f.grad.data_ptr() as usize, self.params[f.members[0]].steps);
+            let mut offset = 0;
             for &i in &f.members {
-                loose[i] = false;
+                let p = &self.params[i];
+                let g = p.tensor.grad();
+                assert!(
+                    p.steps == steps && g.defined() && g.data_ptr() as usize == base + offset,
+                    "AdamW: the gradient or step count of \"{}\" left its multi-tensor group",
+                    p.name
+                );
+                offset += p.tensor.numel() * p.tensor.kind().elt_size_in_bytes();
             }
         }
-        loose
     }
 
-    /// How many variable groups the last zeroing, clipping or update worked on as one flat
-    /// buffer (0 in the per-parameter layout, and before the first update).
+    /// How many variable groups are worked on as one flat buffer (0 in the per-parameter
+    /// layout, and before the first update).
     pub fn flat_groups(&self) -> usize {
-        self.whole().into_iter().filter(|&w| w).count()
+        self.flats.as_ref().map_or(0, Vec::len)
     }
 
     /// Sets every gradient to zero.
     pub fn zero_grad(&mut self) {
-        let whole = self.whole();
-        let loose = self.loose(&whole);
-        for (f, _) in self.flats.iter_mut().flatten().zip(&whole).filter(|(_, &w)| w) {
+        for f in self.flats.iter_mut().flatten() {
             let _ = f.grad.zero_();
         }
-        for (p, _) in self.params.iter_mut().zip(loose).filter(|(_, l)| *l) {
+        for p in self.params.iter_mut().filter(|p| !p.in_flat) {
             let mut g = p.tensor.grad();
             if g.defined() {
                 let _ = g.detach_();
@@ -280,27 +259,18 @@ impl AdamW {
     /// before clipping.
     pub fn clip_grad_norm(&mut self, max: f64) -> f64 {
         self.flatten();
-        let whole = self.whole();
-        let loose = self.loose(&whole);
         tch::no_grad(|| {
-            let flats: Vec<&Tensor> =
-                self.flats.iter().flatten().zip(&whole).filter(|(_, &w)| w).map(|(f, _)| &f.grad).collect();
-            let singles: Vec<Tensor> = self
-                .params
-                .iter()
-                .zip(&loose)
-                .filter(|(_, &l)| l)
-                .map(|(p, _)| p.tensor.grad())
-                .filter(|g| g.defined())
-                .collect();
-            let norms: Vec<Tensor> = flats.iter().copied().chain(&singles).map(|g| g.norm()).collect();
-            if norms.is_empty() {
+            let flat = self.flats.iter().flatten().map(|f| f.grad.shallow_clone());
+            let single = self.params.iter().filter(|p| !p.in_flat).map(|p| p.tensor.grad()).filter(|g| g.defined());
+            let grads: Vec<Tensor> = flat.chain(single).collect();
+            if grads.is_empty() {
                 return 0.0;
             }
+            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
             let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
             let coef = max / (total + 1e-6);
             if coef < 1.0 {
-                for mut g in flats.into_iter().map(|g| g.shallow_clone()).chain(singles) {
+                for mut g in grads {
                     let _ = g.g_mul_scalar_(coef);
                 }
             }
@@ -309,14 +279,13 @@ impl AdamW {
     }
 
     /// One update of every parameter that has a gradient (see [`update`] for the
-    /// arithmetic): each whole flat group at once, every other parameter on its own.
+    /// arithmetic): each flat group at once, every other parameter on its own.
     pub fn step(&mut self) {
         self.flatten();
-        let whole = self.whole();
-        let loose = self.loose(&whole);
-        let hyper = self.hyper();
+        self.assert_bound();
+        let hyper = self.hyper;
         tch::no_grad(|| {
-            for (f, _) in self.flats.iter_mut().flatten().zip(&whole).filter(|(_, &w)| w) {
+            for f in self.flats.iter_mut().flatten() {
                 let t = self.params[f.members[0]].steps + 1;
                 for &i in &f.members {
                     self.params[i].steps = t;
@@ -324,7 +293,7 @@ impl AdamW {
                 let lr = self.lrs[f.group];
                 update(&mut f.tensor, &f.grad, &mut f.exp_avg, &mut f.exp_avg_sq, lr, t, &hyper, &self.scratch);
             }
-            for (p, _) in self.params.iter_mut().zip(&loose).filter(|(_, &l)| l) {
+            for p in self.params.iter_mut().filter(|p| !p.in_flat) {
                 let g = p.tensor.grad();
                 if !g.defined() {
                     continue;
@@ -451,7 +420,7 @@ mod tests {
         let (vs2, _, _) = sized_problem(33, 47);
         let mut ours = AdamW::new(&vs1, 0.1, 0.01);
         let mut reference = AdamW::new(&vs2, 0.1, 0.01);
-        let (b1, b2, eps, wd) = (reference.beta1, reference.beta2, reference.eps, reference.weight_decay);
+        let Hyper { beta1: b1, beta2: b2, eps, weight_decay: wd } = reference.hyper;
         for step in 1..=20 {
             for opt in [&mut ours, &mut reference] {
                 opt.set_lr_group(0, 0.1 / step as f64);
@@ -528,7 +497,7 @@ mod tests {
         let names: Vec<Vec<&str>> =
             flats.iter().map(|f| f.members.iter().map(|&i| multi.params[i].name.as_str()).collect()).collect();
         assert_eq!(names, vec![vec!["a"], vec!["b"]]);
-        assert_eq!(multi.whole(), vec![true, true]);
+        assert_eq!(multi.flat_groups(), 2);
         assert!(single.flats.is_none());
         let (v1, v2) = (vs1.variables(), vs2.variables());
         for k in ["a", "b", "c", "e"] {
