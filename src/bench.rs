@@ -86,8 +86,12 @@ impl BenchConfig {
             .map(|m| Variant { name: m.clone(), method: m.clone(), set: toml::Table::new() })
             .collect();
         variants.extend(self.variant.iter().cloned());
+        for t in &self.tasks {
+            check_name("task", t)?;
+        }
         let mut names = std::collections::BTreeSet::new();
         for v in &variants {
+            check_name("variant", &v.name)?;
             Method::parse(&v.method)?;
             if !names.insert(v.name.clone()) {
                 return Err(Error::Input(format!("bench: variant name \"{}\" is used twice", v.name)));
@@ -113,6 +117,7 @@ impl BenchConfig {
                             Protocol::Total => "total",
                         };
                         let id = format!("{task}-{proto}{k}-split{ss}-{}", v.name);
+                        check_name("cell", &id)?;
                         cells.push(Cell { id, config: c.resolve()?, variant: v.name.clone() });
                     }
                 }
@@ -120,6 +125,18 @@ impl BenchConfig {
         }
         Ok(cells)
     }
+}
+
+/// Refuses a task, variant or cell name that is not one plain path component: cells are folders
+/// under `--out/cells/` that each cell's `train --overwrite` empties, so a name such as
+/// `x/../../victim` would reach outside `--out`.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if crate::rundir::is_safe_name(name) {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "bench: {what} name {name:?} is not allowed: a name may use only letters, digits, '.', '_' and '-', must not start with '.', and has at most 100 characters"
+    )))
 }
 
 /// Parses `I/N` (0-based shard index I of N).
@@ -165,32 +182,89 @@ pub fn stale_runs(dirs: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Finished runs found under `<dir>/cells/*/results.json` of every bench directory, trained
-/// with this build's numerics.
+/// with this build's numerics. A results.json that cannot be read, is not JSON or lacks what the
+/// tables show is an error naming it. A cell name found in two folders is one run merged once
+/// when both are the same run (same numbers-changing settings, split and test scores), and an
+/// error naming both otherwise: one would silently replace the other in the tables.
 pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Value>> {
-    let mut rows = BTreeMap::new();
+    // Cell folder name -> (the cell folder, its results).
+    let mut rows: BTreeMap<String, (PathBuf, Value)> = BTreeMap::new();
     for d in dirs {
         let cells = d.join("cells");
-        let entries = match std::fs::read_dir(&cells) {
-            Ok(e) => e,
-            Err(e) => return Err(Error::io(&cells, e)),
-        };
-        for e in entries.flatten() {
-            let p = e.path().join("results.json");
-            if !current_numerics(&e.path()) {
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(&cells).map_err(|e| Error::io(&cells, e))? {
+            entries.push(e.map_err(|e| Error::io(&cells, e))?.path());
+        }
+        entries.sort();
+        for cell in entries {
+            if !cell.is_dir() || !current_numerics(&cell) {
                 continue;
             }
-            if let Ok(text) = std::fs::read_to_string(&p) {
-                let mut v: Value = serde_json::from_str(&text)
-                    .map_err(|err| Error::Input(format!("{}: invalid JSON: {err}", p.display())))?;
-                // Directory names are `<task>-<protocol K>-split<S>-<variant>`.
-                let name = e.file_name().to_string_lossy().into_owned();
-                let variant = name.splitn(4, '-').nth(3).unwrap_or("").to_string();
-                v["variant"] = Value::String(variant);
-                rows.insert(e.file_name().to_string_lossy().into_owned(), v);
+            let p = cell.join("results.json");
+            match std::fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // not finished
+                Err(e) => return Err(Error::io(&p, e)),
+                Ok(_) => {}
+            }
+            let mut v = read_row(&p)?;
+            let name = cell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // Directory names are `<task>-<protocol K>-split<S>-<variant>`.
+            let variant = name.splitn(4, '-').nth(3).unwrap_or("").to_string();
+            v["variant"] = Value::String(variant);
+            match rows.get(&name) {
+                Some((first, seen)) => check_same_cell(&name, first, seen, &cell, &v)?,
+                None => {
+                    rows.insert(name, (cell, v));
+                }
             }
         }
     }
-    Ok(rows.into_values().collect())
+    Ok(rows.into_values().map(|(_, v)| v).collect())
+}
+
+/// Reads a cell's results.json with the fields the tables need (those of `report`, and the
+/// protocol, K and seeds of the grid).
+fn read_row(p: &Path) -> Result<Value> {
+    let v = crate::report::read_results(p)?;
+    if !v.get("protocol").is_some_and(Value::is_string) {
+        return Err(Error::Input(format!(
+            "{}: no \"protocol\" string; expected the results.json of a run",
+            p.display()
+        )));
+    }
+    for k in ["shots", "split_seed", "seed"] {
+        if !v.get(k).is_some_and(Value::is_u64) {
+            return Err(Error::Input(format!(
+                "{}: no \"{k}\" (a whole number); expected the results.json of a run",
+                p.display()
+            )));
+        }
+    }
+    Ok(v)
+}
+
+/// What a finished run's numbers are: its few-shot split and its test scores (not the
+/// wall-clock fields: train and test seconds, samples per second, whether it was resumed).
+fn run_numbers(r: &Value) -> [Option<&Value>; 4] {
+    ["split_hash", "test", "test_matched", "test_mismatched"].map(|k| r.get(k))
+}
+
+/// Checks that the cell `name` found in `first` (results `a`) and again in `second` (results
+/// `b`) is the same run, so that merging keeps it once; one line naming both otherwise.
+fn check_same_cell(name: &str, first: &Path, a: &Value, second: &Path, b: &Value) -> Result<()> {
+    let config = |dir: &Path| RunConfig::from_file(&dir.join("config.toml")).map(|c| comparable(&c));
+    let why = if config(first)? != config(second)? {
+        "were run with different settings"
+    } else if run_numbers(a) != run_numbers(b) {
+        "have different results (few-shot split or test scores)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Input(format!(
+        "{} and {}: two runs of cell {name} that {why}, and a table holds one run per cell (merge these bench folders into separate outputs)",
+        first.display(),
+        second.display()
+    )))
 }
 
 /// The test set and metric a task is summarised by (the main metric, at the centroid).
@@ -440,8 +514,13 @@ fn variants_of<'a, T>(order: &'a [String], table: &BTreeMap<String, T>) -> Vec<&
 
 /// Writes `results.csv` and `summary.md` for the runs found in `dirs` into `out`.
 pub fn write_tables(dirs: &[PathBuf], out: &Path) -> Result<usize> {
-    let rows = collect(dirs)?;
-    crate::train::write_atomic(&out.join("results.csv"), results_csv(&rows).as_bytes())?;
+    write_rows(dirs, &collect(dirs)?, out)
+}
+
+/// Writes `results.csv` and `summary.md` of `rows`, the runs [`collect`]ed from `dirs`, into
+/// `out` (which exists).
+pub fn write_rows(dirs: &[PathBuf], rows: &[Value], out: &Path) -> Result<usize> {
+    crate::train::write_atomic(&out.join("results.csv"), results_csv(rows).as_bytes())?;
     let mut md = String::from("# Benchmark summary\n\nGenerated by `prefix-subspace bench` from the runs under ");
     md.push_str(&dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "));
     md.push_str(". Main metric per task: accuracy (SST-2, RTE, QNLI, MNLI matched, WNLI, polarity), MCC (CoLA), F1 (MRPC, QQP), Pearson (STS-B). `n=k` marks cells with fewer than 5 finished seeds.\n");
@@ -453,7 +532,7 @@ pub fn write_tables(dirs: &[PathBuf], out: &Path) -> Result<usize> {
             stale.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")
         ));
     }
-    md.push_str(&summary_md(&rows));
+    md.push_str(&summary_md(rows));
     let notes: std::collections::BTreeSet<String> = rows
         .iter()
         .flat_map(|r| r["notes"].as_array().cloned().unwrap_or_default())
@@ -743,6 +822,27 @@ mod tests {
         }
         json!({ "task": task, "protocol": "per-class", "shots": 16, "split_seed": split_seed, "seed": 1,
                 "variant": variant, "method": variant, "test": test })
+    }
+
+    #[test]
+    fn task_and_variant_names_must_be_one_path_component() {
+        let grid = |tasks: &str, variant: &str| -> Result<Vec<Cell>> {
+            let text = format!(
+                "tasks = [{tasks:?}]\nshots = [4]\nsplit_seeds = [13]\n[[variant]]\nname = {variant:?}\nmethod = \"prefix\"\n"
+            );
+            toml::from_str::<BenchConfig>(&text).unwrap().cells()
+        };
+        assert_eq!(grid("polarity", "lr-1e-3").unwrap()[0].id, "polarity-k4-split13-lr-1e-3");
+        for (tasks, variant, bad) in [
+            ("polarity", "x/../../victim", "x/../../victim"),
+            ("polarity", "..", ".."),
+            ("polarity", "", "\"\""),
+            ("../x", "prefix", "../x"),
+            ("a\\b", "prefix", "a\\\\b"),
+        ] {
+            let e = grid(tasks, variant).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("letters, digits") && !e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

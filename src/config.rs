@@ -379,6 +379,11 @@ impl RunConfig {
         Self::from_toml(&text).map_err(|e| Error::Input(format!("{}: {e}", path.display())))
     }
 
+    /// Parses a config from TOML text (as [`RunConfig::from_file`] without the file).
+    pub fn from_toml_text(text: &str) -> std::result::Result<Self, String> {
+        Self::from_toml(text)
+    }
+
     fn from_toml(text: &str) -> std::result::Result<Self, String> {
         toml::from_str(text).map_err(|e| one_line(&e.to_string()))
     }
@@ -416,31 +421,6 @@ impl RunConfig {
             self.lr = self.method.default_lr();
         }
         let bad = |m: String| Err(Error::Input(m));
-        if self.vertices == 0 {
-            return bad("vertices must be at least 1".into());
-        }
-        if self.shots == 0 {
-            return bad("shots must be at least 1".into());
-        }
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
-            return bad("batch sizes must be at least 1".into());
-        }
-        if self.dev_samples == 0 || self.ensemble_samples == 0 {
-            return bad("dev_samples and ensemble_samples must be at least 1".into());
-        }
-        if self.epochs == 0 && self.max_steps == 0 {
-            return bad("set epochs or max_steps to at least 1".into());
-        }
-        for (name, p) in [("prefix_dropout", self.prefix_dropout), ("head_dropout", self.head_dropout)] {
-            if !(0.0..1.0).contains(&p) {
-                return bad(format!("{name} must be in [0, 1), got {p}"));
-            }
-        }
-        for (name, lr) in [("lr", self.lr), ("head_lr", self.head_lr)] {
-            if lr.is_nan() || lr <= 0.0 || !lr.is_finite() {
-                return bad(format!("{name} must be a positive number, got {lr}"));
-            }
-        }
         if self.numerics != NUMERICS {
             return bad(format!(
                 "numerics = {}: this build trains with numerics = {NUMERICS} only (set numerics = {NUMERICS}; runs of \
@@ -460,10 +440,62 @@ impl RunConfig {
                 );
             }
         }
-        if self.method == Method::Lora && self.lora_r == 0 {
-            return bad("lora_r must be at least 1".into());
+        self.check_ranges()?;
+        if self.epochs == 0 && self.max_steps == 0 {
+            return bad("epochs = 0 and max_steps = 0: set epochs or max_steps to at least 1".into());
+        }
+        if self.lora_targets.is_empty() {
+            return bad(format!("lora_targets = []: expected one or more of {}", LORA_TARGETS.join(", ")));
+        }
+        for t in &self.lora_targets {
+            if !LORA_TARGETS.contains(&t.as_str()) {
+                return bad(format!(
+                    "lora_targets: \"{t}\" is not a target (expected one or more of {})",
+                    LORA_TARGETS.join(", ")
+                ));
+            }
+        }
+        if self.task.is_empty() {
+            return bad("task = \"\": expected a task name (a GLUE task, polarity or user)".into());
         }
         Ok(self)
+    }
+
+    /// Checks every number-valued key against its declared range ([`RANGES`]), naming the key,
+    /// the value and the range. Keys hold numbers in serde's JSON form, where NaN and ±∞ are
+    /// `null`: those are refused as not finite.
+    pub fn check_ranges(&self) -> Result<()> {
+        let v = serde_json::to_value(self).map_err(|e| Error::Input(format!("config: {e}")))?;
+        for spec in RANGES {
+            let value = &v[spec.key];
+            let ok = match spec.range {
+                Range::Int(lo, hi) => value.as_u64().is_some_and(|x| (lo..=hi).contains(&x)),
+                Range::Float { .. } => value.as_f64().is_some_and(|x| spec.range.contains(x)),
+            };
+            if !ok {
+                let shown = if value.is_null() { "not a finite number".to_string() } else { value.to_string() };
+                return Err(Error::Input(format!("{} = {shown}: expected {}", spec.key, spec.range.describe())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings that change a run's numbers: everything but the thread count, the device,
+    /// how often the resumable state is saved, and the opt-in to partial train files (which
+    /// only decides whether a run can start).
+    pub fn comparable(&self) -> RunConfig {
+        RunConfig { threads: 0, device: "cpu".into(), allow_partial_train: false, checkpoint_every: 0, ..self.clone() }
+    }
+
+    /// The keys whose values differ between `self` and `other` (as their TOML forms).
+    pub fn differing_keys(&self, other: &RunConfig) -> Vec<String> {
+        let table =
+            |c: &RunConfig| toml::Value::try_from(c).ok().and_then(|v| v.as_table().cloned()).unwrap_or_default();
+        let (a, b) = (table(self), table(other));
+        let mut keys: Vec<String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// The resolved config as TOML.
@@ -495,6 +527,112 @@ impl RunConfig {
 /// reseeded from (seed, step), and the crate's own AdamW (see `optim`), so that a run can be
 /// resumed bit-identically.
 pub const NUMERICS: u32 = 2;
+
+/// The valid range of a number-valued config key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Range {
+    /// An integer in `[lo, hi]`.
+    Int(u64, u64),
+    /// A finite number between `lo` and `hi`, each bound included or not.
+    Float {
+        /// Lower bound.
+        lo: f64,
+        /// Whether `lo` itself is allowed.
+        lo_incl: bool,
+        /// Upper bound.
+        hi: f64,
+        /// Whether `hi` itself is allowed.
+        hi_incl: bool,
+    },
+}
+
+impl Range {
+    const fn closed(lo: f64, hi: f64) -> Self {
+        Range::Float { lo, lo_incl: true, hi, hi_incl: true }
+    }
+
+    /// Whether the finite number `x` lies in the range.
+    pub fn contains(&self, x: f64) -> bool {
+        match *self {
+            Range::Int(lo, hi) => x.fract() == 0.0 && x >= lo as f64 && x <= hi as f64,
+            Range::Float { lo, lo_incl, hi, hi_incl } => {
+                x.is_finite() && (x > lo || (lo_incl && x == lo)) && (x < hi || (hi_incl && x == hi))
+            }
+        }
+    }
+
+    /// The range in words, e.g. "an integer in [1, 64]", "a number in [0, 1)".
+    pub fn describe(&self) -> String {
+        match *self {
+            Range::Int(lo, hi) => format!("an integer in [{lo}, {hi}]"),
+            Range::Float { lo, lo_incl, hi, hi_incl } => {
+                format!("a number in {}{lo}, {hi}{}", if lo_incl { "[" } else { "(" }, if hi_incl { "]" } else { ")" })
+            }
+        }
+    }
+}
+
+/// A config key and its valid range.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRange {
+    /// The key.
+    pub key: &'static str,
+    /// Its valid values.
+    pub range: Range,
+}
+
+const fn int(key: &'static str, lo: u64, hi: u64) -> KeyRange {
+    KeyRange { key, range: Range::Int(lo, hi) }
+}
+const fn num(key: &'static str, range: Range) -> KeyRange {
+    KeyRange { key, range }
+}
+
+/// The largest seed: seeds are stored as TOML integers, which are signed 64-bit.
+pub const MAX_SEED: u64 = i64::MAX as u64;
+
+/// The most models one evaluation may sample per example (`dev_samples`, `ensemble_samples`,
+/// `--at ensemble:M`).
+pub const MAX_SAMPLES: u64 = 1024;
+
+/// The valid range of every number-valued key, checked once when a config is resolved (the
+/// model-dependent limits on `max_len` and `prefix_len` are checked when the model is loaded).
+pub const RANGES: &[KeyRange] = &[
+    int("shots", 1, 100_000),
+    int("split_seed", 0, MAX_SEED),
+    int("max_len", 8, 8192),
+    int("threads", 0, 256),
+    int("vertices", 1, 64),
+    int("prefix_len", 1, 1024),
+    num("beta", Range::closed(0.0, 1e6)),
+    num("prefix_dropout", Range::Float { lo: 0.0, lo_incl: true, hi: 1.0, hi_incl: false }),
+    num("head_dropout", Range::Float { lo: 0.0, lo_incl: true, hi: 1.0, hi_incl: false }),
+    int("reparam", 0, 4096),
+    num("init_std", Range::Float { lo: 0.0, lo_incl: false, hi: 10.0, hi_incl: true }),
+    num("init_peft_noise", Range::closed(0.0, 10.0)),
+    int("seed", 0, MAX_SEED),
+    num("lr", Range::Float { lo: 0.0, lo_incl: false, hi: 10.0, hi_incl: true }),
+    num("head_lr", Range::Float { lo: 0.0, lo_incl: false, hi: 10.0, hi_incl: true }),
+    int("lora_r", 1, 1024),
+    num("lora_alpha", Range::Float { lo: 0.0, lo_incl: false, hi: 1e6, hi_incl: true }),
+    num("weight_decay", Range::closed(0.0, 100.0)),
+    num("warmup_ratio", Range::closed(0.0, 1.0)),
+    num("clip", Range::closed(0.0, 1e6)),
+    int("batch_size", 1, 4096),
+    int("epochs", 0, 100_000),
+    int("max_steps", 0, 100_000_000),
+    int("eval_every", 0, 100_000_000),
+    int("patience", 0, 1_000_000),
+    int("checkpoint_every", 0, 100_000_000),
+    int("numerics", NUMERICS as u64, NUMERICS as u64),
+    int("dev_samples", 1, MAX_SAMPLES),
+    int("ensemble_samples", 1, MAX_SAMPLES),
+    int("eval_batch_size", 1, 65_536),
+    int("test_limit", 0, 1_000_000_000),
+];
+
+/// The LoRA targets `lora_targets` may name.
+pub const LORA_TARGETS: [&str; 4] = ["query", "key", "value", "output"];
 
 /// Keys that are absent from a serialised config when unset (`None`).
 const OPTIONAL_KEYS: [&str; 6] = ["data_dir", "train_file", "test_file", "text_b", "model", "init_peft"];
@@ -543,6 +681,82 @@ mod tests {
     fn prefix_method_means_one_vertex() {
         let c = RunConfig { method: Method::Prefix, ..Default::default() }.resolve().unwrap();
         assert_eq!(c.vertices, 1);
+    }
+
+    /// Every key of a serialised config (those absent when unset included).
+    fn all_keys() -> Vec<String> {
+        let mut keys: Vec<String> =
+            toml::Value::try_from(RunConfig::default()).unwrap().as_table().unwrap().keys().cloned().collect();
+        keys.extend(OPTIONAL_KEYS.iter().map(|k| k.to_string()));
+        keys
+    }
+
+    #[test]
+    fn every_number_valued_key_has_a_declared_range_that_the_defaults_meet() {
+        let json = serde_json::to_value(RunConfig::default()).unwrap();
+        let numeric: Vec<&String> =
+            json.as_object().unwrap().iter().filter(|(_, v)| v.is_number()).map(|(k, _)| k).collect();
+        for k in &numeric {
+            assert!(RANGES.iter().any(|r| r.key == k.as_str()), "{k} has no declared range");
+        }
+        for r in RANGES {
+            assert!(json.get(r.key).is_some_and(|v| v.is_number()), "{}: not a number-valued key", r.key);
+        }
+        RunConfig::default().resolve().unwrap();
+        // Each range's bounds: inside accepted, just outside refused with the key in the message.
+        let e = RunConfig { prefix_dropout: 1.0, ..Default::default() }.resolve().unwrap_err().to_string();
+        assert_eq!(e, "prefix_dropout = 1.0: expected a number in [0, 1)");
+        let e = RunConfig { beta: f64::NAN, ..Default::default() }.resolve().unwrap_err().to_string();
+        assert_eq!(e, "beta = not a finite number: expected a number in [0, 1000000]");
+        let e = RunConfig { seed: MAX_SEED + 1, ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("seed = 9223372036854775808: expected an integer in [0, 9223372036854775807]"), "{e}");
+        RunConfig { seed: MAX_SEED, ..Default::default() }.resolve().unwrap();
+        let e = RunConfig { lora_targets: vec!["qkv".into()], ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("\"qkv\""), "{e}");
+    }
+
+    /// A small fuzz run over every key (the cargo-fuzz target `config_keys` does the same with
+    /// coverage guidance): random values of every TOML type, resolved and written back, never panic.
+    #[test]
+    fn random_values_for_every_key_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let keys = all_keys();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let atoms = [
+            "nan",
+            "inf",
+            "-inf",
+            "0",
+            "-1",
+            "1",
+            "0.5",
+            "1e300",
+            "-1e-300",
+            "9223372036854775807",
+            "18446744073709551615",
+            "\"\"",
+            "\"x/../y\"",
+            "true",
+            "[]",
+            "[\"query\"]",
+            "{}",
+            "\"cuda:99\"",
+            "\"subspace\"",
+            "\"shifted\"",
+            "1.0e-9",
+            "3",
+        ];
+        for _ in 0..20_000 {
+            let sets: Vec<String> = (0..rng.gen_range(1..4))
+                .map(|_| format!("{}={}", keys[rng.gen_range(0..keys.len())], atoms[rng.gen_range(0..atoms.len())]))
+                .collect();
+            if let Ok(c) = RunConfig::default().apply_overrides(&sets) {
+                if let Ok(r) = c.resolve() {
+                    let back = RunConfig::from_toml(&r.to_toml()).unwrap();
+                    assert_eq!(back.resolve().unwrap(), r, "{sets:?}");
+                }
+            }
+        }
     }
 
     #[test]

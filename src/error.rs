@@ -9,13 +9,14 @@ pub enum Error {
     /// Bad user input: a file, a flag, a checkpoint that does not match its config.
     #[error("{0}")]
     Input(String),
-    /// An I/O failure on a named path.
-    #[error("{path}: {source}")]
+    /// An I/O failure on a named path. The OS error is part of the message and deliberately
+    /// not a `source`, so that printing the error chain does not repeat it.
+    #[error("{path}: {cause}")]
     Io {
         /// The file or folder.
         path: String,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A data file that cannot be read as expected (names file and line).
     #[error(transparent)]
@@ -40,7 +41,7 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.display().to_string(), source }
+        Error::Io { path: path.display().to_string(), cause: source }
     }
 }
 

@@ -10,6 +10,7 @@ use prefix_subspace::embed::{embed_texts, parse_device};
 use prefix_subspace::eval::{outputs, score, Encoded};
 use prefix_subspace::model::{Encoder, Pooling, TextTokenizer};
 use prefix_subspace::paths;
+use prefix_subspace::rundir;
 use prefix_subspace::subspace::At;
 use prefix_subspace::train::{evaluate_all, train, write_atomic, Session};
 
@@ -156,18 +157,36 @@ enum Command {
     /// Measure training and inference speed (samples/s, peak memory, FLOP/s), one JSON line
     /// per figure; `scripts/speed.sh` compares it with the PEFT reference.
     Speed(SpeedArgs),
-    /// Predict labels for new texts with a trained run (JSONL out: label, probabilities).
+    /// Predict labels for new texts with a trained run: one JSONL row per input line.
+    ///
+    /// Row i answers input line i, always, and starts with "line" (1-based) and, for a JSON
+    /// line with one, its "id" (string or number). A good line gets "label" and
+    /// "probabilities" (or "score" for a regression task):
+    ///   {"line":1,"id":"r7","label":"positive","probabilities":{"negative":0.1,"positive":0.9}}
+    /// A bad line (blank, not UTF-8, invalid JSON, no text field, a pair given to a
+    /// single-text task or one text to a pair task) gets "error" instead:
+    ///   {"line":3,"error":"empty line"}
+    /// The exit status is 0 whenever rows were written (stderr says how many are errors);
+    /// with --strict, the first bad line fails the command (`FILE:LINE: what was wrong`,
+    /// status 1) and nothing is written.
+    #[command(verbatim_doc_comment)]
     Predict {
         /// The run directory written by `train`.
         #[arg(long)]
         run: PathBuf,
-        /// One text per line (a tab separates the two texts of a pair), or JSONL objects with
-        /// "text_a" (or "text") and "text_b"; "-" = stdin.
+        /// One text per line, or JSON objects (lines starting with "{") with "text_a" (or
+        /// "text"), "text_b" and an optional "id"; "-" = stdin. A pair task (one trained on
+        /// text pairs, e.g. rte) takes two texts per line, separated by a tab or given as
+        /// "text_a" and "text_b"; a single-text task takes exactly one (no tab, no "text_b").
         #[arg(long, default_value = "-")]
         input: PathBuf,
-        /// Where to write the JSONL predictions; "-" = stdout.
+        /// Where to write the JSONL predictions; "-" = stdout. A file is written atomically.
         #[arg(long, default_value = "-")]
         output: PathBuf,
+        /// Fail on the first bad input line (`FILE:LINE: what was wrong`, exit status 1,
+        /// nothing written) instead of giving it an error row.
+        #[arg(long)]
+        strict: bool,
         /// centroid | vertex:I | ensemble:M | alpha:A,B,...
         #[arg(long, default_value = "centroid")]
         at: String,
@@ -335,28 +354,11 @@ impl TrainArgs {
 }
 
 fn parse_at(s: &str) -> Result<(At, usize)> {
-    let bad = || anyhow::anyhow!("--at {s}: expected centroid, vertex:I, ensemble:M or alpha:A,B,...");
-    Ok(match s.split_once(':') {
-        None if s == "centroid" => (At::Centroid, 1),
-        Some(("vertex", i)) => (At::Vertex(i.parse().map_err(|_| bad())?), 1),
-        Some(("ensemble", m)) => (At::Sample, m.parse().map_err(|_| bad())?),
-        Some(("alpha", a)) => {
-            let v = a.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<Vec<_>, _>>().map_err(|_| bad())?;
-            if v.iter().any(|x| *x < 0.0) || v.iter().sum::<f64>() <= 0.0 {
-                bail!("--at {s}: alpha weights must be non-negative and not all zero");
-            }
-            (At::Alpha(v), 1)
-        }
-        _ => return Err(bad()),
-    })
+    Ok(At::parse(s)?)
 }
 
 fn check_at(at: &At, n: usize, arg: &str) -> Result<()> {
-    match at {
-        At::Vertex(i) if *i >= n => bail!("--at {arg}: this run has {n} vertices (0..{})", n - 1),
-        At::Alpha(a) if a.len() != n => bail!("--at {arg}: give {n} weights, one per vertex"),
-        _ => Ok(()),
-    }
+    Ok(at.check(n, arg)?)
 }
 
 /// Reopens a run directory: its config, data (the same split, checked by hash) and weights.
@@ -387,7 +389,9 @@ fn open_resume(dir: &std::path::Path, args: &TrainArgs) -> Result<Session> {
     if let Some(d) = &args.device {
         cfg.device = d.clone();
     }
-    Ok(Session::open(cfg)?)
+    let session = Session::open(cfg)?;
+    prefix_subspace::train::check_resume(&session, dir)?;
+    Ok(session)
 }
 
 /// A trained run, with the dense-layer products in `precision` (`fp32` or `bf16`) instead of
@@ -421,8 +425,35 @@ fn open_run(
         if v.get("hash").and_then(|h| h.as_str()) != Some(hash.as_str()) {
             bail!("{}: the data now gives a different few-shot split (hash {hash}): the data files changed since training", split_path.display());
         }
+        if v.get("data_hash").and_then(|h| h.as_str()).is_some_and(|h| h != session.data_hash()) {
+            bail!(
+                "{}: the texts or labels of the run's examples changed since training (data hash differs): the data files were edited",
+                split_path.display()
+            );
+        }
     }
-    let (vs, s) = session.load_subspace(&run.join("checkpoint.safetensors"))?;
+    let checkpoint = run.join("checkpoint.safetensors");
+    if !checkpoint.is_file() {
+        bail!(
+            "{}: no checkpoint.safetensors: the run stopped before its first dev evaluation, so there is nothing to evaluate (train it again with --overwrite)",
+            run.display()
+        );
+    }
+    if !run.join("results.json").is_file() {
+        let best = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "eval" && v["best"] == true)
+            .filter_map(|v| v["step"].as_u64())
+            .next_back();
+        eprintln!(
+            "note: {} is unfinished (no results.json: training was interrupted or is still running); using its best checkpoint so far{}",
+            run.display(),
+            best.map(|s| format!(", from step {s}")).unwrap_or_default()
+        );
+    }
+    let (vs, s) = session.load_subspace(&checkpoint)?;
     Ok((session, vs, s))
 }
 
@@ -491,6 +522,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut encoder = Encoder::load(&dir, device)?;
             encoder.set_product_kind(precision.product_kind());
             let tokenizer = TextTokenizer::from_dir(&dir, max_len)?;
+            prefix_subspace::model::check_vocab(&tokenizer, &encoder.config, &dir)?;
             let pooling = match pool {
                 PoolArg::Auto => Pooling::auto(&dir),
                 PoolArg::Mean => Pooling::Mean,
@@ -506,26 +538,44 @@ fn run(cli: Cli) -> Result<()> {
             out.flush()?;
         }
         Command::Train(args) => {
-            let (mut session, out) = match &args.resume {
-                Some(dir) => (open_resume(dir, &args)?, dir.clone()),
+            // The run directory is locked for the whole run (released by the OS however the
+            // process ends), and only ever emptied when it is a run directory of this tool's.
+            let (mut session, out, _lock, created) = match &args.resume {
+                Some(dir) => {
+                    let session = open_resume(dir, &args)?;
+                    let lock = rundir::lock(dir, rundir::Kind::Run)?;
+                    (session, dir.clone(), lock, false)
+                }
                 None => {
                     let cfg = args.config()?;
                     let out = args.out.clone().expect("clap requires --out without --resume");
-                    let non_empty =
-                        out.exists() && std::fs::read_dir(&out).map(|mut d| d.next().is_some()).unwrap_or(true);
-                    if non_empty && !args.overwrite {
-                        bail!(
-                            "{}: run directory exists and is not empty (pass --overwrite to replace it, or --resume {} to continue it)",
-                            out.display(),
-                            out.display()
-                        );
-                    }
+                    let refuse_existing = || -> Result<()> {
+                        if out.exists() && !out.is_dir() {
+                            bail!("{}: --out names a file, not a directory", out.display());
+                        }
+                        if rundir::has_content(&out) && !args.overwrite {
+                            bail!(
+                                "{}: run directory exists and is not empty (pass --overwrite to replace it, or --resume {} to continue it)",
+                                out.display(),
+                                out.display()
+                            );
+                        }
+                        if args.overwrite {
+                            rundir::check_replaceable(&out)?;
+                        }
+                        Ok(())
+                    };
+                    refuse_existing()?;
                     // Everything that can fail on bad input fails here, before anything is written.
                     let session = Session::open(cfg)?;
-                    if args.overwrite && out.exists() {
-                        std::fs::remove_dir_all(&out).with_context(|| format!("{}: cannot remove", out.display()))?;
+                    let created = !out.exists();
+                    let lock = rundir::lock(&out, rundir::Kind::Run)?;
+                    // Checked again under the lock: another process may have written meanwhile.
+                    refuse_existing()?;
+                    if args.overwrite {
+                        rundir::clear(&out)?;
                     }
-                    (session, out)
+                    (session, out, lock, created)
                 }
             };
             for n in &session.task.notes {
@@ -564,9 +614,24 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             let results = if args.resume.is_some() {
-                prefix_subspace::train::resume(&mut session, &out, args.quiet)?
+                prefix_subspace::train::resume(&mut session, &out, args.quiet)
             } else {
-                train(&mut session, &out, args.quiet)?
+                train(&mut session, &out, args.quiet)
+            };
+            let results = match results {
+                Ok(r) => r,
+                Err(e) => {
+                    // A run that saved nothing to continue from or evaluate (it failed before
+                    // its first checkpoint) leaves no directory behind that looks like a run.
+                    let interrupted = matches!(e, prefix_subspace::Error::Interrupted { .. });
+                    let nothing_saved = !out.join("checkpoint.safetensors").exists();
+                    if !interrupted && args.resume.is_none() && nothing_saved && rundir::clear(&out).is_ok() && created
+                    {
+                        let _ = std::fs::remove_file(out.join(rundir::RUN_MARKER));
+                        let _ = std::fs::remove_dir(&out);
+                    }
+                    return Err(e.into());
+                }
             };
             let sel = &results["dev_selection"];
             let main = session.task.main_metric.name();
@@ -609,10 +674,9 @@ fn run(cli: Cli) -> Result<()> {
                 let value = if at == "all" {
                     evaluate_all(&session, &subspace, d, &session.cfg)?
                 } else if let Some(step) = at.strip_prefix("sweep:") {
-                    let step: f64 =
-                        step.parse().map_err(|_| anyhow::anyhow!("--at {at}: expected sweep:STEP, e.g. sweep:0.05"))?;
-                    if subspace.n < 2 || !(step > 0.0 && step <= 1.0) {
-                        bail!("--at {at}: a sweep needs at least 2 vertices and a step in (0, 1]");
+                    let step = At::parse_sweep(step)?;
+                    if subspace.n < 2 {
+                        bail!("--at {at}: a sweep needs at least 2 vertices (this run has {})", subspace.n);
                     }
                     let k = (1.0 / step).round() as usize;
                     let rows: Vec<serde_json::Value> = (0..=k)
@@ -640,8 +704,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench { config, out, jobs, shard, tasks, variants, merge, status } => {
             if !merge.is_empty() {
-                std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-                let n = prefix_subspace::bench::write_tables(&merge, &out)?;
+                // Read (and check) every run first: a merge that fails creates nothing.
+                let rows = prefix_subspace::bench::collect(&merge)?;
+                if rows.is_empty() {
+                    bail!(
+                        "bench --merge {}: no finished runs under cells/; nothing was written to {}",
+                        merge.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" "),
+                        out.display()
+                    );
+                }
+                let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
+                let n = prefix_subspace::bench::write_rows(&merge, &rows, &out)?;
                 println!("merged {n} runs into {}", out.join("summary.md").display());
                 return Ok(());
             }
@@ -661,7 +734,8 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", prefix_subspace::bench::status_report(&cells, &out));
                 return Ok(());
             }
-            std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+            // Held until the bench ends: a second bench on the same folder is refused.
+            let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
             let exe = std::env::current_exe()?;
             let failed = prefix_subspace::bench::run_cells(&exe, cells, &out, jobs)?;
             print!("{}", std::fs::read_to_string(out.join("summary.md")).unwrap_or_default());
@@ -673,17 +747,24 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Plot { run, bench, split, step } => {
-            if !(step > 0.0 && step <= 0.5) {
-                bail!("--step {step}: expected a value in (0, 0.5]");
+            if !(0.01..=0.5).contains(&step) {
+                bail!("--step {step}: expected a value in [0.01, 0.5]");
             }
             let written = if let Some(run) = run {
+                // The run is opened (and so checked) before anything is created in it.
+                let (session, _vs, subspace) = open_run(&run, None)?;
                 let out = run.join("plots");
                 std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-                let (session, _vs, subspace) = open_run(&run, None)?;
                 let mut w = vec![prefix_subspace::figures::training(&run, session.task.main_metric.name(), &out)?];
                 w.extend(prefix_subspace::figures::simplex(&session, &subspace, &split, step, &out)?);
                 w
             } else {
+                if let Some(b) = bench.iter().find(|b| !b.join("cells").is_dir()) {
+                    bail!(
+                        "{}: not a bench folder (no cells/); give folders written by `prefix-subspace bench`",
+                        b.display()
+                    );
+                }
                 let out = bench[0].join("plots");
                 std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
                 prefix_subspace::figures::bench_methods(&bench, &out)?
@@ -710,12 +791,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { runs } => {
             let mut rows = Vec::new();
             for r in &runs {
-                let p = r.join("results.json");
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("{}: cannot read (is the run finished?)", p.display()))?;
-                let v: serde_json::Value =
-                    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", p.display()))?;
-                rows.push(v);
+                // Unreadable, not JSON, or without the fields of the table: one line naming it.
+                rows.push(prefix_subspace::report::read_results(&r.join("results.json"))?);
             }
             print!("{}", prefix_subspace::report::runs_table(&rows));
         }
@@ -747,66 +824,20 @@ fn run(cli: Cli) -> Result<()> {
                 let _ = std::io::stdout().flush();
             })?;
         }
-        Command::Predict { run, input, output, at, precision } => {
+        Command::Predict { run, input, output, at, precision, strict } => {
             let (session, _vs, subspace) = open_run(&run, precision.as_deref())?;
             let (point, m) = parse_at(&at)?;
             check_at(&point, subspace.n, &at)?;
-            let lines = read_lines(Some(input.clone()))?;
-            let mut examples = Vec::new();
-            for (i, line) in lines.iter().enumerate() {
-                let (a, b) = if line.trim_start().starts_with('{') {
-                    let v: serde_json::Value = serde_json::from_str(line)
-                        .with_context(|| format!("{}:{}: invalid JSON", input.display(), i + 1))?;
-                    let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                    let a = get("text_a").or_else(|| get("text")).or_else(|| get("sentence")).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "{}:{}: expected a \"text_a\" (or \"text\") string field",
-                            input.display(),
-                            i + 1
-                        )
-                    })?;
-                    (a, get("text_b"))
-                } else {
-                    match line.split_once('\t') {
-                        Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                        None => (line.clone(), None),
-                    }
-                };
-                examples.push(prefix_subspace::data::Example {
-                    id: format!("{}:{}", input.display(), i + 1),
-                    text_a: a,
-                    text_b: b,
-                    label: prefix_subspace::data::Label::Class(0),
-                });
-            }
-            let d = Encoded::new(&session.tokenizer, &examples)?;
-            let o = outputs(
-                &session.encoder,
-                &subspace,
-                &d,
-                &point,
-                m,
-                session.cfg.eval_batch_size,
-                session.tokenizer.pad_id(),
-            );
-            let mean = o.mean_dim(1, false, tch::Kind::Float);
-            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&mean)?;
-            let names = &session.task.label_names;
-            let mut text = String::new();
-            for r in rows {
-                let v = if names.is_empty() {
-                    serde_json::json!({"score": r[0]})
-                } else {
-                    let best = r.iter().enumerate().fold(0, |bi, (i, p)| if *p > r[bi] { i } else { bi });
-                    serde_json::json!({"label": names[best], "probabilities": names.iter().cloned().zip(r.iter().map(|p| serde_json::json!(p))).collect::<serde_json::Map<String, serde_json::Value>>()})
-                };
-                text.push_str(&v.to_string());
-                text.push('\n');
-            }
+            let p = prefix_subspace::predict::run(&session, &subspace, &point, m, &input, strict)?;
             if output.as_os_str() == "-" {
-                print!("{text}");
+                let mut out = std::io::stdout().lock();
+                out.write_all(p.text.as_bytes())?;
+                out.flush()?;
             } else {
-                write_atomic(&output, text.as_bytes())?;
+                write_atomic(&output, p.text.as_bytes())?;
+            }
+            if let Some(note) = p.note() {
+                eprintln!("{note}");
             }
         }
     }
@@ -830,6 +861,17 @@ fn keep_the_heap() {
     }
 }
 
+/// 2 for bad input (a flag, a config value, a data or model file: what the user can fix),
+/// 1 for failures of the system (I/O, libtorch).
+fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<prefix_subspace::Error>() {
+        Some(prefix_subspace::Error::Input(_) | prefix_subspace::Error::Data(_)) => 2,
+        Some(_) => 1,
+        None if e.chain().any(|c| c.is::<std::io::Error>()) => 1,
+        None => 2,
+    }
+}
+
 fn main() {
     keep_the_heap();
     if let Err(e) = run(Cli::parse()) {
@@ -838,6 +880,6 @@ fn main() {
             std::process::exit(130);
         }
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(exit_code(&e));
     }
 }

@@ -1,12 +1,57 @@
 //! Plain-text tables of finished runs.
 
+use std::path::Path;
+
 use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The test sets a run may have scored.
+const TEST_SETS: [&str; 3] = ["test", "test_matched", "test_mismatched"];
 
 /// The main metric of a `{metric: value}` object: the first of accuracy, mcc, pearson, f1.
 fn main_value(m: &Value) -> Option<(String, f64)> {
     ["accuracy", "mcc", "pearson", "f1"]
         .iter()
         .find_map(|k| m.get(*k).and_then(Value::as_f64).map(|v| (k.to_string(), v)))
+}
+
+/// Reads a run's `results.json`: one line naming the file when it cannot be read, is not JSON,
+/// or lacks what the tables show (the task, the method, and each test set scored at the
+/// centroid, at least one of them).
+pub fn read_results(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Input(format!("{}: not found (is the run finished?)", path.display())),
+        _ => Error::io(path, e),
+    })?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
+    let bad = |what: String| {
+        Err(Error::Input(format!(
+            "{}: {what}; expected the results.json that `prefix-subspace train` writes",
+            path.display()
+        )))
+    };
+    if !v.is_object() {
+        return bad("not a JSON object".into());
+    }
+    for k in ["task", "method"] {
+        if !v.get(k).is_some_and(Value::is_string) {
+            return bad(format!("no \"{k}\" string"));
+        }
+    }
+    let mut scored = 0;
+    for set in TEST_SETS {
+        let Some(t) = v.get(set) else { continue };
+        if t.get("centroid").and_then(main_value).is_none() {
+            return bad(format!("\"{set}\" has no score at the centroid (\"centroid\": {{\"accuracy\": ...}})"));
+        }
+        scored += 1;
+    }
+    if scored == 0 {
+        return bad("no test scores (\"test\": {\"centroid\": {\"accuracy\": ...}})".into());
+    }
+    Ok(v)
 }
 
 /// One row per run: task, method, n, test set, centroid, ensemble, best vertex, train time.
@@ -16,7 +61,7 @@ pub fn runs_table(runs: &[Value]) -> String {
         "task", "method", "n", "test (metric)", "centroid", "ensemble", "best vertex", "train s"
     );
     for r in runs {
-        for key in ["test", "test_matched", "test_mismatched"] {
+        for key in TEST_SETS {
             let Some(t) = r.get(key) else { continue };
             let Some((metric, centroid)) = t.get("centroid").and_then(main_value) else {
                 continue;

@@ -35,6 +35,66 @@ pub enum At {
     Sample,
 }
 
+impl At {
+    /// Parses an `--at` point: `centroid`, `vertex:I`, `ensemble:M` (1 ≤ M ≤
+    /// [`MAX_SAMPLES`](crate::config::MAX_SAMPLES)) or `alpha:A,B,...` (finite, non-negative,
+    /// not all zero). Returns the point and the models sampled per example (M, else 1).
+    pub fn parse(s: &str) -> crate::Result<(At, usize)> {
+        use crate::config::MAX_SAMPLES;
+        let err = |why: String| crate::Error::Input(format!("--at {s}: {why}"));
+        let forms = "expected centroid, vertex:I, ensemble:M or alpha:A,B,...";
+        Ok(match s.split_once(':') {
+            None if s == "centroid" => (At::Centroid, 1),
+            Some(("vertex", i)) => (
+                At::Vertex(i.trim().parse().map_err(|_| err(format!("vertex:I takes an index 0, 1, ... ({forms})")))?),
+                1,
+            ),
+            Some(("ensemble", m)) => {
+                let m: u64 =
+                    m.trim().parse().map_err(|_| err(format!("ensemble:M takes a count of models ({forms})")))?;
+                if !(1..=MAX_SAMPLES).contains(&m) {
+                    return Err(err(format!("ensemble:M takes M in [1, {MAX_SAMPLES}]")));
+                }
+                (At::Sample, m as usize)
+            }
+            Some(("alpha", a)) => {
+                let v = a
+                    .split(',')
+                    .map(|x| x.trim().parse::<f64>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| err(format!("alpha:A,B,... takes one number per vertex ({forms})")))?;
+                if v.iter().any(|x| !x.is_finite() || *x < 0.0) || v.iter().sum::<f64>() <= 0.0 {
+                    return Err(err("alpha weights must be finite, non-negative and not all zero".into()));
+                }
+                (At::Alpha(v), 1)
+            }
+            _ => return Err(err(forms.into())),
+        })
+    }
+
+    /// Checks the point against a run of `n` vertices (`arg`: the `--at` text, for the message).
+    pub fn check(&self, n: usize, arg: &str) -> crate::Result<()> {
+        let err = |m: String| Err(crate::Error::Input(m));
+        match self {
+            At::Vertex(i) if *i >= n => err(format!("--at {arg}: this run has {n} vertices (0..{})", n - 1)),
+            At::Alpha(a) if a.len() != n => err(format!("--at {arg}: give {n} weights, one per vertex")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses `sweep:STEP` (the text after `sweep:`): a step of α along the edge from vertex 0
+    /// to vertex 1, in [0.001, 1] (at most 1,001 points).
+    pub fn parse_sweep(step: &str) -> crate::Result<f64> {
+        let s: f64 = step.trim().parse().map_err(|_| {
+            crate::Error::Input(format!("--at sweep:{step}: expected sweep:STEP with STEP a number, e.g. sweep:0.05"))
+        })?;
+        if !(0.001..=1.0).contains(&s) {
+            return Err(crate::Error::Input(format!("--at sweep:{step}: STEP must be in [0.001, 1]")));
+        }
+        Ok(s)
+    }
+}
+
 /// The trainable parameters of the method.
 #[derive(Debug)]
 pub struct Subspace {

@@ -56,14 +56,44 @@ impl Session {
                 dir.display()
             )));
         }
+        if let Some((name, _)) = task.tests.iter().find(|(_, ex)| ex.is_empty()) {
+            return Err(Error::Input(format!(
+                "task {}: the {name} set is empty, so there is nothing to score (use a larger data file, or give a test_file)",
+                task.name
+            )));
+        }
         let encoder = Encoder::load(&dir, device)?;
+        check_model_limits(&cfg, &encoder, &dir)?;
         let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
+        crate::model::check_vocab(&tokenizer, &encoder.config, &dir)?;
         let pooling = match cfg.pooling {
             PoolingChoice::Auto => Pooling::auto(&dir),
             PoolingChoice::Mean => Pooling::Mean,
             PoolingChoice::Cls => Pooling::Cls,
         };
         Ok(Self { cfg, task, encoder, tokenizer, pooling })
+    }
+
+    /// The hash of every example the run uses (ids, texts and labels of the train, dev and
+    /// test sets), so that a run reopened on edited data files is refused.
+    pub fn data_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let sets = [("train", &self.task.split.train), ("dev", &self.task.split.dev)];
+        for (name, examples) in sets.into_iter().chain(self.task.tests.iter().map(|(n, e)| (n.as_str(), e))) {
+            h.update(format!("{name}\0{}\0", examples.len()).as_bytes());
+            for e in examples {
+                let label = match e.label {
+                    Label::Class(c) => format!("c{c}"),
+                    Label::Score(s) => format!("s{}", s.to_bits()),
+                };
+                for part in [e.id.as_str(), e.text_a.as_str(), e.text_b.as_deref().unwrap_or("\u{1}"), &label] {
+                    h.update(part.len().to_le_bytes());
+                    h.update(part.as_bytes());
+                }
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// A fresh (randomly initialised, seeded) model in a new var store: the method's encoder
@@ -113,6 +143,38 @@ impl Session {
     }
 }
 
+/// The limits the model puts on the config: inputs of `max_len` tokens (after a prompt, or
+/// after the prefix when `positions = shifted`) must fit the checkpoint's position table, and
+/// so must the `prefix_len` tokens whose keys and values start the vertices (`init = vocab`).
+fn check_model_limits(cfg: &RunConfig, encoder: &Encoder, dir: &Path) -> Result<()> {
+    let p = cfg.prefix_len as i64;
+    let (shift, why) = match cfg.method {
+        Method::Prompt => (p, format!(" after the prompt of prefix_len = {p}")),
+        m if m.uses_prefix() && cfg.positions == crate::model::Positions::Shifted => {
+            (p, format!(" with positions = shifted after prefix_len = {p}"))
+        }
+        _ => (0, String::new()),
+    };
+    let table = encoder.config.max_position_embeddings;
+    let limit = encoder.max_tokens(shift);
+    if cfg.max_len as i64 > limit {
+        return Err(Error::Input(format!(
+            "max_len = {}: expected at most {} for this model{why} (max_position_embeddings {table} in {})",
+            cfg.max_len,
+            limit.max(0),
+            dir.join("config.json").display()
+        )));
+    }
+    if cfg.method.uses_prefix() && cfg.init == crate::config::Init::Vocab && p > encoder.max_tokens(0) {
+        return Err(Error::Input(format!(
+            "prefix_len = {p}: expected at most {} with init = \"vocab\" (the vertices start from the keys and values of prefix_len tokens, which must fit max_position_embeddings {table} in {}); use init = \"normal\" for longer prefixes",
+            encoder.max_tokens(0).max(0),
+            dir.join("config.json").display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes the trainable tensors atomically (temp file, fsync, rename).
 pub fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let vars = vs.variables();
@@ -125,9 +187,15 @@ pub fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
 /// Writes named tensors as safetensors atomically (temp file, fsync, rename).
 pub fn write_tensors_atomic<S: AsRef<str>, T: AsRef<Tensor>>(tensors: &[(S, T)], path: &Path) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(tensors, &tmp)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = Tensor::write_safetensors(tensors, &tmp)
+        .map_err(Error::from)
+        .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e)))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if written.is_err() {
+        // Nothing half-written is left behind (a full disk, a folder that went away).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`] into `vs` (names and shapes must match).
@@ -289,6 +357,13 @@ struct Position {
     /// the test evaluation (the state of a run interrupted during it).
     #[serde(default)]
     trained: bool,
+    /// The run's numbers-changing config (TOML) when it started: a resume after config.toml
+    /// was edited is refused. Absent in states saved by older builds.
+    #[serde(default)]
+    config: Option<String>,
+    /// [`Session::data_hash`] when the run started (absent in states of older builds).
+    #[serde(default)]
+    data_hash: Option<String>,
 }
 
 impl Position {
@@ -357,6 +432,51 @@ fn load_state(path: &Path, vs: &nn::VarStore, opt: &mut AdamW) -> Result<(Positi
     Ok((pos, best))
 }
 
+/// Checks that the interrupted run in `dir` can continue with `session`: its saved state is
+/// readable, the config's numbers-changing keys are those it started with (config.toml was not
+/// edited), and its examples' texts and labels are unchanged. Reads only the saved position.
+pub fn check_resume(session: &Session, dir: &Path) -> Result<()> {
+    let path = dir.join(RESUME_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bad = |why: String| Error::Input(format!("{}: {why}; the file is truncated or corrupted", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+    let t = st.tensor("position").map_err(|_| bad("not a resume file (no \"position\" tensor)".into()))?;
+    if t.dtype() != safetensors::Dtype::I64 {
+        return Err(bad("the \"position\" tensor is not int64".into()));
+    }
+    let json: Vec<u8> =
+        t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as u8).collect();
+    let pos: Position =
+        serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable training position ({e})")))?;
+    check_position(&pos, session, dir)
+}
+
+/// The checks of [`check_resume`] on a position already read.
+fn check_position(pos: &Position, session: &Session, dir: &Path) -> Result<()> {
+    let cfg = &session.cfg;
+    if let Some(saved) = &pos.config {
+        let started = RunConfig::from_toml_text(saved)
+            .map_err(|e| Error::Input(format!("{}: unreadable saved config ({e})", dir.join(RESUME_FILE).display())))?;
+        let keys = started.differing_keys(&cfg.comparable());
+        if !keys.is_empty() {
+            return Err(Error::Input(format!(
+                "{}: {} changed since the run started ({}); resuming would change the run's numbers: put the old value back, or train again with --overwrite",
+                dir.join("config.toml").display(),
+                keys.join(", "),
+                keys.iter().map(|k| describe_change(&started, cfg, k)).collect::<Vec<_>>().join("; ")
+            )));
+        }
+    }
+    if pos.data_hash.as_ref().is_some_and(|h| *h != session.data_hash()) {
+        return Err(Error::Input(format!(
+            "{}: the texts or labels of the run's examples changed since it started (data hash differs): the data files were edited; restore them, or train again with --overwrite",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Keeps the lines of `metrics.jsonl` up to `step` (a resumed run rewrites what follows).
 fn truncate_log(path: &Path, step: usize) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -412,12 +532,15 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
                 pos.split_hash
             )));
         }
+        check_position(&pos, session, dir)?;
         truncate_log(&metrics_path, pos.step)?;
         (pos, best)
     } else {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        let split_json = serde_json::to_string_pretty(&task.split.summary()).expect("split serialises");
+        let mut split = serde_json::to_value(task.split.summary()).expect("split serialises");
+        split["data_hash"] = json!(session.data_hash());
+        let split_json = serde_json::to_string_pretty(&split).expect("split serialises");
         write_atomic(&dir.join("split.json"), split_json.as_bytes())?;
         write_atomic(&metrics_path, b"")?;
         let pos = Position {
@@ -432,6 +555,8 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             adam_steps: BTreeMap::new(),
             split_hash,
             trained: false,
+            config: Some(cfg.comparable().to_toml()),
+            data_hash: Some(session.data_hash()),
         };
         (pos, Vec::new())
     };
@@ -492,10 +617,17 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         );
         let epoch = pos.epoch;
         if !loss_v.is_finite() {
+            let kept = match pos.best {
+                Some((v, s, _)) => format!(
+                    "the best checkpoint so far ({main} {v:.4} at step {s}) is {}, which `eval --run {}` scores",
+                    ckpt.display(),
+                    dir.display()
+                ),
+                None => "this was before the first dev evaluation, so no checkpoint was saved".to_string(),
+            };
             return Err(Error::Input(format!(
-                "training diverged: loss is {loss_v} at step {} (epoch {epoch}); the best checkpoint so far is {} — try a smaller lr",
+                "training diverged: loss is {loss_v} at step {} (epoch {epoch}); {kept}; try a smaller lr",
                 pos.step + 1,
-                ckpt.display()
             )));
         }
         let dt = t0.elapsed().as_secs_f64();
@@ -626,6 +758,17 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     remove_if_exists(&state_path)?;
     remove_if_exists(&partial_path)?;
     Ok(results)
+}
+
+/// `key`'s value when the run started and now, for a message.
+fn describe_change(started: &RunConfig, now: &RunConfig, key: &str) -> String {
+    let get = |c: &RunConfig| {
+        toml::Value::try_from(c.comparable())
+            .ok()
+            .and_then(|v| v.get(key).map(|x| x.to_string()))
+            .unwrap_or_else(|| "unset".into())
+    };
+    format!("{key}: {} then, {} now", get(started), get(now))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
@@ -806,6 +949,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         s.into()
     };
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = f
+        .write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if written.is_err() {
+        // Nothing half-written is left behind (a full disk, a folder that went away).
+        drop(f);
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

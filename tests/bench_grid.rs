@@ -247,3 +247,199 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
         assert_eq!(r["resumed"], true, "continued from the saved state, not started again");
     }
 }
+
+/// Runs `prefix-subspace ARGS`, expecting it to fail; its stderr.
+fn fails<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace")).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let line: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(!o.status.success(), "{} succeeded: {}{err}", line.join(" "), String::from_utf8_lossy(&o.stdout));
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+/// The names in a folder, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Copies a folder recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// One quick cell.
+const ONE_CELL: &str = r#"
+tasks = ["polarity"]
+shots = [4]
+split_seeds = [13]
+methods = ["prefix"]
+
+[base]
+max_steps = 2
+test_limit = 40
+dev_samples = 2
+ensemble_samples = 2
+"#;
+
+#[test]
+fn task_and_variant_names_that_are_not_one_path_component_are_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A folder of the user's next to --out, which `x/../../../sentinel` would name.
+    let sentinel = tmp.path().join("sentinel");
+    std::fs::create_dir_all(&sentinel).unwrap();
+    std::fs::write(sentinel.join("precious.txt"), "mine").unwrap();
+    let out = tmp.path().join("out");
+    let variant = |name: &str| format!("{ONE_CELL}\n[[variant]]\nname = {name:?}\nmethod = \"head\"\n");
+    let cases = [
+        ("x/../../../sentinel", variant("x/../../../sentinel")),
+        ("a/b", variant("a/b")),
+        ("..", variant("..")),
+        ("../sentinel", ONE_CELL.replace(r#"tasks = ["polarity"]"#, r#"tasks = ["../sentinel"]"#)),
+    ];
+    for (i, (bad, grid)) in cases.iter().enumerate() {
+        let cfg = tmp.path().join(format!("grid{i}.toml"));
+        std::fs::write(&cfg, grid).unwrap();
+        for status in [false, true] {
+            let mut args = vec!["bench", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()];
+            if status {
+                args.push("--status");
+            }
+            let err = fails(&args);
+            assert!(err.contains(&format!("{bad:?}")), "names {bad}: {err}");
+            assert!(err.contains("letters, digits, '.', '_' and '-'"), "says what is allowed: {err}");
+        }
+    }
+    assert!(!out.exists(), "nothing is created under --out");
+    assert_eq!(entries(&sentinel), ["precious.txt"]);
+    let mut expected: Vec<String> = (0..cases.len()).map(|i| format!("grid{i}.toml")).collect();
+    expected.push("sentinel".into());
+    assert_eq!(entries(tmp.path()), expected, "nothing is written beside --out");
+}
+
+#[test]
+fn a_bench_folder_in_use_is_refused_to_a_second_bench_and_merge_and_status_still_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let out = tmp.path().join("out");
+    let lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench).unwrap();
+    let pid = format!("pid {}", std::process::id());
+    let err = fails(&["bench", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(err.contains(&pid) && err.contains(&out.display().to_string()), "{err}");
+    assert_eq!(entries(&out), [".prefix-subspace-bench"], "the refused bench wrote nothing");
+    let (n, _, _) = status(&["--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()], "polarity");
+    assert_eq!(n, [1, 0, 0, 0, 1], "--status takes no lock");
+    // A merge into a folder in use is refused too (the source is a bench with a finished run).
+    drop(lock);
+    common::minilm_dir();
+    let src = tmp.path().join("src");
+    bench(&["--config", cfg.to_str().unwrap(), "--out", src.to_str().unwrap()]);
+    assert!(src.join(".prefix-subspace-bench").is_file(), "a bench marks its folder");
+    let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench).unwrap();
+    let err = fails(&["bench", "--merge", src.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(err.contains(&pid), "{err}");
+    assert_eq!(entries(&out), [".prefix-subspace-bench"], "the refused merge wrote nothing");
+}
+
+#[test]
+fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merge_once() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let a = tmp.path().join("a");
+    bench(&["--config", cfg.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    let id = "polarity-k4-split13-prefix";
+    let results = |dir: &Path| dir.join("cells").join(id).join("results.json");
+    let read = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(results(dir)).unwrap()).unwrap()
+    };
+    let merge = |dirs: &[&Path], out: &Path| -> Vec<String> {
+        let mut args: Vec<String> = ["bench", "--out", out.to_str().unwrap(), "--merge"].map(String::from).into();
+        args.extend(dirs.iter().map(|d| d.to_str().unwrap().to_string()));
+        args
+    };
+
+    // The same run again, with other wall-clock figures: merged once.
+    let same = tmp.path().join("same");
+    copy_dir(&a, &same);
+    let mut r = read(&same);
+    r["train_seconds"] = serde_json::json!(1234.5);
+    r["test_seconds"] = serde_json::json!(99.0);
+    r["train_samples_per_second"] = serde_json::json!(1.0);
+    r["resumed"] = serde_json::json!(true);
+    std::fs::write(results(&same), r.to_string()).unwrap();
+    let m = tmp.path().join("m-same");
+    let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace")).args(merge(&[&a, &same], &m)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("merged 1 runs"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(rows(&m), rows(&a));
+
+    // Other test scores under the same cell name (another user task, say): refused, naming both.
+    let other = tmp.path().join("other");
+    copy_dir(&a, &other);
+    let mut r = read(&other);
+    let acc = r["test"]["centroid"]["accuracy"].as_f64().unwrap();
+    r["test"]["centroid"]["accuracy"] = serde_json::json!(if acc > 0.5 { acc - 0.25 } else { acc + 0.25 });
+    std::fs::write(results(&other), r.to_string()).unwrap();
+    let m = tmp.path().join("m-other");
+    let err = fails(&merge(&[&a, &other], &m));
+    let (cell_a, cell_other) = (a.join("cells").join(id), other.join("cells").join(id));
+    assert!(err.contains(&cell_a.display().to_string()) && err.contains(&cell_other.display().to_string()), "{err}");
+    assert!(err.contains("different results"), "{err}");
+    assert!(!m.exists(), "a failed merge creates nothing");
+
+    // The same results from other numbers-changing settings: refused too.
+    let settings = tmp.path().join("settings");
+    copy_dir(&a, &settings);
+    let toml = settings.join("cells").join(id).join("config.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("max_steps = 2"), "{text}");
+    std::fs::write(&toml, text.replace("max_steps = 2", "max_steps = 3")).unwrap();
+    let err = fails(&merge(&[&settings, &a], &m));
+    assert!(err.contains(&cell_a.display().to_string()) && err.contains("different settings"), "{err}");
+    assert!(!m.exists(), "a failed merge creates nothing");
+
+    // A results.json that is a folder, not JSON, or lacks the fields of the table: one error
+    // naming it, in merge and in report.
+    let broken = tmp.path().join("broken");
+    copy_dir(&a, &broken);
+    let run = broken.join("cells").join(id);
+    let p = results(&broken);
+    for (content, why) in [
+        (None, ""),
+        (Some("{\"task\": \"polarity\", \"method\": \"prefix\""), "invalid JSON"),
+        (Some("{\"method\": \"prefix\", \"test\": {\"centroid\": {\"accuracy\": 0.5}}}"), "\"task\""),
+        (Some("{\"task\": \"polarity\", \"method\": \"prefix\"}"), "no test scores"),
+        (Some("{\"task\": \"polarity\", \"method\": \"prefix\", \"test\": {\"ensemble\": {}}}"), "centroid"),
+    ] {
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_dir(&p);
+        match content {
+            None => std::fs::create_dir(&p).unwrap(),
+            Some(c) => std::fs::write(&p, c).unwrap(),
+        }
+        let err = fails(&merge(&[&broken], &m));
+        assert!(err.contains(&p.display().to_string()) && err.contains(why), "{why}: {err}");
+        assert!(!m.exists(), "a failed merge creates nothing");
+        let err = fails(&["report", a.join("cells").join(id).to_str().unwrap(), run.to_str().unwrap()]);
+        assert!(err.contains(&p.display().to_string()) && err.contains(why), "{why}: {err}");
+    }
+    // A bench folder with no finished run: nothing to merge, nothing created.
+    std::fs::remove_file(&p).unwrap();
+    let err = fails(&merge(&[&broken], &m));
+    assert!(err.contains("no finished runs"), "{err}");
+    assert!(!m.exists(), "a failed merge creates nothing");
+}

@@ -328,20 +328,32 @@ fn more_bad_inputs_name_what_is_wrong() {
 fn a_diverging_loss_stops_training_and_names_the_step() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
+    // A regression task whose top score bucket holds labels of 3e19: the squared error of an
+    // example of that bucket overflows to inf, while the others train normally. With one
+    // example per step and a dev evaluation after each, the first seven steps (seed 3) see
+    // ordinary examples and save checkpoints; the first huge label, at step 8, diverges.
+    let text: String = std::iter::once("text\tlabel\n".to_string())
+        .chain((0..100).map(|i| format!("sentence number {i}\t{}\n", ["0.5", "1.5", "2.5", "3.5", "3e19"][i % 5])))
+        .collect();
+    let data = write(tmp.path(), "scores.tsv", &text);
     let out_dir = tmp.path().join("run");
     let out = run(&[
         "train",
         "--task",
-        "polarity",
+        "user",
         "--quiet",
         "--out",
         out_dir.to_str().unwrap(),
         "--set",
-        "lr=1e30",
+        &format!("train_file={}", data.display()),
+        "--seed",
+        "3",
         "--set",
-        "head_lr=1e30",
+        "regression=true",
         "--set",
-        "clip=0",
+        "shots=4",
+        "--set",
+        "batch_size=1",
         "--set",
         "max_steps=30",
         "--set",
@@ -349,9 +361,10 @@ fn a_diverging_loss_stops_training_and_names_the_step() {
         "--set",
         "test_limit=20",
     ]);
-    assert!(!out.status.success(), "training with lr 1e30 did not stop");
+    assert!(!out.status.success(), "training on labels of 3e19 did not stop");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("diverged") && err.contains("step"), "{err}");
+    assert!(err.contains("at step 8") && err.contains("the best checkpoint so far"), "{err}");
     assert!(out_dir.join("checkpoint.safetensors").is_file(), "the last good checkpoint is kept");
     assert!(!out_dir.join("results.json").exists());
 }

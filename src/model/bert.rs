@@ -83,6 +83,19 @@ const MPNET_BUCKETS: i64 = 32;
 const MPNET_MAX_DISTANCE: i64 = 128;
 /// MPNet's padding index for position ids (hard-coded to 1 in Hugging Face).
 const MPNET_PADDING_IDX: i64 = 1;
+/// The most layers a `config.json` may declare (the largest released encoders have 48).
+pub const MAX_LAYERS: i64 = 1000;
+
+/// The position id of the first real token of an input whose positions are not shifted:
+/// 0 for BERT; for RoBERTa and MPNet the one after the padding index (`pad_token_id`, and 1
+/// for MPNet whatever the config says, as Hugging Face hard-codes it).
+fn first_position(arch: Arch, pad_token_id: i64) -> i64 {
+    match arch {
+        Arch::Bert => 0,
+        Arch::Roberta => pad_token_id + 1,
+        Arch::Mpnet => MPNET_PADDING_IDX + 1,
+    }
+}
 
 impl Arch {
     /// The name prefix a task-model checkpoint puts before the encoder's tensors.
@@ -199,36 +212,87 @@ impl Config {
         shapes
     }
 
-    /// Reads and validates `config.json`.
+    /// Reads and validates `config.json` (see [`Config::validate`]).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: Config =
             serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}:{}: {}", path.display(), e.line(), e)))?;
-        cfg.arch().map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
-            return Err(Error::Input(format!(
-                "{}: hidden_size {} is not a multiple of num_attention_heads {}",
-                path.display(),
-                cfg.hidden_size,
-                cfg.num_attention_heads
-            )));
-        }
-        if cfg.position_embedding_type != "absolute" {
-            return Err(Error::Input(format!(
-                "{}: position_embedding_type \"{}\" is not supported (expected \"absolute\")",
-                path.display(),
-                cfg.position_embedding_type
-            )));
-        }
-        Activation::parse(&cfg.hidden_act).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-        if cfg.model_type == "mpnet" && cfg.relative_attention_num_buckets < MPNET_BUCKETS {
-            return Err(Error::Input(format!(
-                "{}: relative_attention_num_buckets {} is below the {MPNET_BUCKETS} buckets MPNet uses",
-                path.display(),
-                cfg.relative_attention_num_buckets
-            )));
-        }
+        cfg.validate().map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         Ok(cfg)
+    }
+
+    /// Checks that the values make an encoder that can run: counts and sizes at least 1
+    /// (at most [`MAX_LAYERS`] layers), the hidden size a multiple of the heads, a finite
+    /// positive LayerNorm epsilon, dropout probabilities in [0, 1), `pad_token_id` a token of
+    /// the vocabulary, at least one position for a token (RoBERTa and MPNet start positions
+    /// after the padding index), and the supported architecture, activation, position type
+    /// and (MPNet) relative buckets. The message names the key, its value and what was
+    /// expected, without the file (the caller adds it).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let arch = self.arch()?;
+        let at_least_one = [
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (key, v) in at_least_one {
+            if v < 1 {
+                return Err(format!("{key} is {v}, expected at least 1"));
+            }
+        }
+        if self.num_hidden_layers > MAX_LAYERS {
+            return Err(format!("num_hidden_layers is {}, expected at most {MAX_LAYERS}", self.num_hidden_layers));
+        }
+        if arch != Arch::Mpnet && self.type_vocab_size < 1 {
+            return Err(format!("type_vocab_size is {}, expected at least 1", self.type_vocab_size));
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!("layer_norm_eps is {}, expected a finite number above 0", self.layer_norm_eps));
+        }
+        for (key, v) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("{key} is {v}, expected a probability in [0, 1)"));
+            }
+        }
+        if !(0..self.vocab_size).contains(&self.pad_token_id) {
+            return Err(format!(
+                "pad_token_id is {}, expected a token id in [0, {}) (vocab_size {})",
+                self.pad_token_id, self.vocab_size, self.vocab_size
+            ));
+        }
+        let first = first_position(arch, self.pad_token_id);
+        if self.max_position_embeddings <= first {
+            return Err(format!(
+                "max_position_embeddings is {}, expected more than {first}: {} positions start at {first} (after the padding index)",
+                self.max_position_embeddings, self.model_type
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(format!(
+                "position_embedding_type \"{}\" is not supported (expected \"absolute\")",
+                self.position_embedding_type
+            ));
+        }
+        Activation::parse(&self.hidden_act)?;
+        if arch == Arch::Mpnet && self.relative_attention_num_buckets < MPNET_BUCKETS {
+            return Err(format!(
+                "relative_attention_num_buckets {} is below the {MPNET_BUCKETS} buckets MPNet uses",
+                self.relative_attention_num_buckets
+            ));
+        }
+        Ok(())
     }
 
     /// The architecture family, from `model_type`.
@@ -683,7 +747,7 @@ impl Encoder {
             )));
         }
         let config = Config::from_file(&cfg_path)?;
-        let st_path = dir.join("model.safetensors");
+        let st_path = dir.join(super::load::MODEL_WEIGHTS);
         if !st_path.is_file() {
             return Err(Error::Input(format!(
                 "{}: model folder has no model.safetensors (only safetensors weights are read; convert pytorch_model.bin first)",
@@ -695,7 +759,11 @@ impl Encoder {
     }
 
     /// Builds the encoder from already-read weights (checked against the config).
+    ///
+    /// The config is validated as [`Config::from_file`] does (the message names the weights'
+    /// file, for configs built in memory).
     pub fn from_weights(config: Config, w: &mut Weights, device: Device) -> Result<Self> {
+        config.validate().map_err(|e| Error::Input(format!("config for {}: {e}", w.path().display())))?;
         let arch = config.arch().map_err(Error::Input)?;
         w.strip_prefix(arch.checkpoint_prefix());
         let embeddings = Embeddings::load(w, &config, arch)?;
@@ -724,6 +792,44 @@ impl Encoder {
     /// Hidden size H.
     pub fn hidden_size(&self) -> i64 {
         self.config.hidden_size
+    }
+
+    /// The most real tokens (special tokens included) one input may have when the real
+    /// tokens' positions start `shift` places later than in a plain input; 0 when not even
+    /// one fits. A longer input would look up a position past the table of
+    /// `max_position_embeddings` learned positions.
+    ///
+    /// `shift` is 0 for a plain input and for a prefix with [`Positions::Unshifted`]; the
+    /// prefix length p with [`Positions::Shifted`] (the real tokens take positions after the
+    /// prefix, see [`Encoder::forward`]); the prompt length q for prompt tuning
+    /// ([`Encoder::embed_prompted`]: positions run over prompt and tokens together).
+    ///
+    /// - BERT: token t (from 0) has position `t + shift`, so the last of T tokens needs
+    ///   `T - 1 + shift < max_position_embeddings`: **max_position_embeddings − shift**. Padding
+    ///   takes positions too, but a batch is padded to its longest input only.
+    /// - RoBERTa and MPNet: positions count real tokens from the one after the padding index
+    ///   (`pad_token_id` for RoBERTa, 1 for MPNet), as Hugging Face's
+    ///   `create_position_ids_from_input_ids`; the T-th real token has position
+    ///   `padding_idx + T + shift`: **max_position_embeddings − (padding_idx + 1) − shift**
+    ///   (514 − 2 = 512 for roberta-base and all-mpnet-base-v2). Padding sits at the padding
+    ///   index itself, and a real token whose id is the padding id is counted as padding, so
+    ///   the bound is the worst case. MPNet's relative-position bias has no limit of its own
+    ///   (distances past 128 share the last bucket).
+    ///
+    /// See [`Encoder::max_vocab_prefix_len`] for the prefix length `init = vocab` allows.
+    pub fn max_tokens(&self, shift: i64) -> i64 {
+        let first = first_position(self.arch, self.config.pad_token_id);
+        (self.config.max_position_embeddings - first).saturating_sub(shift).max(0)
+    }
+
+    /// The longest prefix whose vertices can be initialised from the vocabulary (`init =
+    /// vocab`): the p random tokens go through the encoder as one plain input of p tokens,
+    /// without special tokens (see [`Encoder::keys_values`] and `init_vertices` in
+    /// `subspace.rs`), at positions as if unshifted whatever `positions` says, so
+    /// p ≤ [`Encoder::max_tokens`]`(0)`. A run with [`Positions::Shifted`] must moreover keep
+    /// its inputs within `max_tokens(p)`.
+    pub fn max_vocab_prefix_len(&self) -> i64 {
+        self.max_tokens(0)
     }
 
     /// All weight tensors, with their checkpoint names (unprefixed; each family's own names,

@@ -7,6 +7,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+/// The file name of a model folder's weights (the only file [`Weights::read`] advises
+/// downloading again when it is unreadable).
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+
 /// The tensors of one checkpoint file, taken out one by one by the modules that own them.
 #[derive(Debug)]
 pub struct Weights {
@@ -19,10 +23,14 @@ impl Weights {
     pub fn read(path: &Path, device: Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-            Error::Input(format!(
-                "{}: not a valid safetensors file ({e}); the file may be truncated or corrupted: download it again",
-                path.display()
-            ))
+            // Only a model's weights come from a download; a run's own checkpoint or resume
+            // file (or an adapter) was written here, and downloading it again means nothing.
+            let advice = if path.file_name().is_some_and(|n| n == MODEL_WEIGHTS) {
+                "the file may be truncated or corrupted: download it again"
+            } else {
+                "the file is truncated or corrupted"
+            };
+            Error::Input(format!("{}: not a valid safetensors file ({e}); {advice}", path.display()))
         })?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
@@ -46,6 +54,11 @@ impl Weights {
             tensors.insert(name, t.to_device(device));
         }
         Ok(Self { path: path.to_path_buf(), tensors })
+    }
+
+    /// The file the tensors were read from (or stand for).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Wraps tensors already in memory (tests, conversions).
@@ -73,10 +86,19 @@ impl Weights {
         self.take_any(&[name], shape)
     }
 
-    /// Takes the first of `names` present, checking its shape.
+    /// Takes the first of `names` present, checking its shape and that it holds floating-point
+    /// numbers (every weight of the encoder does; an integer tensor would fail later, in the
+    /// middle of a product). [`Weights::into_map`] hands out tensors of any dtype.
     pub fn take_any(&mut self, names: &[&str], shape: &[i64]) -> Result<Tensor> {
         for name in names {
             if let Some(t) = self.tensors.remove(*name) {
+                if !t.is_floating_point() {
+                    return Err(Error::Input(format!(
+                        "{}: tensor \"{name}\" has dtype {} but a weight must be floating point (F32, F16, BF16 or F64)",
+                        self.path.display(),
+                        dtype_name(t.kind())
+                    )));
+                }
                 if t.size() != shape {
                     return Err(Error::Input(format!(
                         "{}: tensor \"{name}\" has shape {:?} but config.json implies {:?}",
@@ -93,5 +115,18 @@ impl Weights {
             self.path.display(),
             names[0]
         )))
+    }
+}
+
+/// The safetensors name of a tensor kind (as the file states it).
+fn dtype_name(kind: Kind) -> String {
+    match kind {
+        Kind::Int => "I32".into(),
+        Kind::Int64 => "I64".into(),
+        Kind::Float => "F32".into(),
+        Kind::Half => "F16".into(),
+        Kind::BFloat16 => "BF16".into(),
+        Kind::Double => "F64".into(),
+        other => format!("{other:?}"),
     }
 }

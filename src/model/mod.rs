@@ -8,4 +8,4 @@ pub mod tokenizer;
 pub use bert::{
     additive, prefixed_additive_mask, Arch, Batch, Config, Encoder, Forward, LayerNames, Packing, Pooling, Positions,
 };
-pub use tokenizer::TextTokenizer;
+pub use tokenizer::{check_vocab, TextTokenizer};

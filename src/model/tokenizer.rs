@@ -2,7 +2,7 @@
 //! (WordPiece, BERT), or `vocab.json` + `merges.txt` (byte-level BPE, RoBERTa). Single
 //! sentences and pairs, truncation to a maximum length, dynamic padding per batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 use tokenizers::models::bpe::BPE;
@@ -14,7 +14,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
 
-use super::bert::Batch;
+use super::bert::{Batch, Config};
 use crate::error::{Error, Result};
 
 /// A tokenizer with the model's special tokens, truncation, and our own padding.
@@ -22,11 +22,17 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     pad_id: i64,
     max_len: usize,
+    /// The file the vocabulary came from (tokenizer.json, vocab.txt or vocab.json).
+    source: PathBuf,
 }
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("pad_id", &self.pad_id).field("max_len", &self.max_len).finish()
+        f.debug_struct("TextTokenizer")
+            .field("pad_id", &self.pad_id)
+            .field("max_len", &self.max_len)
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -41,6 +47,13 @@ impl TextTokenizer {
         let vocab_txt = dir.join("vocab.txt");
         let (vocab_json, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
         let lower = lowercase_flag(dir);
+        let source = if tj.is_file() {
+            tj.clone()
+        } else if vocab_txt.is_file() {
+            vocab_txt.clone()
+        } else {
+            vocab_json.clone()
+        };
         let mut inner = if tj.is_file() {
             Tokenizer::from_file(&tj).map_err(|e| tok_err(&tj, e))?
         } else if vocab_txt.is_file() {
@@ -97,12 +110,23 @@ impl TextTokenizer {
             .or_else(|| ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)))
             .map(i64::from)
             .unwrap_or(0);
-        Ok(Self { inner, pad_id, max_len })
+        Ok(Self { inner, pad_id, max_len, source })
     }
 
     /// The padding token id.
     pub fn pad_id(&self) -> i64 {
         self.pad_id
+    }
+
+    /// The number of token ids the tokenizer can produce: one more than its largest id
+    /// (added and special tokens included), 0 for an empty vocabulary.
+    pub fn vocab_size(&self) -> i64 {
+        self.inner.get_vocab(true).values().max().map_or(0, |&m| i64::from(m) + 1)
+    }
+
+    /// The file the vocabulary was read from (tokenizer.json, vocab.txt or vocab.json).
+    pub fn source(&self) -> &Path {
+        &self.source
     }
 
     /// The truncation length.
@@ -166,4 +190,23 @@ fn declared_pad_token(dir: &Path) -> Option<String> {
         let t = v.get("pad_token")?;
         t.as_str().or_else(|| t.get("content")?.as_str()).map(str::to_string)
     })
+}
+
+/// Checks that every id `tokenizer` can produce has a row in the embedding table of the
+/// model `config` describes (its `vocab_size`): a larger vocabulary would index past the
+/// table in the middle of a forward pass. `model_dir` is the folder of `config.json` (for
+/// the message).
+pub fn check_vocab(tokenizer: &TextTokenizer, config: &Config, model_dir: &Path) -> Result<()> {
+    let n = tokenizer.vocab_size();
+    if n > config.vocab_size {
+        return Err(Error::Input(format!(
+            "{}: the tokenizer has {n} token ids (0..={}) but {} has vocab_size {}: ids from {} on have no embedding (is this the tokenizer of this model?)",
+            tokenizer.source().display(),
+            n - 1,
+            model_dir.join("config.json").display(),
+            config.vocab_size,
+            config.vocab_size
+        )));
+    }
+    Ok(())
 }

@@ -1,0 +1,270 @@
+//! Folders this tool writes (run directories and bench output folders): the marker file that
+//! says the tool made a folder, the exclusive lock a process holds while it writes into one,
+//! and the only way a folder is ever emptied (`--overwrite`).
+//!
+//! The marker doubles as the lock file: a writer opens it and takes an OS advisory lock
+//! (`flock`) for as long as it runs. The OS releases the lock when the process ends, however it
+//! ends (`kill -9` included), so a killed run can be resumed at once; a second writer is
+//! refused with the holder's pid, which the holder writes into the marker.
+//!
+//! `--overwrite` removes only the files a run writes, and only in a folder that holds nothing
+//! else: a folder that is not a run directory, or a run directory holding a file of the user's,
+//! is refused with one line and nothing is deleted.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The marker (and lock file) of a run directory.
+pub const RUN_MARKER: &str = ".prefix-subspace-run";
+/// The marker (and lock file) of a bench output folder.
+pub const BENCH_MARKER: &str = ".prefix-subspace-bench";
+
+/// The files and folders a run writes into its directory (with their `.tmp` siblings while
+/// they are being written); `--overwrite` removes these and nothing else.
+pub const RUN_ENTRIES: &[&str] = &[
+    "config.toml",
+    "split.json",
+    "metrics.jsonl",
+    "checkpoint.safetensors",
+    "results.json",
+    crate::train::RESUME_FILE,
+    crate::train::TEST_PARTIAL_FILE,
+    "plots",
+];
+
+/// What kind of folder a lock is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A run directory (`train --out`, `train --resume`).
+    Run,
+    /// A bench output folder (`bench --out`).
+    Bench,
+}
+
+impl Kind {
+    fn marker(self) -> &'static str {
+        match self {
+            Kind::Run => RUN_MARKER,
+            Kind::Bench => BENCH_MARKER,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Kind::Run => "run directory",
+            Kind::Bench => "bench folder",
+        }
+    }
+}
+
+/// An exclusive lock on a folder, held until dropped (or until the process ends).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// The marker file holding the lock.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates `dir` if needed, writes its marker and takes the exclusive lock on it; refuses with
+/// one line naming the holder's pid when another process holds it.
+pub fn lock(dir: &Path, kind: Kind) -> Result<Lock> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(kind.marker());
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = text
+                .lines()
+                .find_map(|l| l.strip_prefix("pid "))
+                .map(|p| format!("pid {}", p.trim()))
+                .unwrap_or_else(|| "another process".into());
+            return Err(Error::Input(format!(
+                "{}: this {} is in use by prefix-subspace {holder} (a lock is held on {}); wait for it to finish or stop it first",
+                dir.display(),
+                kind.what(),
+                kind.marker()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    let text = format!("prefix-subspace {}\npid {}\n", kind.what(), std::process::id());
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(text.as_bytes()))
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(Lock { _file: file, path })
+}
+
+/// Whether `name` is an entry a run writes (or its temporary sibling).
+fn is_run_entry(name: &str) -> bool {
+    let base = name.strip_suffix(".tmp").unwrap_or(name);
+    name == RUN_MARKER || RUN_ENTRIES.contains(&base)
+}
+
+/// Whether `dir` holds anything but a run's marker (a folder that does not exist holds nothing).
+pub fn has_content(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().any(|e| e.file_name() != RUN_MARKER),
+        Err(_) => dir.exists(),
+    }
+}
+
+/// Checks that `dir` may be emptied by `--overwrite`: it does not exist, or it is a run
+/// directory (it has the marker, or a `config.toml` as run directories written before the
+/// marker existed) holding only what runs write. Otherwise one line says why, and nothing is
+/// touched.
+pub fn check_replaceable(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(Error::Input(format!(
+            "{}: --overwrite replaces only a run directory written by prefix-subspace, and {why}; nothing was deleted (choose another --out)",
+            dir.display()
+        )))
+    };
+    if !dir.is_dir() {
+        return refuse("this is not a directory".into());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut foreign = Vec::new();
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !is_run_entry(&name) {
+            foreign.push(name.clone());
+        } else if name == "plots" {
+            // Figures only (what `plot --run` writes).
+            let figures_only = std::fs::read_dir(e.path())
+                .map(|d| {
+                    d.flatten().all(|f| {
+                        let n = f.file_name().to_string_lossy().into_owned();
+                        f.path().is_file() && (n.ends_with(".png") || n.ends_with(".svg") || n.ends_with(".tmp"))
+                    })
+                })
+                .unwrap_or(false);
+            if !figures_only {
+                foreign.push("plots/ (with files that are not figures)".into());
+            }
+        }
+        names.push(name);
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        let more = if foreign.len() > 1 { format!(" (and {} more)", foreign.len() - 1) } else { String::new() };
+        return refuse(format!("this folder holds \"{}\"{more}, which a run does not write", foreign[0]));
+    }
+    if !names.is_empty() && !names.iter().any(|n| n == RUN_MARKER || n == "config.toml") {
+        return refuse(format!("this folder has neither {RUN_MARKER} nor config.toml"));
+    }
+    Ok(())
+}
+
+/// Empties a run directory for `--overwrite`: checks it as [`check_replaceable`] does, then
+/// removes the entries a run writes (the marker, which the caller's lock holds, stays).
+pub fn clear(dir: &Path) -> Result<()> {
+    check_replaceable(dir)?;
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == RUN_MARKER {
+            continue;
+        }
+        let p = e.path();
+        let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        r.map_err(|err| Error::io(&p, err))?;
+    }
+    Ok(())
+}
+
+/// Whether `name` can be one path component of a folder this tool creates from a config (a
+/// bench cell or variant name): letters, digits, `.`, `_`, `-`, not starting with `.`, at most
+/// 100 characters.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_with_the_holders_pid_and_released_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let first = lock(&dir, Kind::Run).unwrap();
+        let e = lock(&dir, Kind::Run).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        drop(first);
+        lock(&dir, Kind::Run).unwrap();
+    }
+
+    #[test]
+    fn only_run_directories_with_nothing_foreign_are_cleared() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Not a run directory: a data file and a folder of the user's.
+        let user = tmp.path().join("user");
+        std::fs::create_dir_all(user.join("precious")).unwrap();
+        std::fs::write(user.join("train.csv"), "text,label\n").unwrap();
+        let e = clear(&user).unwrap_err().to_string();
+        assert!(e.contains("nothing was deleted") && e.contains("precious"), "{e}");
+        assert!(user.join("train.csv").is_file() && user.join("precious").is_dir());
+        // A run directory with a file of the user's in it: refused too.
+        let run = tmp.path().join("run");
+        std::fs::create_dir_all(run.join("plots")).unwrap();
+        for f in ["config.toml", "results.json", "metrics.jsonl", "results.json.tmp", RUN_MARKER] {
+            std::fs::write(run.join(f), "x").unwrap();
+        }
+        std::fs::write(run.join("plots/training.png"), "x").unwrap();
+        std::fs::write(run.join("notes.txt"), "mine").unwrap();
+        assert!(clear(&run).unwrap_err().to_string().contains("notes.txt"));
+        assert!(run.join("config.toml").is_file());
+        std::fs::remove_file(run.join("notes.txt")).unwrap();
+        clear(&run).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&run).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(RUN_MARKER)]);
+        // A folder of run-like names without marker or config.toml is not a run directory.
+        let odd = tmp.path().join("odd");
+        std::fs::create_dir_all(&odd).unwrap();
+        std::fs::write(odd.join("results.json"), "{}").unwrap();
+        assert!(clear(&odd).is_err() && odd.join("results.json").is_file());
+        // A file is not a directory.
+        assert!(clear(&user.join("train.csv")).is_err());
+        // Nothing there: nothing to do.
+        clear(&tmp.path().join("missing")).unwrap();
+    }
+
+    #[test]
+    fn safe_names_are_one_plain_path_component() {
+        for ok in ["subspace", "beta0", "n2", "lr-1e-3", "a.b_c"] {
+            assert!(is_safe_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "x/../../victim", "a/b", "a\\b", "sp ace", "tab\t", &"x".repeat(101)] {
+            assert!(!is_safe_name(bad), "{bad:?}");
+        }
+    }
+}
