@@ -116,9 +116,11 @@ impl BenchConfig {
                             Protocol::PerClass => "k",
                             Protocol::Total => "total",
                         };
-                        let id = format!("{task}-{proto}{k}-split{ss}-{}", v.name);
+                        let c = c.resolve()?;
+                        // A user task is known by its `task_name` (checked by `resolve`) when it has one.
+                        let id = format!("{}-{proto}{k}-split{ss}-{}", c.task_label(), v.name);
                         check_name("cell", &id)?;
-                        cells.push(Cell { id, config: c.resolve()?, variant: v.name.clone() });
+                        cells.push(Cell { id, config: c, variant: v.name.clone() });
                     }
                 }
             }
@@ -645,11 +647,11 @@ pub fn status_report(cells: &[Cell], out: &Path) -> String {
     let mut tasks: Vec<(String, StatusCounts)> = Vec::new();
     let mut interrupted = Vec::new();
     for c in cells {
-        let task = &c.config.task;
+        let task = c.config.task_label();
         let i = match tasks.iter().position(|(t, _)| t == task) {
             Some(i) => i,
             None => {
-                tasks.push((task.clone(), StatusCounts::default()));
+                tasks.push((task.to_string(), StatusCounts::default()));
                 tasks.len() - 1
             }
         };
@@ -719,7 +721,9 @@ fn interrupt_with_parent(cmd: &mut std::process::Command) {
 }
 
 /// Runs the cells not yet finished under `out/cells/`, `jobs` at a time, each as a child
-/// process of `exe train` (single-threaded when jobs > 1). Returns the number of failures.
+/// process of `exe train`, single-threaded whatever `jobs` is: a run's last bits depend on its
+/// thread count, so a cell gives the same numbers under `--jobs 1` as under `--jobs N`.
+/// Returns the number of failures.
 pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Result<usize> {
     use std::sync::{Arc, Mutex};
     let dir = out.join("cells");
@@ -757,9 +761,7 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
                 (queue.clone(), done.clone(), dir.clone(), exe.to_path_buf(), out.to_path_buf());
             std::thread::spawn(move || loop {
                 let Some((mut cell, resume)) = queue.lock().expect("queue").pop_front() else { break };
-                if jobs > 1 {
-                    cell.config.threads = 1;
-                }
+                cell.config.threads = 1;
                 let cfg_path = dir.join(format!("{}.toml", cell.id));
                 let log_path = dir.join(format!("{}.log", cell.id));
                 let run_dir = dir.join(&cell.id);
@@ -843,6 +845,26 @@ mod tests {
             let e = grid(tasks, variant).unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("letters, digits") && !e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn a_named_user_task_names_its_cells() {
+        let grid = |base: &str| -> Result<Vec<Cell>> {
+            let text = format!(
+                "tasks = [\"user\"]\nshots = [4]\nsplit_seeds = [13]\nmethods = [\"prefix\"]\n[base]\ntrain_file = \"r.csv\"\n{base}"
+            );
+            toml::from_str::<BenchConfig>(&text).unwrap().cells()
+        };
+        assert_eq!(grid("").unwrap()[0].id, "user-k4-split13-prefix");
+        let cells = grid("task_name = \"reviews\"\n").unwrap();
+        assert_eq!(cells[0].id, "reviews-k4-split13-prefix");
+        assert_eq!(cells[0].config.task_label(), "reviews");
+        for bad in ["../x", "my-task", "sst2"] {
+            let e = grid(&format!("task_name = {bad:?}\n")).unwrap_err().to_string();
+            assert!(e.contains("task_name") && e.contains("letters, digits"), "{e}");
+        }
+        // The cells' configs without a name are those of before the key existed.
+        assert!(!grid("").unwrap()[0].config.to_toml().contains("task_name"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The run configuration: every knob of a training run, with METHOD.md's defaults. Read from a
+//! The run configuration: every knob of a training run, with the defaults of docs/method.md. Read from a
 //! TOML file, overridden by `--set key=value` and by command-line flags, and written back,
 //! fully resolved, into the run directory.
 
@@ -53,7 +53,7 @@ impl Method {
             .map_err(|names| Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", "))))
     }
 
-    /// The default learning rate of the method's own parameters (METHOD.md's starting points).
+    /// The default learning rate of the method's own parameters (docs/method.md).
     pub fn default_lr(self) -> f64 {
         match self {
             Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => 5e-3,
@@ -208,6 +208,8 @@ pub struct RunConfig {
     pub label_column: String,
     /// User task: labels are real numbers (regression).
     pub regression: bool,
+    /// User task: its name in results.json, tables and bench cell ids (default: `user`).
+    pub task_name: Option<String>,
 
     // --- model ---
     /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
@@ -325,6 +327,7 @@ impl Default for RunConfig {
             text_b: None,
             label_column: "label".into(),
             regression: false,
+            task_name: None,
             model: None,
             max_len: 128,
             pooling: PoolingChoice::Auto,
@@ -385,7 +388,7 @@ impl RunConfig {
     }
 
     fn from_toml(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+        toml::from_str(text).map_err(|e| with_key_hint(&one_line(&e.to_string())))
     }
 
     /// Applies `key=value` overrides (the value is parsed as TOML, else taken as a string).
@@ -402,9 +405,7 @@ impl RunConfig {
                 .unwrap_or_else(|| toml::Value::String(v.to_string()));
             let t = table.as_table_mut().expect("config is a table");
             if !t.contains_key(k) && !OPTIONAL_KEYS.contains(&k) {
-                return Err(Error::Input(format!(
-                    "--set {s}: unknown key \"{k}\" (see a run's config.toml for the keys)"
-                )));
+                return Err(Error::Input(format!("--set {s}: {}", unknown_key(k))));
             }
             t.insert(k.to_string(), value);
         }
@@ -458,6 +459,17 @@ impl RunConfig {
         if self.task.is_empty() {
             return bad("task = \"\": expected a task name (a GLUE task, polarity or user)".into());
         }
+        if let Some(name) = &self.task_name {
+            if !self.task.eq_ignore_ascii_case("user") {
+                return bad(format!(
+                    "task_name = {name:?}: only a user task takes a name (task = {:?} is named by itself)",
+                    self.task
+                ));
+            }
+            if !is_task_name(name) {
+                return bad(format!("task_name = {name:?}: expected {TASK_NAME_RULE}"));
+            }
+        }
         Ok(self)
     }
 
@@ -496,6 +508,15 @@ impl RunConfig {
         keys.sort();
         keys.dedup();
         keys
+    }
+
+    /// The task's name in results.json, tables and bench cell ids: `task_name` for a user task
+    /// that has one, else `task`.
+    pub fn task_label(&self) -> &str {
+        match &self.task_name {
+            Some(name) if self.task.eq_ignore_ascii_case("user") => name,
+            _ => &self.task,
+        }
     }
 
     /// The resolved config as TOML.
@@ -635,7 +656,313 @@ pub const RANGES: &[KeyRange] = &[
 pub const LORA_TARGETS: [&str; 4] = ["query", "key", "value", "output"];
 
 /// Keys that are absent from a serialised config when unset (`None`).
-const OPTIONAL_KEYS: [&str; 6] = ["data_dir", "train_file", "test_file", "text_b", "model", "init_peft"];
+const OPTIONAL_KEYS: [&str; 7] = ["data_dir", "train_file", "test_file", "text_b", "task_name", "model", "init_peft"];
+
+/// What `task_name` may be, in words (for messages and the key list).
+const TASK_NAME_RULE: &str = "letters, digits, '.' and '_' (at most 100 characters, not starting with '.'), and not the name of a GLUE task or polarity";
+
+/// Whether `name` may name a user task: one plain path component (it names bench cell folders,
+/// as [`crate::rundir::is_safe_name`] checks), without '-' (bench cell ids
+/// `<task>-<K>-split<S>-<variant>` are split at '-'), and not a built-in task's name (whose
+/// rows it would join in the tables).
+fn is_task_name(name: &str) -> bool {
+    crate::rundir::is_safe_name(name)
+        && !name.contains('-')
+        && crate::data::glue::task(name).is_err()
+        && !name.eq_ignore_ascii_case("polarity")
+}
+
+/// Every key of a config: those of the serialised default, and those absent when unset.
+fn config_keys() -> Vec<String> {
+    let mut keys: Vec<String> = toml::Value::try_from(RunConfig::default())
+        .ok()
+        .and_then(|v| v.as_table().map(|t| t.keys().cloned().collect()))
+        .unwrap_or_default();
+    keys.extend(OPTIONAL_KEYS.iter().map(|k| k.to_string()));
+    keys
+}
+
+/// The error text for an unknown key `k`: the closest key when one is close, and where to find
+/// every key.
+fn unknown_key(k: &str) -> String {
+    let hint = match closest_key(k) {
+        Some(near) => format!("did you mean \"{near}\"? run `prefix-subspace keys` for every key"),
+        None => "run `prefix-subspace keys` for every key".to_string(),
+    };
+    format!("unknown key \"{k}\" ({hint})")
+}
+
+/// The config key nearest to `k` by edit distance, when it is close: at most one edit per three
+/// characters of `k` (at least one).
+fn closest_key(k: &str) -> Option<String> {
+    let most = (k.chars().count() / 3).max(1);
+    config_keys()
+        .into_iter()
+        .map(|key| (edit_distance(k, &key), key))
+        .filter(|(d, _)| *d <= most)
+        .min()
+        .map(|(_, key)| key)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions of one character).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// A TOML error about an unknown field (serde's "unknown field `k`, expected one of ...") with
+/// the list of fields replaced by [`unknown_key`]'s hint; other errors unchanged.
+fn with_key_hint(message: &str) -> String {
+    const UNKNOWN: &str = "unknown field `";
+    let Some(at) = message.find(UNKNOWN) else { return message.to_string() };
+    let rest = &message[at + UNKNOWN.len()..];
+    let Some(end) = rest.find('`') else { return message.to_string() };
+    format!("{}{}", &message[..at], unknown_key(&rest[..end]))
+}
+
+/// One config key, documented: what `prefix-subspace keys` prints and the README's key table
+/// show (both generated from [`key_docs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDoc {
+    /// The group it is listed under (data, user task, model, method, training, selection and
+    /// evaluation).
+    pub group: &'static str,
+    /// The key.
+    pub key: &'static str,
+    /// Its valid values: the declared range of a number ([`RANGES`]), the names of an enum,
+    /// else what the string or path means.
+    pub values: String,
+    /// Its default as TOML writes it, or `unset` for a key absent when unset.
+    pub default: String,
+    /// What it does.
+    pub meaning: String,
+}
+
+/// The serde names of enum values, as a config writes them.
+fn names<T: Serialize>(all: &[T]) -> Vec<String> {
+    all.iter().filter_map(|v| serde_json::to_value(v).ok()?.as_str().map(str::to_string)).collect()
+}
+
+/// "a, b or c", as a list of valid values reads.
+fn or_list(items: &[String]) -> String {
+    and_or(items, "or")
+}
+
+/// "a, b `word` c".
+fn and_or(items: &[String], word: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} {word} {last}", init.join(", ")),
+    }
+}
+
+/// Every value of the enums without a list of their own (the tests check each list is whole).
+const GRANULARITIES: [Granularity; 3] = [Granularity::ExampleLayer, Granularity::Example, Granularity::Batch];
+const INITS: [Init; 2] = [Init::Vocab, Init::Normal];
+const PEFT_STARTS: [PeftStart; 2] = [PeftStart::One, PeftStart::All];
+const PROTOCOLS: [Protocol; 2] = [Protocol::PerClass, Protocol::Total];
+const POOLINGS: [PoolingChoice; 3] = [PoolingChoice::Auto, PoolingChoice::Mean, PoolingChoice::Cls];
+const POSITIONS: [Positions; 2] = [Positions::Unshifted, Positions::Shifted];
+const DEV_ATS: [DevAt; 2] = [DevAt::Samples, DevAt::Centroid];
+
+/// Every config key with its default, valid values and meaning, in groups (data, user task,
+/// model, method, training, selection and evaluation): the one source of `prefix-subspace
+/// keys` ([`keys_text`]) and of the README's key table ([`keys_markdown`]).
+pub fn key_docs() -> Vec<KeyDoc> {
+    /// How a key's valid values are found.
+    enum Values {
+        /// Its entry in [`RANGES`].
+        Number,
+        /// These enum names.
+        Names(Vec<String>),
+        /// In words.
+        Text(String),
+    }
+    use Values::{Names, Number, Text};
+    let text = |s: &str| Text(s.to_string());
+    let boolean = || text("true or false");
+    let column = || text("a column name (a field name in .jsonl)");
+    let glue_tasks = crate::data::glue::TASK_NAMES.join(", ");
+    // "5e-3 subspace, prefix, head and prompt; 5e-4 lora; ...": methods grouped by default.
+    let mut by_lr: Vec<(f64, Vec<String>)> = Vec::new();
+    for m in Method::ALL {
+        match by_lr.iter_mut().find(|(lr, _)| *lr == m.default_lr()) {
+            Some((_, ms)) => ms.push(m.name().to_string()),
+            None => by_lr.push((m.default_lr(), vec![m.name().to_string()])),
+        }
+    }
+    let lr_defaults =
+        by_lr.iter().map(|(lr, ms)| format!("{lr:e} {}", and_or(ms, "and"))).collect::<Vec<_>>().join("; ");
+    let defaults =
+        toml::Value::try_from(RunConfig::default()).ok().and_then(|v| v.as_table().cloned()).unwrap_or_default();
+    let rows: Vec<(&'static str, &'static str, Values, String)> = vec![
+        ("data", "task", Text(format!("{glue_tasks}, polarity or user")),
+            "The task: a GLUE task (its TSVs from `data_dir`), `polarity` (the installed demo data) or `user` (your own file: see the user-task keys).".into()),
+        ("data", "data_dir", text("a folder (holding SST-2/, RTE/, ...)"),
+            "Folder with the GLUE task folders; unset: `$GLUE_DIR`.".into()),
+        ("data", "allow_partial_train", boolean(),
+            "Allow sampling from a partial GLUE train file (`train.subset.tsv`); `results.json` then says so in `notes`.".into()),
+        ("data", "protocol", Names(names(&PROTOCOLS)),
+            "Few-shot protocol. `per-class` (LM-BFF): `shots` per class for train and a disjoint `shots` per class for dev; `total`: `shots` training examples in total (stratified) and a dev set of the same size.".into()),
+        ("data", "shots", Number, "K: examples per class (`per-class`) or in total (`total`).".into()),
+        ("data", "split_seed", Number, "Seed of the few-shot sample (which examples are drawn), distinct from `seed`.".into()),
+        ("user task", "train_file", text("a .tsv, .csv or .jsonl file (with a header row for .tsv and .csv)"),
+            "The training pool of `task = \"user\"` (required for it): the few-shot train and dev sets are drawn from it.".into()),
+        ("user task", "test_file", text("a .tsv, .csv or .jsonl file"),
+            "The user task's test set (its labels among `train_file`'s); unset: a fixed held-out fifth of `train_file`.".into()),
+        ("user task", "text_a", column(), "The column of the (first) text.".into()),
+        ("user task", "text_b", column(), "The column of the second text of a pair task; unset: one text per example.".into()),
+        ("user task", "label_column", column(),
+            "The label column: the classes are its distinct values, sorted (unless `regression`).".into()),
+        ("user task", "regression", boolean(),
+            "Labels are real numbers: one output, MSE loss, Pearson and Spearman correlation.".into()),
+        ("user task", "task_name", Text(TASK_NAME_RULE.into()),
+            "The user task's name in `results.json`, tables and bench cell ids; unset: `user`. Gives runs of different user tasks different names (only with `task = \"user\"`).".into()),
+        ("model", "model", text("a model folder, or the name of a model installed in the cache"),
+            "The Hugging Face encoder (frozen except by `lora`, `bitfit` and `full`); unset: the installed all-MiniLM-L6-v2.".into()),
+        ("model", "max_len", Number, "Truncation length in tokens (at most what the model's position table allows).".into()),
+        ("model", "pooling", Names(names(&POOLINGS)),
+            "What the head reads: `auto` = the pooling the model folder declares (mean for the default model), else the first token; `mean` over real tokens; `cls` the first token.".into()),
+        ("model", "positions", Names(names(&POSITIONS)),
+            "Position ids of the real tokens after a prefix: `unshifted` 0..T-1; `shifted` p..p+T-1, as Hugging Face BERT and PEFT do (train with it to export to PEFT).".into()),
+        ("model", "backbone_dropout", boolean(), "Apply the frozen model's own dropout while training (as Hugging Face's train mode does).".into()),
+        ("model", "device", text("cpu, cuda or cuda:N"), "Where the run computes (does not make it another run).".into()),
+        ("model", "precision", Names(names(&Precision::ALL)),
+            "Number format of the encoder's dense-layer products: `bf16` multiplies bfloat16 inputs and weights with fp32 accumulation (attention, LayerNorm, prefix and head stay fp32); faster on CPUs with AVX512-BF16 or AMX and on GPUs, changes the numbers.".into()),
+        ("model", "threads", Number, "Intra-op threads (0 = libtorch's default); does not make it another run.".into()),
+        ("method", "method", Names(names(&Method::ALL)),
+            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear probe), `prompt` (a soft prompt) or `full` (every weight); each with a classification head.".into()),
+        ("method", "vertices", Number, "n: vertices of the simplex, each a per-layer prefix K/V and a head (1 for every method but `subspace`).".into()),
+        ("method", "prefix_len", Number, "p: prefix length (`prompt`: soft-prompt vectors).".into()),
+        ("method", "granularity", Names(names(&GRANULARITIES)),
+            "How many α ~ Dirichlet(1) draws a batch uses: `example-layer` one per example and layer (and one for the head), `example` one per example, `batch` one per batch.".into()),
+        ("method", "head_simplex", boolean(), "Give every vertex its own head, mixed with its own α (false: one shared head).".into()),
+        ("method", "beta", Number, "Weight β of the cos² regulariser between a random pair of vertices (0 = off).".into()),
+        ("method", "prefix_dropout", Number, "Dropout on the (mixed) prefix while training.".into()),
+        ("method", "head_dropout", Number, "Dropout before the head while training.".into()),
+        ("method", "reparam", Number, "MLP reparameterisation width r (0 = off): embedding → Linear(H→r) → tanh → Linear(r→2LH).".into()),
+        ("method", "init", Names(names(&INITS)),
+            "Vertex initialisation: `vocab` = the backbone's own keys and values of `prefix_len` random vocabulary tokens (different tokens for every vertex); `normal` = N(0, `init_std`²).".into()),
+        ("method", "init_std", Number, "Standard deviation of `init = \"normal\"`.".into()),
+        ("method", "init_peft", text("a PEFT prefix-tuning adapter folder"),
+            "Start from this adapter (method `subspace` or `prefix`, no `reparam`); see `init_peft_vertices`.".into()),
+        ("method", "init_peft_vertices", Names(names(&PEFT_STARTS)),
+            "With `init_peft`: `one` = vertex 0 starts at the adapter, the others as `init` says; `all` = every vertex at the adapter plus Gaussian noise of `init_peft_noise` × the adapter's std.".into()),
+        ("method", "init_peft_noise", Number, "Relative noise around the adapter for `init_peft_vertices = \"all\"` (> 0 with several vertices: identical vertices never separate).".into()),
+        ("method", "lora_r", Number, "LoRA rank r.".into()),
+        ("method", "lora_alpha", Number, "LoRA alpha: the update is scaled by alpha / r.".into()),
+        ("method", "lora_targets", Text(format!("a list of one or more of {}", LORA_TARGETS.join(", "))),
+            "The attention projections LoRA updates (unmerged).".into()),
+        ("training", "seed", Number, "Training seed: initialisation, dropout, α draws, data order.".into()),
+        ("training", "lr", Number, format!("Peak learning rate of the method's parameters (AdamW); 0 = the method's default: {lr_defaults}.")),
+        ("training", "head_lr", Number, "Peak learning rate of the classification head(s).".into()),
+        ("training", "weight_decay", Number, "AdamW weight decay.".into()),
+        ("training", "warmup_ratio", Number, "Fraction of the steps of linear warm-up (then linear decay).".into()),
+        ("training", "clip", Number, "Gradient-norm clipping (0 = off).".into()),
+        ("training", "batch_size", Number, "Training batch size.".into()),
+        ("training", "epochs", Number, "Number of epochs (ignored when `max_steps` > 0).".into()),
+        ("training", "max_steps", Number, "Optimizer steps in total (0 = use `epochs`).".into()),
+        ("training", "eval_every", Number, "Evaluate on dev every this many steps (0 = once per epoch).".into()),
+        ("training", "patience", Number, "Stop after this many evaluations without dev improvement (0 = never).".into()),
+        ("training", "checkpoint_every", Number, "Save the resumable state every this many steps (0 = at each dev evaluation).".into()),
+        ("training", "numerics", Number,
+            format!("Version of the training numerics: this build trains version {NUMERICS} only (run directories without the key are version 1).")),
+        ("selection and evaluation", "dev_samples", Number, "m: models sampled from the simplex per dev example for the dev metric.".into()),
+        ("selection and evaluation", "dev_at", Names(names(&DEV_ATS)),
+            "Dev scoring for checkpoint selection: `samples` = `dev_samples` sampled models per example (the augmented metric); `centroid` = the centroid only (with `dev_samples = 1`: ordinary selection).".into()),
+        ("selection and evaluation", "ensemble_samples", Number, "Models sampled for the final test ensemble.".into()),
+        ("selection and evaluation", "eval_batch_size", Number, "Evaluation batch size (examples × samples per forward).".into()),
+        ("selection and evaluation", "test_limit", Number,
+            "Evaluate only a fixed stratified sample of this many examples of each test set (0 = all; for smoke tests, said in `notes`).".into()),
+    ];
+    rows.into_iter()
+        .map(|(group, key, values, meaning)| KeyDoc {
+            group,
+            key,
+            values: match values {
+                Number => {
+                    RANGES.iter().find(|r| r.key == key).map_or_else(|| "a number".into(), |r| r.range.describe())
+                }
+                Names(n) => or_list(&n),
+                Text(t) => t,
+            },
+            default: defaults.get(key).map_or_else(|| "unset".to_string(), toml::Value::to_string),
+            meaning,
+        })
+        .collect()
+}
+
+/// The first paragraph of [`keys_text`] (the README says the same in its own words).
+const KEYS_INTRO: &str = "Every key can be set with `--set key=value` or in a TOML file given to `--config`; command-line flags win over `--set`, which wins over the file. A run writes its resolved config to `config.toml`.";
+
+/// Every config key for a terminal (what `prefix-subspace keys` prints): per group, each key with
+/// its default and valid values, then its meaning, indented.
+pub fn keys_text() -> String {
+    let mut out = wrap(KEYS_INTRO, 100).join("\n") + "\n";
+    let mut group = "";
+    for d in key_docs() {
+        if d.group != group {
+            group = d.group;
+            out.push_str(&format!("\n{group}:\n"));
+        }
+        for (i, line) in wrap(&format!("{} (default: {}): {}", d.key, d.default, d.values), 98).iter().enumerate() {
+            out.push_str(if i == 0 { "  " } else { "        " });
+            out.push_str(line);
+            out.push('\n');
+        }
+        for line in wrap(&d.meaning, 94) {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    out
+}
+
+/// Every config key as a markdown table (key, default, valid values, meaning), one bold row
+/// per group: the README's key table between `<!-- keys:begin -->` and `<!-- keys:end -->`.
+pub fn keys_markdown() -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out = String::from("| key | default | values | meaning |\n|---|---|---|---|\n");
+    let mut group = "";
+    for d in key_docs() {
+        if d.group != group {
+            group = d.group;
+            out.push_str(&format!("| **{group}** | | | |\n"));
+        }
+        let default = if d.default == "unset" { "unset".to_string() } else { format!("`{}`", d.default) };
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", d.key, cell(&default), cell(&d.values), cell(&d.meaning)));
+    }
+    out
+}
+
+/// `text` broken into lines of at most `width` characters at spaces (a longer word stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
 
 fn one_line(s: &str) -> String {
     s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
@@ -685,9 +1012,8 @@ mod tests {
 
     /// Every key of a serialised config (those absent when unset included).
     fn all_keys() -> Vec<String> {
-        let mut keys: Vec<String> =
-            toml::Value::try_from(RunConfig::default()).unwrap().as_table().unwrap().keys().cloned().collect();
-        keys.extend(OPTIONAL_KEYS.iter().map(|k| k.to_string()));
+        let keys = config_keys();
+        assert!(keys.len() > OPTIONAL_KEYS.len(), "the default config serialises");
         keys
     }
 
@@ -763,5 +1089,179 @@ mod tests {
     fn unknown_keys_in_a_file_are_an_error() {
         let e = RunConfig::from_toml("vertices = 3\nvertexes = 2\n").unwrap_err();
         assert!(e.contains("vertexes"), "{e}");
+        assert!(e.contains("unknown key \"vertexes\" (did you mean \"vertices\"?"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        // Other errors are left as they are.
+        let e = RunConfig::from_toml("vertices = \"three\"\n").unwrap_err();
+        assert!(!e.contains("prefix-subspace keys"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_closest_key_and_the_keys_command() {
+        let e = RunConfig::default().apply_overrides(&["betta=1".into()]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--set betta=1: unknown key \"betta\" (did you mean \"beta\"? run `prefix-subspace keys` for every key)"
+        );
+        let e = RunConfig::default().apply_overrides(&["split-seed=2".into()]).unwrap_err().to_string();
+        assert!(e.contains("did you mean \"split_seed\"?"), "{e}");
+        let e = RunConfig::default().apply_overrides(&["lable_column=y".into()]).unwrap_err().to_string();
+        assert!(e.contains("did you mean \"label_column\"?"), "{e}");
+        // Nothing close: no guess.
+        let e = RunConfig::default().apply_overrides(&["colour=red".into()]).unwrap_err().to_string();
+        assert_eq!(e, "--set colour=red: unknown key \"colour\" (run `prefix-subspace keys` for every key)");
+        assert_eq!(edit_distance("betta", "beta"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn key_docs_cover_exactly_the_config_keys() {
+        let docs = key_docs();
+        let mut documented: Vec<String> = docs.iter().map(|d| d.key.to_string()).collect();
+        documented.sort();
+        let before = documented.len();
+        documented.dedup();
+        assert_eq!(documented.len(), before, "a key is documented twice");
+        let mut keys = all_keys();
+        keys.sort();
+        assert_eq!(documented, keys, "key_docs() must document every config key, and only those");
+        let defaults = toml::Value::try_from(RunConfig::default()).unwrap();
+        for d in &docs {
+            assert!(!d.meaning.is_empty() && !d.values.is_empty(), "{}: empty documentation", d.key);
+            match defaults.get(d.key) {
+                Some(v) => assert_eq!(d.default, v.to_string(), "{}", d.key),
+                None => {
+                    assert!(OPTIONAL_KEYS.contains(&d.key), "{}", d.key);
+                    assert_eq!(d.default, "unset", "{}", d.key);
+                }
+            }
+        }
+        // Groups are contiguous, in the order of the config.
+        let mut groups: Vec<&str> = docs.iter().map(|d| d.group).collect();
+        groups.dedup();
+        assert_eq!(groups, ["data", "user task", "model", "method", "training", "selection and evaluation"]);
+        let (text, markdown) = (keys_text(), keys_markdown());
+        for d in &docs {
+            assert!(text.contains(&format!("\n  {} (default: {}): ", d.key, d.default)), "{}", d.key);
+            assert!(markdown.contains(&format!("\n| `{}` |", d.key)), "{}", d.key);
+        }
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    }
+
+    #[test]
+    fn every_number_key_documents_its_declared_range() {
+        let docs = key_docs();
+        for r in RANGES {
+            let d = docs.iter().find(|d| d.key == r.key).unwrap_or_else(|| panic!("{} is not documented", r.key));
+            assert_eq!(d.values, r.range.describe(), "{}", r.key);
+        }
+        for d in &docs {
+            if !RANGES.iter().any(|r| r.key == d.key) {
+                assert!(!d.values.starts_with("an integer") && !d.values.starts_with("a number"), "{}", d.key);
+            }
+        }
+    }
+
+    #[test]
+    fn documented_enum_names_are_every_value_and_are_accepted() {
+        // Exhaustive matches: a new variant fails to compile here until its list has it.
+        let whole = |ok: bool| assert!(ok);
+        for v in GRANULARITIES {
+            whole(match v {
+                Granularity::ExampleLayer | Granularity::Example | Granularity::Batch => GRANULARITIES.len() == 3,
+            });
+        }
+        for v in INITS {
+            whole(match v {
+                Init::Vocab | Init::Normal => INITS.len() == 2,
+            });
+        }
+        for v in PEFT_STARTS {
+            whole(match v {
+                PeftStart::One | PeftStart::All => PEFT_STARTS.len() == 2,
+            });
+        }
+        for v in PROTOCOLS {
+            whole(match v {
+                Protocol::PerClass | Protocol::Total => PROTOCOLS.len() == 2,
+            });
+        }
+        for v in POOLINGS {
+            whole(match v {
+                PoolingChoice::Auto | PoolingChoice::Mean | PoolingChoice::Cls => POOLINGS.len() == 3,
+            });
+        }
+        for v in POSITIONS {
+            whole(match v {
+                Positions::Unshifted | Positions::Shifted => POSITIONS.len() == 2,
+            });
+        }
+        for v in DEV_ATS {
+            whole(match v {
+                DevAt::Samples | DevAt::Centroid => DEV_ATS.len() == 2,
+            });
+        }
+        assert_eq!(names(&Method::ALL), Method::ALL.map(|m| m.name().to_string()));
+        assert_eq!(names(&Precision::ALL), Precision::ALL.map(|p| p.name().to_string()));
+        // Each enum key lists exactly its names, and accepts each of them.
+        let docs = key_docs();
+        let enums = [
+            ("protocol", names(&PROTOCOLS)),
+            ("pooling", names(&POOLINGS)),
+            ("positions", names(&POSITIONS)),
+            ("precision", names(&Precision::ALL)),
+            ("method", names(&Method::ALL)),
+            ("granularity", names(&GRANULARITIES)),
+            ("init", names(&INITS)),
+            ("init_peft_vertices", names(&PEFT_STARTS)),
+            ("dev_at", names(&DEV_ATS)),
+        ];
+        for (key, listed) in &enums {
+            let d = docs.iter().find(|d| d.key == *key).unwrap();
+            assert_eq!(d.values, or_list(listed), "{key}");
+            for name in listed {
+                let c = RunConfig::default().apply_overrides(&[format!("{key}={name}")]);
+                assert!(c.is_ok(), "{key} = {name}: {c:?}");
+            }
+            assert!(RunConfig::default().apply_overrides(&[format!("{key}=no-such-value")]).is_err(), "{key}");
+        }
+        // Every enum-valued key is in that list (its default is a string, not a free-form one).
+        let free_strings = ["task", "device", "text_a", "label_column"];
+        let defaults = serde_json::to_value(RunConfig::default()).unwrap();
+        for (key, v) in defaults.as_object().unwrap() {
+            if v.is_string() && !free_strings.contains(&key.as_str()) {
+                assert!(enums.iter().any(|(k, _)| k == key), "{key}: an enum key without its list of names");
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_task_can_carry_a_name() {
+        let user = |name: &str| RunConfig {
+            task: "user".into(),
+            train_file: Some("x.csv".into()),
+            task_name: Some(name.into()),
+            ..Default::default()
+        };
+        let c = user("imdb_reviews.v2").resolve().unwrap();
+        assert_eq!(c.task_label(), "imdb_reviews.v2");
+        assert!(c.to_toml().contains("task_name = \"imdb_reviews.v2\""));
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+        assert_eq!(RunConfig { task: "user".into(), ..Default::default() }.task_label(), "user");
+        assert_eq!(RunConfig::default().task_label(), "sst2");
+        // Unset, the key is absent: config.toml files written before it existed stay the same.
+        assert!(!RunConfig::default().to_toml().contains("task_name"));
+        assert_eq!(
+            RunConfig::default().apply_overrides(&["task_name=imdb".into()]).unwrap().task_name.as_deref(),
+            Some("imdb")
+        );
+        for bad in ["", "a/b", "../x", ".hidden", "two-words", "sst2", "SST-2", "MNLI", "polarity", &"x".repeat(101)] {
+            let e = user(bad).resolve().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("task_name = {bad:?}: expected letters")), "{bad}: {e}");
+        }
+        let e = RunConfig { task_name: Some("mine".into()), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(e.contains("only a user task takes a name"), "{e}");
     }
 }

@@ -56,8 +56,7 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
         let mut markers = Vec::new();
         let mut hlines = Vec::new();
         for (name, d) in [("dev", &dev), (test_set.0.as_str(), &test)] {
-            let pts: Vec<(f64, f64)> =
-                (0..=k).map(|i| i as f64 / k as f64).map(|t| (t, eval(d, &At::Alpha(vec![1.0 - t, t]), 1))).collect();
+            let pts: Vec<(f64, f64)> = At::edge(n, step).into_iter().map(|(t, a)| (t, eval(d, &a, 1))).collect();
             markers.push((format!("{name} centroid"), 0.5, eval(d, &At::Centroid, 1)));
             hlines.push((
                 format!("{name} ensemble of {}", session.cfg.ensemble_samples),

@@ -10,12 +10,18 @@
 //! `--overwrite` removes only the files a run writes, and only in a folder that holds nothing
 //! else: a folder that is not a run directory, or a run directory holding a file of the user's,
 //! is refused with one line and nothing is deleted.
+//!
+//! [`Writing`] opens a run directory for `train` (new or resumed) and [`open_run`] reopens a
+//! trained one for `eval`, `predict`, `export` and `plot`, with every check on the way.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use crate::config::RunConfig;
 use crate::error::{Error, Result};
+use crate::subspace::Subspace;
+use crate::train::Session;
 
 /// The marker (and lock file) of a run directory.
 pub const RUN_MARKER: &str = ".prefix-subspace-run";
@@ -205,6 +211,176 @@ pub fn is_safe_name(name: &str) -> bool {
         && name.len() <= 100
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A run directory opened for writing by `train`: the loaded session, the lock held on the
+/// directory until this is dropped, and whether this process created the directory.
+pub struct Writing {
+    /// The run's config, data, model and tokenizer.
+    pub session: Session,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Continues an interrupted run (`train --resume`).
+    pub resuming: bool,
+    created: bool,
+    _lock: Lock,
+}
+
+impl Writing {
+    /// A new run into `out` with `cfg`: refuses an existing non-empty directory (unless
+    /// `overwrite`, and then only a run directory holding nothing but run files), loads
+    /// everything that can fail on bad input before anything is written, then locks the
+    /// directory (creating it) and empties it when `overwrite`.
+    pub fn start(cfg: RunConfig, out: &Path, overwrite: bool) -> Result<Self> {
+        let refuse_existing = || -> Result<()> {
+            if out.exists() && !out.is_dir() {
+                return Err(Error::Input(format!("{}: --out names a file, not a directory", out.display())));
+            }
+            if has_content(out) && !overwrite {
+                return Err(Error::Input(format!(
+                    "{}: run directory exists and is not empty (pass --overwrite to replace it, or --resume {} to continue it)",
+                    out.display(),
+                    out.display()
+                )));
+            }
+            if overwrite {
+                check_replaceable(out)?;
+            }
+            Ok(())
+        };
+        refuse_existing()?;
+        let session = Session::open(cfg)?;
+        let created = !out.exists();
+        let lock = lock(out, Kind::Run)?;
+        // Checked again under the lock: another process may have written meanwhile.
+        refuse_existing()?;
+        if overwrite {
+            clear(out)?;
+        }
+        Ok(Self { session, dir: out.to_path_buf(), resuming: false, created, _lock: lock })
+    }
+
+    /// The interrupted run in `dir`, from its own config.toml with `sets` (only the keys that
+    /// do not change numbers: `threads`, `checkpoint_every`, `device`) and `device` applied;
+    /// checked against its saved state (config and data unchanged), then locked.
+    pub fn resume(dir: &Path, sets: &[String], device: Option<&str>) -> Result<Self> {
+        let cfg_path = dir.join("config.toml");
+        let state = dir.join(crate::train::RESUME_FILE);
+        for s in sets {
+            let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k.trim());
+            if !["threads", "checkpoint_every", "device"].contains(&key) {
+                return Err(Error::Input(format!(
+                    "--set {s}: with --resume only threads, checkpoint_every and device may change (the rest would change the run's numbers)"
+                )));
+            }
+        }
+        if !cfg_path.is_file() {
+            return Err(Error::Input(format!("{}: not a run directory (no config.toml)", dir.display())));
+        }
+        if !state.is_file() {
+            if dir.join("results.json").is_file() {
+                return Err(Error::Input(format!(
+                    "{}: this run already finished (results.json is there); nothing to resume",
+                    dir.display()
+                )));
+            }
+            return Err(Error::Input(format!(
+                "{}: no saved training state; the run stopped before its first checkpoint: train it again with --overwrite",
+                state.display()
+            )));
+        }
+        let mut cfg = RunConfig::from_file(&cfg_path)?.apply_overrides(sets)?;
+        if let Some(d) = device {
+            cfg.device = d.to_string();
+        }
+        let session = Session::open(cfg)?;
+        crate::train::check_resume(&session, dir)?;
+        let lock = lock(dir, Kind::Run)?;
+        Ok(Self { session, dir: dir.to_path_buf(), resuming: true, created: false, _lock: lock })
+    }
+
+    /// After training failed with `e`: a new run that saved nothing to continue from or to
+    /// evaluate (no checkpoint) leaves no directory behind that looks like a run — its files
+    /// are removed, and the directory too when this process created it. Interrupted runs and
+    /// resumed runs are left as they are.
+    pub fn discard_if_unsaved(&self, e: &Error) {
+        let out = &self.dir;
+        if matches!(e, Error::Interrupted { .. }) || self.resuming || out.join("checkpoint.safetensors").exists() {
+            return;
+        }
+        if clear(out).is_ok() && self.created {
+            let _ = std::fs::remove_file(out.join(RUN_MARKER));
+            let _ = std::fs::remove_dir(out);
+        }
+    }
+}
+
+/// Reopens a trained run for `eval`, `predict`, `export` and `plot`: its config (with the
+/// dense-layer products in `precision` instead of the run's own when given; a note on stderr
+/// says so), its data (the same split and the same texts and labels, checked by hash) and the
+/// weights of its checkpoint. An unfinished run is used with a note naming its checkpoint's step.
+pub fn open_run(run: &Path, precision: Option<&str>) -> Result<(Session, tch::nn::VarStore, Subspace)> {
+    let cfg_path = run.join("config.toml");
+    if !cfg_path.is_file() {
+        return Err(Error::Input(format!(
+            "{}: not a run directory (no config.toml); train one with `prefix-subspace train`",
+            run.display()
+        )));
+    }
+    let mut cfg = RunConfig::from_file(&cfg_path)?;
+    if let Some(p) = precision {
+        let chosen = crate::config::Precision::parse(p)?;
+        if chosen != cfg.precision {
+            eprintln!(
+                "note: dense-layer products in {}; the run was trained in {}",
+                chosen.name(),
+                cfg.precision.name()
+            );
+        }
+        cfg.precision = chosen;
+    }
+    let mut session = Session::open(cfg)?;
+    let split_path = run.join("split.json");
+    if let Ok(text) = std::fs::read_to_string(&split_path) {
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: invalid JSON ({e})", split_path.display())))?;
+        let hash = session.task.split.split_hash();
+        if v.get("hash").and_then(|h| h.as_str()) != Some(hash.as_str()) {
+            return Err(Error::Input(format!(
+                "{}: the data now gives a different few-shot split (hash {hash}): the data files changed since training",
+                split_path.display()
+            )));
+        }
+        if v.get("data_hash").and_then(|h| h.as_str()).is_some_and(|h| h != session.data_hash()) {
+            return Err(Error::Input(format!(
+                "{}: the texts or labels of the run's examples changed since training (data hash differs): the data files were edited",
+                split_path.display()
+            )));
+        }
+    }
+    let checkpoint = run.join("checkpoint.safetensors");
+    if !checkpoint.is_file() {
+        return Err(Error::Input(format!(
+            "{}: no checkpoint.safetensors: the run stopped before its first dev evaluation, so there is nothing to evaluate (train it again with --overwrite)",
+            run.display()
+        )));
+    }
+    if !run.join("results.json").is_file() {
+        let best = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "eval" && v["best"] == true)
+            .filter_map(|v| v["step"].as_u64())
+            .next_back();
+        eprintln!(
+            "note: {} is unfinished (no results.json: training was interrupted or is still running); using its best checkpoint so far{}",
+            run.display(),
+            best.map(|s| format!(", from step {s}")).unwrap_or_default()
+        );
+    }
+    let (vs, s) = session.load_subspace(&checkpoint)?;
+    Ok((session, vs, s))
 }
 
 #[cfg(test)]

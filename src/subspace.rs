@@ -82,6 +82,21 @@ impl At {
         }
     }
 
+    /// The points of the edge from vertex 0 to vertex 1 of a simplex of `n` vertices, every
+    /// `step` (rounded to a whole number of steps): `(t, α = (1 − t) e₀ + t e₁)` for t from 0 to 1.
+    pub fn edge(n: usize, step: f64) -> Vec<(f64, At)> {
+        let k = (1.0 / step).round().max(1.0) as usize;
+        (0..=k)
+            .map(|i| {
+                let t = i as f64 / k as f64;
+                let mut a = vec![0.0; n];
+                a[0] = 1.0 - t;
+                a[1] = t;
+                (t, At::Alpha(a))
+            })
+            .collect()
+    }
+
     /// Parses `sweep:STEP` (the text after `sweep:`): a step of α along the edge from vertex 0
     /// to vertex 1, in [0.001, 1] (at most 1,001 points).
     pub fn parse_sweep(step: &str) -> crate::Result<f64> {

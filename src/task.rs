@@ -111,6 +111,11 @@ impl TaskData {
                 }
             }
         }
+        // A user task is known by its `task_name` when it has one (results, tables, bench cells).
+        let name = match &cfg.task_name {
+            Some(given) if name == "user" => given.clone(),
+            _ => name,
+        };
         Ok(Self {
             name,
             label_names,

@@ -295,6 +295,41 @@ pub fn seed_torch(seed: u64, stream: Stream, index: u64) {
 /// final test evaluation: before its next batch) and returns [`Error::Interrupted`].
 pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Makes Ctrl-C and SIGTERM stop training cleanly: the first Ctrl-C (and any SIGTERM: a job
+/// scheduler's or `kill`'s request, or a dying bench's) sets [`INTERRUPTED`], so the loop saves
+/// its state after the current step and returns [`Error::Interrupted`]; a second Ctrl-C exits
+/// at once with status 130.
+pub fn install_interrupt_handlers() -> Result<()> {
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // Not `exit`: its static destructors would tear libtorch down under the
+            // training thread, which then panics with a backtrace.
+            #[cfg(unix)]
+            // SAFETY: _exit ends the process at once; nothing is left half-written (every
+            // file is written to a temporary name and renamed).
+            unsafe {
+                libc::_exit(130)
+            }
+            #[cfg(not(unix))]
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving the training state after this step or test batch (Ctrl-C again to quit now)");
+    })
+    .map_err(|e| Error::Input(format!("cannot install the Ctrl-C handler: {e}")))?;
+    // SIGTERM: the same save-and-exit, never escalated, however many arrive.
+    #[cfg(unix)]
+    {
+        extern "C" fn on_term(_: libc::c_int) {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        if unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) } == libc::SIG_ERR {
+            return Err(Error::Input("cannot install the SIGTERM handler".into()));
+        }
+    }
+    Ok(())
+}
+
 /// The file holding a run's resumable state.
 pub const RESUME_FILE: &str = "resume.safetensors";
 
@@ -890,6 +925,40 @@ pub fn evaluate_all(
     let done = serde_json::Map::new();
     Ok(evaluate_unless(session, subspace, data, cfg, &done, &mut |_, _| Ok(()), &AtomicBool::new(false))?
         .expect("never stopped"))
+}
+
+/// Scores `data` as `eval --at AT` does: `all` (as [`evaluate_all`]), `sweep:STEP` (the main
+/// metrics at evenly spaced points of the edge from vertex 0 to vertex 1, as `[{t, metrics}]`),
+/// or one point of [`At::parse`] (with the final evaluation's draws, so `ensemble:M`
+/// reproduces `results.json`).
+pub fn evaluate_at(session: &Session, subspace: &Subspace, data: &Encoded, at: &str) -> Result<serde_json::Value> {
+    let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), session.cfg.eval_batch_size);
+    let metrics = &session.task.metrics;
+    if at == "all" {
+        return evaluate_all(session, subspace, data, &session.cfg);
+    }
+    if let Some(step) = at.strip_prefix("sweep:") {
+        let step = At::parse_sweep(step)?;
+        if subspace.n < 2 {
+            return Err(Error::Input(format!(
+                "--at {at}: a sweep needs at least 2 vertices (this run has {})",
+                subspace.n
+            )));
+        }
+        let rows = At::edge(subspace.n, step)
+            .into_iter()
+            .map(|(t, point)| {
+                let o = outputs(enc, subspace, data, &point, 1, bs, pad);
+                json!({"t": t, "metrics": score(&o, &data.labels, metrics, false)})
+            })
+            .collect();
+        return Ok(serde_json::Value::Array(rows));
+    }
+    let (point, m) = At::parse(at)?;
+    point.check(subspace.n, at)?;
+    seed_torch(session.cfg.seed, Stream::Test, 0);
+    let o = outputs(enc, subspace, data, &point, m, bs, pad);
+    Ok(json!(score(&o, &data.labels, metrics, false)))
 }
 
 /// [`evaluate_all`], taking the scores of the points in `done` as they are, handing each

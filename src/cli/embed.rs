@@ -1,0 +1,128 @@
+//! `prefix-subspace embed`: print sentence embeddings, one JSON array per line.
+
+use std::path::PathBuf;
+
+use std::io::{BufRead, Write};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use prefix_subspace::embed::{embed_texts, parse_device};
+use prefix_subspace::model::{Encoder, Pooling, TextTokenizer};
+use prefix_subspace::paths;
+
+#[derive(Copy, Clone, ValueEnum)]
+pub enum PoolArg {
+    /// The pooling the model folder declares (sentence-transformers), else the first token.
+    Auto,
+    /// Mean over real tokens.
+    Mean,
+    /// The first token ([CLS] / <s>).
+    Cls,
+}
+
+/// The flags of `embed`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hugging Face model folder (config.json, model.safetensors, tokenizer files).
+    /// Default: the installed all-MiniLM-L6-v2.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Pooling of the final hidden states.
+    #[arg(long, value_enum, default_value = "auto")]
+    pool: PoolArg,
+    /// Scale each embedding to unit length.
+    #[arg(long)]
+    normalize: bool,
+    /// Read texts from a file, one per line ("-" for stdin). Without TEXT or --input, stdin is read.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Truncate inputs to this many tokens.
+    /// (Default: 256, or the model's limit when that is smaller.)
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// fp32 or bf16: the number format of the dense-layer products (bf16: faster on CPUs
+    /// with AVX512-BF16 or AMX; embeddings differ slightly from fp32's, see the README).
+    #[arg(long, default_value = "fp32")]
+    precision: String,
+    /// Texts to embed.
+    texts: Vec<String>,
+}
+
+/// Runs `embed`.
+pub fn run(args: Args) -> Result<()> {
+    let Args { model, pool, normalize, input, max_len, batch_size, device, precision, texts } = args;
+    let dir = model_dir(model)?;
+    let device = parse_device(&device)?;
+    let precision = prefix_subspace::config::Precision::parse(&precision)?;
+    let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
+    if texts.is_empty() {
+        bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
+    }
+    let mut encoder = Encoder::load(&dir, device)?;
+    encoder.set_product_kind(precision.product_kind());
+    let limit = encoder.max_tokens(0);
+    let max_len = max_len.unwrap_or(256.min(limit.max(2) as usize));
+    if max_len < 2 || max_len as i64 > limit {
+        bail!(
+            "--max-len {max_len}: expected an integer in [2, {limit}] for this model (max_position_embeddings {} in {})",
+            encoder.config.max_position_embeddings,
+            dir.join("config.json").display()
+        );
+    }
+    if batch_size == 0 {
+        bail!("--batch-size 0: expected at least 1");
+    }
+    let tokenizer = TextTokenizer::from_dir(&dir, max_len)?;
+    prefix_subspace::model::check_vocab(&tokenizer, &encoder.config, &dir)?;
+    let pooling = match pool {
+        PoolArg::Auto => Pooling::auto(&dir),
+        PoolArg::Mean => Pooling::Mean,
+        PoolArg::Cls => Pooling::Cls,
+    };
+    let emb = embed_texts(&encoder, &tokenizer, &texts, pooling, normalize, batch_size)?;
+    let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&emb)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for r in rows {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn model_dir(model: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = model.as_deref().map(paths::model).unwrap_or_else(paths::default_model);
+    if !dir.is_dir() {
+        bail!(
+            "{}: model folder not found (run scripts/setup.sh to install the default model, or pass --model DIR)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
+    let reader: Box<dyn BufRead> = match input.as_deref() {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
+        )),
+    };
+    let name = input.map(|p| p.display().to_string()).unwrap_or_else(|| "<stdin>".into());
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{name}:{}: not valid UTF-8 text", i + 1))?;
+        let line = line.trim_end_matches('\r');
+        if !line.trim().is_empty() {
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,42 @@
+//! `prefix-subspace export`: export a trained prefix as a PEFT prefix-tuning adapter (+ the head, saved alongside).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use prefix_subspace::subspace::At;
+
+/// The flags of `export`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run directory written by `train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// centroid | vertex:I | alpha:A,B,...
+    #[arg(long, default_value = "centroid")]
+    at: String,
+    /// Output format (only peft).
+    #[arg(long, default_value = "peft")]
+    format: String,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `export`.
+pub fn run(args: Args) -> Result<()> {
+    let Args { run, at, format, out } = args;
+    if format != "peft" {
+        bail!("--format {format}: only peft is supported");
+    }
+    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None)?;
+    let (point, m) = At::parse(&at)?;
+    if m > 1 {
+        bail!("--at {at}: export one point of the simplex (centroid, vertex:I or alpha:...), not an ensemble");
+    }
+    point.check(subspace.n, &at)?;
+    if let Some(w) = prefix_subspace::export::peft(&session, &subspace, &point, &out)? {
+        eprintln!("warning: {w}");
+    }
+    println!("wrote {}", out.display());
+    Ok(())
+}

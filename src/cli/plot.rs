@@ -1,0 +1,50 @@
+//! `prefix-subspace plot`: draw the figures of a run (training curves; accuracy along the simplex) or of a bench
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+/// The flags of `plot`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A run directory: figures go to RUN/plots/.
+    #[arg(long, required_unless_present = "bench")]
+    run: Option<PathBuf>,
+    /// Bench folders: figures go to the first one's plots/.
+    #[arg(long, num_args = 1.., conflicts_with = "run")]
+    bench: Vec<PathBuf>,
+    /// For n ≥ 3, the split of the triangle heat map (dev or test).
+    #[arg(long, default_value = "dev")]
+    split: String,
+    /// Step of α along the edge / over the triangle.
+    #[arg(long, default_value_t = 0.05)]
+    step: f64,
+}
+
+/// Runs `plot`.
+pub fn run(args: Args) -> Result<()> {
+    let Args { run, bench, split, step } = args;
+    if !(0.01..=0.5).contains(&step) {
+        bail!("--step {step}: expected a value in [0.01, 0.5]");
+    }
+    let written = if let Some(run) = run {
+        // The run is opened (and so checked) before anything is created in it.
+        let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None)?;
+        let out = run.join("plots");
+        std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+        let mut w = vec![prefix_subspace::figures::training(&run, session.task.main_metric.name(), &out)?];
+        w.extend(prefix_subspace::figures::simplex(&session, &subspace, &split, step, &out)?);
+        w
+    } else {
+        if let Some(b) = bench.iter().find(|b| !b.join("cells").is_dir()) {
+            bail!("{}: not a bench folder (no cells/); give folders written by `prefix-subspace bench`", b.display());
+        }
+        let out = bench[0].join("plots");
+        std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+        prefix_subspace::figures::bench_methods(&bench, &out)?
+    };
+    for w in written {
+        println!("{}.png\n{}.svg", w.display(), w.display());
+    }
+    Ok(())
+}

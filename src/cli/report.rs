@@ -1,0 +1,25 @@
+//! `prefix-subspace report`: print a table of finished runs (test metrics at the centroid, the ensemble, the best
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+/// The flags of `report`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run directories.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+}
+
+/// Runs `report`.
+pub fn run(args: Args) -> Result<()> {
+    let Args { runs } = args;
+    let mut rows = Vec::new();
+    for r in &runs {
+        // Unreadable, not JSON, or without the fields of the table: one line naming it.
+        rows.push(prefix_subspace::report::read_results(&r.join("results.json"))?);
+    }
+    print!("{}", prefix_subspace::report::runs_table(&rows));
+    Ok(())
+}
