@@ -9,10 +9,7 @@ use prefix_subspace::config::RunConfig;
 use prefix_subspace::subspace::At;
 
 fn keys() -> Vec<String> {
-    let mut keys: Vec<String> =
-        toml::Value::try_from(RunConfig::default()).unwrap().as_table().unwrap().keys().cloned().collect();
-    keys.extend(["data_dir", "train_file", "test_file", "text_b", "model", "init_peft"].map(String::from));
-    keys
+    prefix_subspace::config::key_docs().iter().map(|d| d.key.to_string()).collect()
 }
 
 fuzz_target!(|input: &[u8]| {
