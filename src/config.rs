@@ -662,11 +662,11 @@ const OPTIONAL_KEYS: [&str; 7] = ["data_dir", "train_file", "test_file", "text_b
 const TASK_NAME_RULE: &str = "letters, digits, '.' and '_' (at most 100 characters, not starting with '.'), and not the name of a GLUE task or polarity";
 
 /// Whether `name` may name a user task: one plain path component (it names bench cell folders,
-/// as [`crate::rundir::is_safe_name`] checks), without '-' (bench cell ids
+/// as [`crate::paths::is_safe_name`] checks), without '-' (bench cell ids
 /// `<task>-<K>-split<S>-<variant>` are split at '-'), and not a built-in task's name (whose
 /// rows it would join in the tables).
 fn is_task_name(name: &str) -> bool {
-    crate::rundir::is_safe_name(name)
+    crate::paths::is_safe_name(name)
         && !name.contains('-')
         && crate::data::glue::task(name).is_err()
         && !name.eq_ignore_ascii_case("polarity")

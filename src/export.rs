@@ -1,6 +1,6 @@
 //! Interop with Hugging Face PEFT: export of a trained prefix (at the centroid or a vertex)
-//! as a prefix-tuning adapter, with the classification head saved alongside, and import of
-//! such an adapter as a run's starting point.
+//! as a prefix-tuning adapter, with the classification head saved alongside (the import is
+//! [`crate::import`]).
 //!
 //! PEFT's layout: `prompt_embeddings` is `(p, 2·L·H)`; for virtual token t, entry
 //! `(2l + kv)·H + h` is the key (kv = 0) or value (kv = 1) of layer l, dimension h (heads
@@ -9,14 +9,13 @@
 use std::path::Path;
 
 use serde_json::json;
-use tch::{Device, Tensor};
+use tch::Device;
 
-use crate::config::{PeftStart, RunConfig};
+use crate::atomic::{write_atomic, write_tensors_atomic as save};
 use crate::error::{Error, Result};
-use crate::model::load::Weights;
-use crate::model::{Arch, Encoder, Positions};
+use crate::model::{Arch, Positions};
+use crate::session::Session;
 use crate::subspace::{At, Subspace};
-use crate::train::{write_atomic, write_tensors_atomic as save, Session};
 
 /// Writes `adapter_config.json`, `adapter_model.safetensors`, `head.safetensors` and
 /// `head_config.json` into `out`. Returns a warning to print, if any.
@@ -77,97 +76,4 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
          --set positions=shifted for an exact match)"
             .to_string()
     }))
-}
-
-/// Starts `subspace` from the PEFT prefix-tuning adapter in `dir` (`adapter_config.json` +
-/// `adapter_model.safetensors`, as PEFT or [`peft`] write them): vertex 0, or every vertex
-/// perturbed around it (`init_peft_vertices`). A `head.safetensors` beside it (written by
-/// [`peft`]) initialises the heads too when its shape fits the task. Returns notes for the
-/// run's results.
-pub fn import_peft(dir: &Path, subspace: &mut Subspace, cfg: &RunConfig, encoder: &Encoder) -> Result<Vec<String>> {
-    let cfg_path = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let ac: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", cfg_path.display())))?;
-    let field = |k: &str| ac.get(k).and_then(|v| v.as_i64());
-    let bad = |m: String| Err(Error::Input(format!("{}: {m}", cfg_path.display())));
-    if ac.get("peft_type").and_then(|v| v.as_str()) != Some("PREFIX_TUNING") {
-        return bad(format!(
-            "peft_type is {}, expected \"PREFIX_TUNING\"",
-            ac.get("peft_type").unwrap_or(&json!(null))
-        ));
-    }
-    let (l, h, p) = (encoder.num_layers(), encoder.hidden_size(), subspace.prefix_len());
-    for (key, want) in [
-        ("num_layers", l),
-        ("token_dim", h),
-        ("num_attention_heads", encoder.config.num_attention_heads),
-        ("num_virtual_tokens", p),
-    ] {
-        match field(key) {
-            Some(v) if v == want => {}
-            Some(v) if key == "num_virtual_tokens" => {
-                return bad(format!("{v} virtual tokens, the run has prefix_len {p} (pass --set prefix_len={v})"))
-            }
-            Some(v) => return bad(format!("{key} is {v}, the model has {want}: the adapter is for another model")),
-            None => return bad(format!("no integer \"{key}\"")),
-        }
-    }
-    let weights_path = dir.join("adapter_model.safetensors");
-    if !weights_path.is_file() && dir.join("adapter_model.bin").is_file() {
-        return Err(Error::Input(format!(
-            "{}: only safetensors adapters can be read (save it with safe_serialization=True)",
-            dir.join("adapter_model.bin").display()
-        )));
-    }
-    let tensors = Weights::read(&weights_path, Device::Cpu)?.into_map();
-    let emb = tensors.get("prompt_embeddings").ok_or_else(|| {
-        Error::Input(format!(
-            "{}: no tensor \"prompt_embeddings\" (a PEFT prefix adapter has one)",
-            weights_path.display()
-        ))
-    })?;
-    if emb.size() != [p, 2 * l * h] {
-        return Err(Error::Input(format!(
-            "{}: \"prompt_embeddings\" has shape {:?}, expected [{p}, {}] (virtual tokens, 2 · layers · hidden)",
-            weights_path.display(),
-            emb.size(),
-            2 * l * h
-        )));
-    }
-    // (p, 2LH) → (p, L, 2, H) → (L, 2, p, H): the inverse of the export's layout.
-    let prefix = emb.view([p, l, 2, h]).permute([1, 2, 0, 3]).contiguous();
-    let set = |s: &mut Subspace, i: usize, t: &Tensor| {
-        s.set_vertex_prefix(i, t).map_err(|e| Error::Input(format!("{}: {e}", weights_path.display())))
-    };
-    let mut notes = vec![format!("started from the PEFT adapter {}", dir.display())];
-    match cfg.init_peft_vertices {
-        PeftStart::One => set(subspace, 0, &prefix)?,
-        PeftStart::All => {
-            let std = prefix.std(true).double_value(&[]) * cfg.init_peft_noise;
-            for i in 0..subspace.n {
-                let noise = if subspace.n > 1 { prefix.randn_like() * std } else { prefix.zeros_like() };
-                set(subspace, i, &(&prefix + noise))?;
-            }
-        }
-    }
-    let head_path = dir.join("head.safetensors");
-    if head_path.is_file() {
-        let head = Weights::read(&head_path, Device::Cpu)?.into_map();
-        let loaded = match (head.get("weight"), head.get("bias")) {
-            (Some(w), Some(b)) => {
-                let heads = match cfg.init_peft_vertices {
-                    PeftStart::One => 1,
-                    PeftStart::All => subspace.n,
-                };
-                (0..heads).try_for_each(|i| subspace.set_head(i, w, b))
-            }
-            _ => Err("no \"weight\" and \"bias\" tensors".to_string()),
-        };
-        notes.push(match loaded {
-            Ok(()) => format!("the head started from {}", head_path.display()),
-            Err(e) => format!("the head of {} was not used ({e}); it starts at random", head_path.display()),
-        });
-    }
-    Ok(notes)
 }

@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, score, Encoded};
 use crate::plot;
+use crate::session::Session;
 use crate::subspace::{At, Subspace};
-use crate::train::Session;
 
 /// Training curves from a run's `metrics.jsonl`: `<out>/training.{png,svg}`.
 pub fn training(run: &Path, main_metric: &str, out: &Path) -> Result<PathBuf> {

@@ -1,6 +1,7 @@
 //! prefix-subspace: few-shot fine-tuning of a frozen BERT/RoBERTa encoder by learning a
 //! simplex of deep prefixes (Falissard, Guigue, Soulier, EMNLP 2023 Findings).
 
+pub mod atomic;
 pub mod bench;
 pub mod config;
 pub mod data;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod figures;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod optim;
@@ -17,7 +19,10 @@ pub mod plot;
 pub mod predict;
 pub mod report;
 pub mod rundir;
+pub mod session;
 pub mod speed;
+pub mod state;
+pub mod streams;
 pub mod subspace;
 pub mod task;
 pub mod train;

@@ -30,3 +30,28 @@ pub fn model(given: &std::path::Path) -> PathBuf {
         given.to_path_buf()
     }
 }
+
+/// Whether `name` can be one path component of a folder this tool creates from a config (a
+/// bench cell or variant name): letters, digits, `.`, `_`, `-`, not starting with `.`, at most
+/// 100 characters.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_names_are_one_plain_path_component() {
+        for ok in ["subspace", "beta0", "n2", "lr-1e-3", "a.b_c"] {
+            assert!(is_safe_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "x/../../victim", "a/b", "a\\b", "sp ace", "tab\t", &"x".repeat(101)] {
+            assert!(!is_safe_name(bad), "{bad:?}");
+        }
+    }
+}

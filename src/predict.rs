@@ -18,9 +18,9 @@ use tch::Kind;
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, Encoded};
+use crate::session::Session;
 use crate::subspace::{At, Subspace};
 use crate::task::TaskData;
-use crate::train::Session;
 
 /// What a task's inputs look like: one text or a pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +280,7 @@ pub fn predict_rows(
 /// `prefix-subspace predict`: reads `input` (`-` = stdin) and predicts every line with the
 /// run's `session` and `subspace` at `at`. With `strict`, the first bad line is an error
 /// (`FILE:LINE: what was wrong`) and nothing is predicted. The caller writes
-/// [`Predictions::text`] (to stdout, or a file with [`write_atomic`](crate::train::write_atomic)).
+/// [`Predictions::text`] (to stdout, or a file with [`write_atomic`](crate::atomic::write_atomic)).
 pub fn run(
     session: &Session,
     subspace: &Subspace,

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
+use crate::session::Session;
 use crate::subspace::Subspace;
-use crate::train::Session;
 
 /// The marker (and lock file) of a run directory.
 pub const RUN_MARKER: &str = ".prefix-subspace-run";
@@ -36,8 +36,8 @@ pub const RUN_ENTRIES: &[&str] = &[
     "metrics.jsonl",
     "checkpoint.safetensors",
     "results.json",
-    crate::train::RESUME_FILE,
-    crate::train::TEST_PARTIAL_FILE,
+    crate::state::RESUME_FILE,
+    crate::state::TEST_PARTIAL_FILE,
     "plots",
 ];
 
@@ -203,16 +203,6 @@ pub fn clear(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `name` can be one path component of a folder this tool creates from a config (a
-/// bench cell or variant name): letters, digits, `.`, `_`, `-`, not starting with `.`, at most
-/// 100 characters.
-pub fn is_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 /// A run directory opened for writing by `train`: the loaded session, the lock held on the
 /// directory until this is dropped, and whether this process created the directory.
 pub struct Writing {
@@ -265,7 +255,7 @@ impl Writing {
     /// checked against its saved state (config and data unchanged), then locked.
     pub fn resume(dir: &Path, sets: &[String], device: Option<&str>) -> Result<Self> {
         let cfg_path = dir.join("config.toml");
-        let state = dir.join(crate::train::RESUME_FILE);
+        let state = dir.join(crate::state::RESUME_FILE);
         for s in sets {
             let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k.trim());
             if !["threads", "checkpoint_every", "device"].contains(&key) {
@@ -294,7 +284,7 @@ impl Writing {
             cfg.device = d.to_string();
         }
         let session = Session::open(cfg)?;
-        crate::train::check_resume(&session, dir)?;
+        crate::state::check_resume(&session, dir)?;
         let lock = lock(dir, Kind::Run)?;
         Ok(Self { session, dir: dir.to_path_buf(), resuming: true, created: false, _lock: lock })
     }
@@ -432,15 +422,5 @@ mod tests {
         assert!(clear(&user.join("train.csv")).is_err());
         // Nothing there: nothing to do.
         clear(&tmp.path().join("missing")).unwrap();
-    }
-
-    #[test]
-    fn safe_names_are_one_plain_path_component() {
-        for ok in ["subspace", "beta0", "n2", "lr-1e-3", "a.b_c"] {
-            assert!(is_safe_name(ok), "{ok}");
-        }
-        for bad in ["", ".", "..", ".hidden", "x/../../victim", "a/b", "a\\b", "sp ace", "tab\t", &"x".repeat(101)] {
-            assert!(!is_safe_name(bad), "{bad:?}");
-        }
     }
 }

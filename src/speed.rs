@@ -56,9 +56,9 @@ use crate::metrics::Metric;
 use crate::model::load::Weights;
 use crate::model::{Config, Encoder, Pooling, TextTokenizer};
 use crate::optim::AdamW;
+use crate::session::Session;
 use crate::subspace::{At, Subspace};
 use crate::task::TaskData;
-use crate::train::Session;
 
 /// One measured figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -493,7 +493,7 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
     let mut session = Session::open(cfg)?;
     if let Some(p) = &opts.split_out {
         let text = serde_json::to_string_pretty(&session.task.split.summary()).expect("split serialises");
-        crate::train::write_atomic(p, text.as_bytes())?;
+        crate::atomic::write_atomic(p, text.as_bytes())?;
     }
     let lengths: Vec<usize> =
         Encoded::new(&session.tokenizer, &session.task.split.train)?.inputs.iter().map(|(ids, _)| ids.len()).collect();
@@ -526,7 +526,7 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
     let packed = session.encoder.packs();
     let (subspace, n) = (session.new_subspace()?.1, lengths.len());
     for epoch in 2..=opts.epochs {
-        for chunk in crate::train::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
+        for chunk in crate::streams::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
             let ls: Vec<i64> = chunk.iter().map(|&i| lengths[i] as i64).collect();
             products.extend(step_products(&step_shape(&session, &subspace, &ls, packed), &trainable).all());
         }

@@ -4,223 +4,29 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use tch::nn;
 use tch::{Device, Tensor};
 
-use crate::config::{DevAt, Method, PoolingChoice, RunConfig};
-use crate::data::fewshot::shuffle;
+use crate::atomic::write_atomic;
+use crate::config::{DevAt, Method, RunConfig};
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, outputs_unless, score, Encoded};
 use crate::model::tokenizer::pad_batch;
-use crate::model::{Encoder, Pooling, TextTokenizer};
 use crate::optim::AdamW;
+use crate::session::{save_checkpoint, Session};
+use crate::state::{
+    check_position, load_state, remove_if_exists, save_state, truncate_log, Position, TestPartial, RESUME_FILE,
+    TEST_PARTIAL_FILE,
+};
+use crate::streams::{epoch_order, seed_torch, stream_seed, Stream};
 use crate::subspace::{At, Subspace};
-use crate::task::TaskData;
-
-/// A loaded run: config, data, frozen encoder and tokenizer. Everything that can fail on bad
-/// input fails here, before anything is written.
-pub struct Session {
-    /// The resolved config.
-    pub cfg: RunConfig,
-    /// The task's data.
-    pub task: TaskData,
-    /// The frozen encoder.
-    pub encoder: Encoder,
-    /// Its tokenizer.
-    pub tokenizer: TextTokenizer,
-    /// The pooling the head reads.
-    pub pooling: Pooling,
-}
-
-impl Session {
-    /// Loads data, model and tokenizer for `cfg`.
-    pub fn open(cfg: RunConfig) -> Result<Self> {
-        let cfg = cfg.resolve()?;
-        let device = crate::embed::parse_device(&cfg.device)?;
-        if cfg.threads > 0 {
-            tch::set_num_threads(cfg.threads as i32);
-        }
-        let task = TaskData::load(&cfg)?;
-        let dir = cfg.model_dir();
-        if !dir.is_dir() {
-            return Err(Error::Input(format!(
-                "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",
-                dir.display()
-            )));
-        }
-        if let Some((name, _)) = task.tests.iter().find(|(_, ex)| ex.is_empty()) {
-            return Err(Error::Input(format!(
-                "task {}: the {name} set is empty, so there is nothing to score (use a larger data file, or give a test_file)",
-                task.name
-            )));
-        }
-        let encoder = Encoder::load(&dir, device)?;
-        check_model_limits(&cfg, &encoder, &dir)?;
-        let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
-        crate::model::check_vocab(&tokenizer, &encoder.config, &dir)?;
-        let pooling = match cfg.pooling {
-            PoolingChoice::Auto => Pooling::auto(&dir),
-            PoolingChoice::Mean => Pooling::Mean,
-            PoolingChoice::Cls => Pooling::Cls,
-        };
-        Ok(Self { cfg, task, encoder, tokenizer, pooling })
-    }
-
-    /// The hash of every example the run uses (ids, texts and labels of the train, dev and
-    /// test sets), so that a run reopened on edited data files is refused.
-    pub fn data_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        let sets = [("train", &self.task.split.train), ("dev", &self.task.split.dev)];
-        for (name, examples) in sets.into_iter().chain(self.task.tests.iter().map(|(n, e)| (n.as_str(), e))) {
-            h.update(format!("{name}\0{}\0", examples.len()).as_bytes());
-            for e in examples {
-                let label = match e.label {
-                    Label::Class(c) => format!("c{c}"),
-                    Label::Score(s) => format!("s{}", s.to_bits()),
-                };
-                for part in [e.id.as_str(), e.text_a.as_str(), e.text_b.as_deref().unwrap_or("\u{1}"), &label] {
-                    h.update(part.len().to_le_bytes());
-                    h.update(part.as_bytes());
-                }
-            }
-        }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// A fresh (randomly initialised, seeded) model in a new var store: the method's encoder
-    /// parameters (LoRA, BitFit biases, all weights for full fine-tuning) and the subspace of
-    /// prefixes/prompt and heads, started from `init_peft` when the config names an adapter.
-    pub fn new_subspace(&mut self) -> Result<(nn::VarStore, Subspace)> {
-        self.build_subspace(true)
-    }
-
-    /// The subspace stored in a run directory's checkpoint.
-    pub fn load_subspace(&mut self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
-        let (vs, s) = self.build_subspace(false)?;
-        load_checkpoint(&vs, checkpoint)?;
-        Ok((vs, s))
-    }
-
-    /// The model with its seeded initialisation; `import`: apply `init_peft` (a model whose
-    /// weights are then overwritten from a checkpoint does not need the adapter).
-    fn build_subspace(&mut self, import: bool) -> Result<(nn::VarStore, Subspace)> {
-        tch::manual_seed(self.cfg.seed as i64);
-        let vs = nn::VarStore::new(self.encoder.device());
-        let root = vs.root();
-        match self.cfg.method {
-            Method::Lora => {
-                let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
-                self.encoder.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
-            }
-            Method::Bitfit => {
-                self.encoder.make_trainable(&root, &|n| n.ends_with(".bias"));
-            }
-            Method::Full => {
-                self.encoder.make_trainable(&root, &|_| true);
-            }
-            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => {}
-        }
-        self.encoder.set_product_kind(self.cfg.precision.product_kind());
-        let mut s = Subspace::new(&root, &self.cfg, &self.encoder, self.task.num_outputs(), self.pooling);
-        if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
-            let notes = crate::export::import_peft(dir, &mut s, &self.cfg, &self.encoder)?;
-            for n in notes {
-                if !self.task.notes.contains(&n) {
-                    self.task.notes.push(n);
-                }
-            }
-        }
-        Ok((vs, s))
-    }
-}
-
-/// The limits the model puts on the config: inputs of `max_len` tokens (after a prompt, or
-/// after the prefix when `positions = shifted`) must fit the checkpoint's position table, and
-/// so must the `prefix_len` tokens whose keys and values start the vertices (`init = vocab`).
-fn check_model_limits(cfg: &RunConfig, encoder: &Encoder, dir: &Path) -> Result<()> {
-    let p = cfg.prefix_len as i64;
-    let (shift, why) = match cfg.method {
-        Method::Prompt => (p, format!(" after the prompt of prefix_len = {p}")),
-        m if m.uses_prefix() && cfg.positions == crate::model::Positions::Shifted => {
-            (p, format!(" with positions = shifted after prefix_len = {p}"))
-        }
-        _ => (0, String::new()),
-    };
-    let table = encoder.config.max_position_embeddings;
-    let limit = encoder.max_tokens(shift);
-    if cfg.max_len as i64 > limit {
-        return Err(Error::Input(format!(
-            "max_len = {}: expected at most {} for this model{why} (max_position_embeddings {table} in {})",
-            cfg.max_len,
-            limit.max(0),
-            dir.join("config.json").display()
-        )));
-    }
-    if cfg.method.uses_prefix() && cfg.init == crate::config::Init::Vocab && p > encoder.max_tokens(0) {
-        return Err(Error::Input(format!(
-            "prefix_len = {p}: expected at most {} with init = \"vocab\" (the vertices start from the keys and values of prefix_len tokens, which must fit max_position_embeddings {table} in {}); use init = \"normal\" for longer prefixes",
-            encoder.max_tokens(0).max(0),
-            dir.join("config.json").display()
-        )));
-    }
-    Ok(())
-}
-
-/// Writes the trainable tensors atomically (temp file, fsync, rename).
-pub fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    let vars = vs.variables();
-    let mut named: Vec<(String, Tensor)> =
-        vars.into_iter().map(|(k, v)| (k, v.detach().to(Device::Cpu).contiguous())).collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    write_tensors_atomic(&named, path)
-}
-
-/// Writes named tensors as safetensors atomically (temp file, fsync, rename).
-pub fn write_tensors_atomic<S: AsRef<str>, T: AsRef<Tensor>>(tensors: &[(S, T)], path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    let written = Tensor::write_safetensors(tensors, &tmp)
-        .map_err(Error::from)
-        .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e)))
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if written.is_err() {
-        // Nothing half-written is left behind (a full disk, a folder that went away).
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Loads a checkpoint written by [`save_checkpoint`] into `vs` (names and shapes must match).
-pub fn load_checkpoint(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    let tensors: BTreeMap<String, Tensor> = crate::model::load::Weights::read(path, vs.device())?.into_map();
-    let _guard = tch::no_grad_guard();
-    for (name, mut var) in vs.variables() {
-        let src = tensors.get(&name).ok_or_else(|| {
-            Error::Input(format!(
-                "{}: checkpoint has no tensor \"{name}\" (does config.toml match this checkpoint?)",
-                path.display()
-            ))
-        })?;
-        if src.size() != var.size() {
-            return Err(Error::Input(format!(
-                "{}: tensor \"{name}\" has shape {:?}, the run's config implies {:?}",
-                path.display(),
-                src.size(),
-                var.size()
-            )));
-        }
-        var.copy_(src);
-    }
-    Ok(())
-}
 
 /// Progress reporting: a bar on a terminal, plain lines otherwise.
 struct Progress {
@@ -263,34 +69,6 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
     m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
 }
 
-/// The random streams of a run. Each draw site is reseeded from (seed, stream, index), so any
-/// step can be recomputed on its own: a resumed run draws exactly what an uninterrupted one
-/// drew, and re-evaluating a run directory reproduces its ensemble numbers.
-#[derive(Debug, Clone, Copy)]
-pub enum Stream {
-    /// The order of the training examples in epoch `index`.
-    Order = 1,
-    /// Dropout and α draws of training step `index`.
-    Step = 2,
-    /// The regulariser's vertex pair at step `index`.
-    Regulariser = 3,
-    /// The sampled models of the dev evaluation after step `index`.
-    Dev = 4,
-    /// The sampled models of the final evaluation (index 0).
-    Test = 5,
-}
-
-/// The seed of draw `index` of `stream` in a run seeded with `seed` (SplitMix64 mixing).
-pub fn stream_seed(seed: u64, stream: Stream, index: u64) -> u64 {
-    use crate::model::dropout::mix;
-    mix(mix(mix(seed) ^ stream as u64) ^ index)
-}
-
-/// Seeds libtorch's generator for `stream`.
-pub fn seed_torch(seed: u64, stream: Stream, index: u64) {
-    tch::manual_seed((stream_seed(seed, stream, index) >> 1) as i64);
-}
-
 /// Set by a Ctrl-C handler: the training loop then saves its state at the end of the step (the
 /// final test evaluation: before its next batch) and returns [`Error::Interrupted`].
 pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -328,204 +106,6 @@ pub fn install_interrupt_handlers() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The file holding a run's resumable state.
-pub const RESUME_FILE: &str = "resume.safetensors";
-
-/// The test scores a run has finished so far, written after each point of the final test
-/// evaluation (centroid, each vertex, the ensemble), so that a resumed run scores only the
-/// points still missing; removed with the resume state once `results.json` is written.
-pub const TEST_PARTIAL_FILE: &str = "test-partial.json";
-
-/// What [`TEST_PARTIAL_FILE`] holds: seconds spent in the test evaluation so far, and the
-/// scores per test set and point.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct TestPartial {
-    seconds: f64,
-    sets: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
-}
-
-impl TestPartial {
-    fn read(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Ok(Self::default());
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Input(format!(
-                "{}: unreadable partial test scores ({e}); delete the file to score every point again",
-                path.display()
-            ))
-        })
-    }
-
-    fn write(&self, path: &Path) -> Result<()> {
-        write_atomic(path, serde_json::to_string_pretty(self).expect("scores serialise").as_bytes())
-    }
-}
-
-/// Where training stands after a step: everything, with the tensors saved beside it, that
-/// the rest of the run depends on.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Position {
-    /// Optimizer steps done.
-    step: usize,
-    /// The epoch the next step belongs to (1-based).
-    epoch: usize,
-    /// The index of the next batch within that epoch.
-    batch: usize,
-    /// Training examples seen.
-    seen: usize,
-    /// Seconds spent in training steps, and in training in total (evaluations included).
-    step_seconds: f64,
-    train_seconds: f64,
-    /// Evaluations since the best one.
-    evals_since_best: usize,
-    /// The best evaluation: dev metric, step, epoch (its weights are saved as `best/NAME`).
-    best: Option<(f64, usize, usize)>,
-    /// The optimizer's per-parameter step counts.
-    adam_steps: BTreeMap<String, i64>,
-    /// The few-shot split the run trains on (a resume on changed data is refused).
-    split_hash: String,
-    /// Training is over and the saved weights are the best ones: a resume goes straight to
-    /// the test evaluation (the state of a run interrupted during it).
-    #[serde(default)]
-    trained: bool,
-    /// The run's numbers-changing config (TOML) when it started: a resume after config.toml
-    /// was edited is refused. Absent in states saved by older builds.
-    #[serde(default)]
-    config: Option<String>,
-    /// [`Session::data_hash`] when the run started (absent in states of older builds).
-    #[serde(default)]
-    data_hash: Option<String>,
-}
-
-impl Position {
-    /// Epochs started so far.
-    fn epochs(&self) -> usize {
-        if self.batch == 0 {
-            self.epoch - 1
-        } else {
-            self.epoch
-        }
-    }
-}
-
-/// Saves the resumable state atomically: weights, optimizer moments, the best weights, and
-/// the position (as JSON bytes in the tensor `position`).
-fn save_state(path: &Path, vs: &nn::VarStore, opt: &AdamW, pos: &Position, best: &[(String, Tensor)]) -> Result<()> {
-    let (mut tensors, steps) = opt.state();
-    let pos = Position { adam_steps: steps, ..pos.clone() };
-    for (k, v) in vs.variables() {
-        tensors.push((format!("param/{k}"), v.detach()));
-    }
-    for (k, v) in best {
-        tensors.push((format!("best/{k}"), v.shallow_clone()));
-    }
-    let json = serde_json::to_vec(&pos).expect("position serialises");
-    tensors.push(("position".into(), Tensor::from_slice(&json.iter().map(|&b| b as i64).collect::<Vec<_>>())));
-    let mut tensors: Vec<(String, Tensor)> =
-        tensors.into_iter().map(|(k, t)| (k, t.to(Device::Cpu).contiguous())).collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    write_tensors_atomic(&tensors, path)
-}
-
-/// Restores what [`save_state`] wrote into `vs` and `opt`; returns the position and the best
-/// weights.
-fn load_state(path: &Path, vs: &nn::VarStore, opt: &mut AdamW) -> Result<(Position, Vec<(String, Tensor)>)> {
-    let what = path.display().to_string();
-    let mut tensors: BTreeMap<String, Tensor> = crate::model::load::Weights::read(path, vs.device())?.into_map();
-    let bytes: Vec<i64> = tensors
-        .remove("position")
-        .ok_or_else(|| Error::Input(format!("{what}: not a resume file (no \"position\" tensor)")))
-        .and_then(|t| Vec::<i64>::try_from(&t).map_err(Error::from))?;
-    let bytes: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
-    let pos: Position = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Input(format!("{what}: unreadable training position ({e})")))?;
-    let _guard = tch::no_grad_guard();
-    let mut best = Vec::new();
-    for (name, mut var) in vs.variables() {
-        let shape = var.size();
-        let get = |key: String| -> Result<&Tensor> {
-            let t = tensors.get(&key).ok_or_else(|| Error::Input(format!("{what}: no tensor \"{key}\"")))?;
-            if t.size() != shape {
-                return Err(Error::Input(format!(
-                    "{what}: tensor \"{key}\" has shape {:?}, the run's config implies {:?}",
-                    t.size(),
-                    shape
-                )));
-            }
-            Ok(t)
-        };
-        var.copy_(get(format!("param/{name}"))?);
-        if pos.best.is_some() {
-            best.push((name.clone(), get(format!("best/{name}"))?.copy()));
-        }
-    }
-    opt.load_state(&tensors, &pos.adam_steps, &what)?;
-    Ok((pos, best))
-}
-
-/// Checks that the interrupted run in `dir` can continue with `session`: its saved state is
-/// readable, the config's numbers-changing keys are those it started with (config.toml was not
-/// edited), and its examples' texts and labels are unchanged. Reads only the saved position.
-pub fn check_resume(session: &Session, dir: &Path) -> Result<()> {
-    let path = dir.join(RESUME_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let bad = |why: String| Error::Input(format!("{}: {why}; the file is truncated or corrupted", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
-    let t = st.tensor("position").map_err(|_| bad("not a resume file (no \"position\" tensor)".into()))?;
-    if t.dtype() != safetensors::Dtype::I64 {
-        return Err(bad("the \"position\" tensor is not int64".into()));
-    }
-    let json: Vec<u8> =
-        t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as u8).collect();
-    let pos: Position =
-        serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable training position ({e})")))?;
-    check_position(&pos, session, dir)
-}
-
-/// The checks of [`check_resume`] on a position already read.
-fn check_position(pos: &Position, session: &Session, dir: &Path) -> Result<()> {
-    let cfg = &session.cfg;
-    if let Some(saved) = &pos.config {
-        let started = RunConfig::from_toml_text(saved)
-            .map_err(|e| Error::Input(format!("{}: unreadable saved config ({e})", dir.join(RESUME_FILE).display())))?;
-        let keys = started.differing_keys(&cfg.comparable());
-        if !keys.is_empty() {
-            return Err(Error::Input(format!(
-                "{}: {} changed since the run started ({}); resuming would change the run's numbers: put the old value back, or train again with --overwrite",
-                dir.join("config.toml").display(),
-                keys.join(", "),
-                keys.iter().map(|k| describe_change(&started, cfg, k)).collect::<Vec<_>>().join("; ")
-            )));
-        }
-    }
-    if pos.data_hash.as_ref().is_some_and(|h| *h != session.data_hash()) {
-        return Err(Error::Input(format!(
-            "{}: the texts or labels of the run's examples changed since it started (data hash differs): the data files were edited; restore them, or train again with --overwrite",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Keeps the lines of `metrics.jsonl` up to `step` (a resumed run rewrites what follows).
-fn truncate_log(path: &Path, step: usize) -> Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomic(path, kept.as_bytes())
 }
 
 /// Trains a subspace for `session` and writes the run directory `dir` (config.toml,
@@ -795,24 +375,6 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     Ok(results)
 }
 
-/// `key`'s value when the run started and now, for a message.
-fn describe_change(started: &RunConfig, now: &RunConfig, key: &str) -> String {
-    let get = |c: &RunConfig| {
-        toml::Value::try_from(c.comparable())
-            .ok()
-            .and_then(|v| v.get(key).map(|x| x.to_string()))
-            .unwrap_or_else(|| "unset".into())
-    };
-    format!("{key}: {} then, {} now", get(started), get(now))
-}
-
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
 /// What a training step reads: a batch of tokenised examples, or (head-only) their cached
 /// pooled features.
 pub enum StepInput {
@@ -904,14 +466,6 @@ pub fn train_step(
         *p = Phases { forward, backward, update: mark() };
     }
     (loss_v, reg.map(|r| r.double_value(&[])))
-}
-
-/// The order in which training visits its `n` examples in `epoch` (1-based): batches are
-/// consecutive chunks of it.
-pub fn epoch_order(seed: u64, n: usize, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    shuffle(&mut order, &mut ChaCha8Rng::seed_from_u64(stream_seed(seed, Stream::Order, epoch as u64)));
-    order
 }
 
 /// The final report on one test set: centroid, every vertex and the ensemble of m samples
@@ -1008,25 +562,4 @@ fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, device: Device) ->
             logits.cross_entropy_for_logits(&Tensor::from_slice(&y).to(device))
         }
     }
-}
-
-/// Writes a file atomically: temp file in the same folder, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp: PathBuf = {
-        let mut s = path.as_os_str().to_owned();
-        s.push(".tmp");
-        s.into()
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let written = f
-        .write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if written.is_err() {
-        // Nothing half-written is left behind (a full disk, a folder that went away).
-        drop(f);
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }

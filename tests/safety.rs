@@ -342,7 +342,7 @@ fn edited_configs_and_data_are_refused_and_unfinished_runs_say_so() {
     let mut args = s.train_args(&killed);
     args.extend(["--set".into(), "max_steps=400".into(), "--set".into(), "checkpoint_every=1".into()]);
     let mut child = bin().args(&args).spawn().unwrap();
-    let state = killed.join(prefix_subspace::train::RESUME_FILE);
+    let state = killed.join(prefix_subspace::state::RESUME_FILE);
     let t0 = std::time::Instant::now();
     while !state.exists() && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(20));

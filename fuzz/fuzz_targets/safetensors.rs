@@ -16,6 +16,6 @@ fuzz_target!(|input: &[u8]| {
         let _ = w.take("embeddings.word_embeddings.weight", &[4, 2]);
         let vs = nn::VarStore::new(Device::Cpu);
         let _v = vs.root().zeros("prefix", &[2, 3]);
-        let _ = prefix_subspace::train::load_checkpoint(&vs, &path);
+        let _ = prefix_subspace::session::load_checkpoint(&vs, &path);
     }
 });

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::io::Write;
 
 use anyhow::Result;
+use prefix_subspace::atomic::write_atomic;
 use prefix_subspace::subspace::At;
-use prefix_subspace::train::write_atomic;
 
 /// The flags of `predict`.
 #[derive(clap::Args)]

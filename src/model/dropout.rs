@@ -5,7 +5,7 @@
 //! this project's machine. Here the mask is drawn in fixed-size chunks, each from its own
 //! small generator (wyrand) seeded from one number drawn from libtorch's generator and the
 //! chunk's index: the mask depends on the seed only, not on the thread count, and a run
-//! reseeded per step (see `train::Stream`) stays reproducible. Masks are written straight into
+//! reseeded per step (see `streams::Stream`) stays reproducible. Masks are written straight into
 //! the tensor's memory, and since every value can be computed on its own (wyrand's state is a
 //! counter), packed hidden states draw the masks of their real rows only.
 
@@ -179,7 +179,7 @@ fn fill(out: &mut [f32], start: usize, draw: Draw) {
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit value from any input (also used to derive the
-/// seeds of a run's random streams, see `train::stream_seed`).
+/// seeds of a run's random streams, see `streams::stream_seed`).
 pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
