@@ -254,7 +254,7 @@ fn run_numbers(r: &Value) -> [Option<&Value>; 4] {
 /// Checks that the cell `name` found in `first` (results `a`) and again in `second` (results
 /// `b`) is the same run, so that merging keeps it once; one line naming both otherwise.
 fn check_same_cell(name: &str, first: &Path, a: &Value, second: &Path, b: &Value) -> Result<()> {
-    let config = |dir: &Path| RunConfig::from_file(&dir.join("config.toml")).map(|c| comparable(&c));
+    let config = |dir: &Path| RunConfig::from_file(&dir.join("config.toml")).map(|c| c.comparable());
     let why = if config(first)? != config(second)? {
         "were run with different settings"
     } else if run_numbers(a) != run_numbers(b) {
@@ -551,17 +551,10 @@ pub fn write_rows(dirs: &[PathBuf], rows: &[Value], out: &Path) -> Result<usize>
     Ok(rows.len())
 }
 
-/// The settings that cannot change a finished run's numbers (thread count, device, how often
-/// the resumable state is saved, and the opt-in to partial train files, which only decides
-/// whether a run can start).
-fn comparable(c: &RunConfig) -> RunConfig {
-    RunConfig { threads: 0, device: "cpu".into(), allow_partial_train: false, checkpoint_every: 0, ..c.clone() }
-}
-
 /// Whether `run_dir` holds a run of `config` (numerics versioned, same numbers-changing settings).
 fn same_run(run_dir: &Path, config: &RunConfig) -> bool {
     current_numerics(run_dir)
-        && RunConfig::from_file(&run_dir.join("config.toml")).is_ok_and(|c| comparable(&c) == comparable(config))
+        && RunConfig::from_file(&run_dir.join("config.toml")).is_ok_and(|c| c.comparable() == config.comparable())
 }
 
 /// Where one cell of a grid stands, read from its folder (nothing runs).

@@ -29,6 +29,8 @@ pub struct Session {
     pub tokenizer: TextTokenizer,
     /// The pooling the head reads.
     pub pooling: Pooling,
+    /// [`Session::data_hash`], computed once when the data is loaded.
+    data_hash: String,
 }
 
 impl Session {
@@ -62,29 +64,25 @@ impl Session {
             PoolingChoice::Mean => Pooling::Mean,
             PoolingChoice::Cls => Pooling::Cls,
         };
-        Ok(Self { cfg, task, encoder, tokenizer, pooling })
+        Ok(Self::from_parts(cfg, task, encoder, tokenizer, pooling))
+    }
+
+    /// A session of parts already loaded (`cfg` resolved; the speed figures build their own).
+    pub fn from_parts(
+        cfg: RunConfig,
+        task: TaskData,
+        encoder: Encoder,
+        tokenizer: TextTokenizer,
+        pooling: Pooling,
+    ) -> Self {
+        let data_hash = hash_examples(&task);
+        Self { cfg, task, encoder, tokenizer, pooling, data_hash }
     }
 
     /// The hash of every example the run uses (ids, texts and labels of the train, dev and
     /// test sets), so that a run reopened on edited data files is refused.
-    pub fn data_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        let sets = [("train", &self.task.split.train), ("dev", &self.task.split.dev)];
-        for (name, examples) in sets.into_iter().chain(self.task.tests.iter().map(|(n, e)| (n.as_str(), e))) {
-            h.update(format!("{name}\0{}\0", examples.len()).as_bytes());
-            for e in examples {
-                let label = match e.label {
-                    Label::Class(c) => format!("c{c}"),
-                    Label::Score(s) => format!("s{}", s.to_bits()),
-                };
-                for part in [e.id.as_str(), e.text_a.as_str(), e.text_b.as_deref().unwrap_or("\u{1}"), &label] {
-                    h.update(part.len().to_le_bytes());
-                    h.update(part.as_bytes());
-                }
-            }
-        }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    pub fn data_hash(&self) -> &str {
+        &self.data_hash
     }
 
     /// A fresh (randomly initialised, seeded) model in a new var store: the method's encoder
@@ -132,6 +130,27 @@ impl Session {
         }
         Ok((vs, s))
     }
+}
+
+/// The hash behind [`Session::data_hash`].
+fn hash_examples(task: &TaskData) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let sets = [("train", &task.split.train), ("dev", &task.split.dev)];
+    for (name, examples) in sets.into_iter().chain(task.tests.iter().map(|(n, e)| (n.as_str(), e))) {
+        h.update(format!("{name}\0{}\0", examples.len()).as_bytes());
+        for e in examples {
+            let label = match e.label {
+                Label::Class(c) => format!("c{c}"),
+                Label::Score(s) => format!("s{}", s.to_bits()),
+            };
+            for part in [e.id.as_str(), e.text_a.as_str(), e.text_b.as_deref().unwrap_or("\u{1}"), &label] {
+                h.update(part.len().to_le_bytes());
+                h.update(part.as_bytes());
+            }
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The limits the model puts on the config: inputs of `max_len` tokens (after a prompt, or

@@ -394,7 +394,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
         (f.method(), opts.threads, Some(dir.clone()), opts.device.clone());
     let cfg = cfg.resolve()?;
     let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
-    let mut session = Session { cfg, task: no_data_task(), encoder, tokenizer, pooling };
+    let mut session = Session::from_parts(cfg, no_data_task(), encoder, tokenizer, pooling);
     let (vs, subspace) = session.new_subspace()?;
     let mut opt = AdamW::new(&vs, session.cfg.lr, session.cfg.weight_decay);
     let (b, t) = (opts.batch, opts.seq_len);

@@ -130,9 +130,7 @@ pub(crate) fn load_state(path: &Path, vs: &nn::VarStore, opt: &mut AdamW) -> Res
         .remove("position")
         .ok_or_else(|| Error::Input(format!("{what}: not a resume file (no \"position\" tensor)")))
         .and_then(|t| Vec::<i64>::try_from(&t).map_err(Error::from))?;
-    let bytes: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
-    let pos: Position = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Input(format!("{what}: unreadable training position ({e})")))?;
+    let pos = parse_position(bytes).map_err(|e| Error::Input(format!("{what}: {e}")))?;
     let _guard = tch::no_grad_guard();
     let mut best = Vec::new();
     for (name, mut var) in vs.variables() {
@@ -170,11 +168,15 @@ pub fn check_resume(session: &Session, dir: &Path) -> Result<()> {
     if t.dtype() != safetensors::Dtype::I64 {
         return Err(bad("the \"position\" tensor is not int64".into()));
     }
-    let json: Vec<u8> =
-        t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as u8).collect();
-    let pos: Position =
-        serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable training position ({e})")))?;
+    let pos = parse_position(t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))))
+        .map_err(bad)?;
     check_position(&pos, session, dir)
+}
+
+/// The position [`save_state`] stored as the JSON bytes of an int64 tensor, one byte each.
+fn parse_position(bytes: impl IntoIterator<Item = i64>) -> std::result::Result<Position, String> {
+    let json: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
+    serde_json::from_slice(&json).map_err(|e| format!("unreadable training position ({e})"))
 }
 
 /// The checks of [`check_resume`] on a position already read.

@@ -171,7 +171,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             split_hash,
             trained: false,
             config: Some(cfg.comparable().to_toml()),
-            data_hash: Some(session.data_hash()),
+            data_hash: Some(session.data_hash().to_string()),
         };
         (pos, Vec::new())
     };

@@ -11,6 +11,8 @@ use prefix_subspace::model::{check_vocab, Batch, Config, Encoder, Forward, Posit
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+
 const VOCAB: i64 = 50;
 const HIDDEN: i64 = 16;
 const MAX_POS: i64 = 20;
@@ -81,17 +83,7 @@ fn parameters(c: &Value) -> Vec<(String, Vec<i64>)> {
 
 /// Random weights for `c` (unit LayerNorm scales).
 fn weights(c: &Value) -> Vec<(String, Tensor)> {
-    parameters(c)
-        .into_iter()
-        .map(|(n, s)| {
-            let t = if n.ends_with("LayerNorm.weight") {
-                Tensor::ones(s.as_slice(), (Kind::Float, Device::Cpu))
-            } else {
-                Tensor::randn(s.as_slice(), (Kind::Float, Device::Cpu)) * 0.3
-            };
-            (n, t)
-        })
-        .collect()
+    common::random_weights(parameters(c), 0.3)
 }
 
 /// vocab.txt with `n` tokens: the BERT special tokens, then `w5`, `w6`, ... (token `wI` has id I).

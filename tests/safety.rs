@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
@@ -34,18 +34,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
     let config: prefix_subspace::model::Config = serde_json::from_value(cfg).unwrap();
     let _g = common::torch_rng_lock();
     tch::manual_seed(7);
-    let tensors: Vec<(String, Tensor)> = config
-        .bert_parameter_shapes()
-        .into_iter()
-        .map(|(n, s)| {
-            let t = if n.contains("LayerNorm.weight") {
-                Tensor::ones(s.as_slice(), (Kind::Float, Device::Cpu))
-            } else {
-                Tensor::randn(s.as_slice(), (Kind::Float, Device::Cpu)) * 0.1
-            };
-            (n, t)
-        })
-        .collect();
+    let tensors = common::random_weights(config.bert_parameter_shapes(), 0.1);
     Tensor::write_safetensors(&tensors, m.join("model.safetensors")).unwrap();
     m
 }

@@ -70,10 +70,27 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// Random tensors of the given names and shapes (LayerNorm scales 1, the rest N(0, scale²)),
+/// drawn in order from libtorch's generator: the weights of tiny test checkpoints.
+pub fn random_weights(shapes: Vec<(String, Vec<i64>)>, scale: f64) -> Vec<(String, Tensor)> {
+    use tch::{Device, Kind};
+    shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let t = if n.ends_with("LayerNorm.weight") {
+                Tensor::ones(s.as_slice(), (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::randn(s.as_slice(), (Kind::Float, Device::Cpu)) * scale
+            };
+            (n, t)
+        })
+        .collect()
+}
+
 /// A tiny random BERT encoder (2 layers, hidden 16, 4 heads), for mechanics tests only.
 pub fn tiny_bert(seed: i64) -> prefix_subspace::model::Encoder {
     use prefix_subspace::model::load::Weights;
-    use tch::{Device, Kind};
+    use tch::Device;
     tch::manual_seed(seed);
     let cfg: prefix_subspace::model::Config = serde_json::from_value(serde_json::json!({
         "model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
@@ -81,18 +98,7 @@ pub fn tiny_bert(seed: i64) -> prefix_subspace::model::Encoder {
         "type_vocab_size": 2, "pad_token_id": 0
     }))
     .unwrap();
-    let shapes = cfg.bert_parameter_shapes();
-    let tensors: HashMap<String, Tensor> = shapes
-        .into_iter()
-        .map(|(n, s)| {
-            let t = if n.contains("LayerNorm.weight") {
-                Tensor::ones(s.as_slice(), (Kind::Float, Device::Cpu))
-            } else {
-                Tensor::randn(s.as_slice(), (Kind::Float, Device::Cpu)) * 0.3
-            };
-            (n, t)
-        })
-        .collect();
+    let tensors: HashMap<String, Tensor> = random_weights(cfg.bert_parameter_shapes(), 0.3).into_iter().collect();
     let mut w = Weights::from_tensors(Path::new("tiny-bert"), tensors);
     prefix_subspace::model::Encoder::from_weights(cfg, &mut w, Device::Cpu).unwrap()
 }
