@@ -730,7 +730,7 @@ fn with_key_hint(message: &str) -> String {
     format!("{}{}", &message[..at], unknown_key(&rest[..end]))
 }
 
-/// One config key, documented: what `prefix-subspace keys` prints and the README's key table
+/// One config key, documented: what `prefix-subspace keys` prints and the key table of docs/keys.md
 /// show (both generated from [`key_docs`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyDoc {
@@ -778,7 +778,7 @@ const DEV_ATS: [DevAt; 2] = [DevAt::Samples, DevAt::Centroid];
 
 /// Every config key with its default, valid values and meaning, in groups (data, user task,
 /// model, method, training, selection and evaluation): the one source of `prefix-subspace
-/// keys` ([`keys_text`]) and of the README's key table ([`keys_markdown`]).
+/// keys` ([`keys_text`]) and of the key table of docs/keys.md ([`keys_markdown`]).
 pub fn key_docs() -> Vec<KeyDoc> {
     /// How a key's valid values are found.
     enum Values {
@@ -903,7 +903,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         .collect()
 }
 
-/// The first paragraph of [`keys_text`] (the README says the same in its own words).
+/// The first paragraph of [`keys_text`] (README.md and docs/keys.md say the same in their own words).
 const KEYS_INTRO: &str = "Every key can be set with `--set key=value` or in a TOML file given to `--config`; command-line flags win over `--set`, which wins over the file. A run writes its resolved config to `config.toml`.";
 
 /// Every config key for a terminal (what `prefix-subspace keys` prints): per group, each key with
@@ -929,7 +929,7 @@ pub fn keys_text() -> String {
 }
 
 /// Every config key as a markdown table (key, default, valid values, meaning), one bold row
-/// per group: the README's key table between `<!-- keys:begin -->` and `<!-- keys:end -->`.
+/// per group: the key table of docs/keys.md between `<!-- keys:begin -->` and `<!-- keys:end -->`.
 pub fn keys_markdown() -> String {
     let cell = |s: &str| s.replace('|', "\\|");
     let mut out = String::from("| key | default | values | meaning |\n|---|---|---|---|\n");
