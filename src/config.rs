@@ -27,12 +27,27 @@ pub enum Method {
     Prompt,
     /// Full fine-tuning: every encoder weight, + head.
     Full,
+    /// Zero-shot (decoders): the template and label words, nothing trained.
+    ZeroShot,
+    /// In-context learning (decoders): the few-shot train examples, written with the template
+    /// and their label word, in front of every input (their keys and values computed once);
+    /// nothing trained.
+    Icl,
 }
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 7] =
-        [Method::Subspace, Method::Prefix, Method::Lora, Method::Bitfit, Method::Head, Method::Prompt, Method::Full];
+    pub const ALL: [Method; 9] = [
+        Method::Subspace,
+        Method::Prefix,
+        Method::Lora,
+        Method::Bitfit,
+        Method::Head,
+        Method::Prompt,
+        Method::Full,
+        Method::ZeroShot,
+        Method::Icl,
+    ];
 
     /// The name used on the command line and in tables.
     pub fn name(self) -> &'static str {
@@ -44,6 +59,8 @@ impl Method {
             Method::Head => "head",
             Method::Prompt => "prompt",
             Method::Full => "full",
+            Method::ZeroShot => "zero-shot",
+            Method::Icl => "icl",
         }
     }
 
@@ -57,6 +74,8 @@ impl Method {
     pub fn default_lr(self) -> f64 {
         match self {
             Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => 5e-3,
+            // Nothing is trained; the value is never used.
+            Method::ZeroShot | Method::Icl => 5e-3,
             Method::Lora => 5e-4,
             Method::Bitfit => 1e-3,
             Method::Full => 2e-5,
@@ -66,6 +85,16 @@ impl Method {
     /// True when the method trains deep prefixes (and so can have several vertices).
     pub fn uses_prefix(self) -> bool {
         matches!(self, Method::Subspace | Method::Prefix)
+    }
+
+    /// False for the methods that train nothing (zero-shot, in-context learning).
+    pub fn trains(self) -> bool {
+        !matches!(self, Method::ZeroShot | Method::Icl)
+    }
+
+    /// True for the methods that only a decoder with label words can run.
+    pub fn needs_decoder(self) -> bool {
+        !self.trains()
     }
 }
 
@@ -161,12 +190,14 @@ pub enum Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PoolingChoice {
-    /// The model folder's declared pooling, else the first token.
+    /// The model folder's declared pooling, else the first token; the last token on a decoder.
     Auto,
     /// Mean over real tokens.
     Mean,
     /// First token.
     Cls,
+    /// Last real token (what a decoder's next-token prediction reads).
+    Last,
 }
 
 /// How dev examples are scored for checkpoint selection.
@@ -212,8 +243,15 @@ pub struct RunConfig {
     pub task_name: Option<String>,
 
     // --- model ---
-    /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
+    /// Hugging Face model folder, GGUF file, or installed model name (default: the installed
+    /// all-MiniLM-L6-v2).
     pub model: Option<PathBuf>,
+    /// Decoders: the prompt template (`{s}`, or `{s1}` and `{s2}`; default: the task's).
+    pub template: Option<String>,
+    /// Decoders: one label word per class, in class order (default: the task's).
+    pub label_words: Option<Vec<String>>,
+    /// In-context learning: demonstrations per class from the few-shot train set (0 = all).
+    pub icl_shots: usize,
     /// Truncation length in tokens.
     pub max_len: usize,
     /// Pooling for the head.
@@ -329,6 +367,9 @@ impl Default for RunConfig {
             regression: false,
             task_name: None,
             model: None,
+            template: None,
+            label_words: None,
+            icl_shots: 0,
             max_len: 128,
             pooling: PoolingChoice::Auto,
             positions: Positions::Unshifted,
@@ -649,6 +690,7 @@ pub const RANGES: &[KeyRange] = &[
     int("dev_samples", 1, MAX_SAMPLES),
     int("ensemble_samples", 1, MAX_SAMPLES),
     int("eval_batch_size", 1, 65_536),
+    int("icl_shots", 0, MAX_SAMPLES),
     int("test_limit", 0, 1_000_000_000),
 ];
 
@@ -656,7 +698,8 @@ pub const RANGES: &[KeyRange] = &[
 pub const LORA_TARGETS: [&str; 4] = ["query", "key", "value", "output"];
 
 /// Keys that are absent from a serialised config when unset (`None`).
-const OPTIONAL_KEYS: [&str; 7] = ["data_dir", "train_file", "test_file", "text_b", "task_name", "model", "init_peft"];
+const OPTIONAL_KEYS: [&str; 9] =
+    ["data_dir", "train_file", "test_file", "text_b", "task_name", "model", "template", "label_words", "init_peft"];
 
 /// What `task_name` may be, in words (for messages and the key list).
 const TASK_NAME_RULE: &str = "letters, digits, '.' and '_' (at most 100 characters, not starting with '.'), and not the name of a GLUE task or polarity";
@@ -772,7 +815,8 @@ const GRANULARITIES: [Granularity; 3] = [Granularity::ExampleLayer, Granularity:
 const INITS: [Init; 2] = [Init::Vocab, Init::Normal];
 const PEFT_STARTS: [PeftStart; 2] = [PeftStart::One, PeftStart::All];
 const PROTOCOLS: [Protocol; 2] = [Protocol::PerClass, Protocol::Total];
-const POOLINGS: [PoolingChoice; 3] = [PoolingChoice::Auto, PoolingChoice::Mean, PoolingChoice::Cls];
+const POOLINGS: [PoolingChoice; 4] =
+    [PoolingChoice::Auto, PoolingChoice::Mean, PoolingChoice::Cls, PoolingChoice::Last];
 const POSITIONS: [Positions; 2] = [Positions::Unshifted, Positions::Shifted];
 const DEV_ATS: [DevAt; 2] = [DevAt::Samples, DevAt::Centroid];
 
@@ -829,8 +873,12 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "Labels are real numbers: one output, MSE loss, Pearson and Spearman correlation.".into()),
         ("user task", "task_name", Text(TASK_NAME_RULE.into()),
             "The user task's name in `results.json`, tables and bench cell ids; unset: `user`. Gives runs of different user tasks different names (only with `task = \"user\"`).".into()),
-        ("model", "model", text("a model folder, or the name of a model installed in the cache"),
-            "The Hugging Face encoder (frozen except by `lora`, `bitfit` and `full`); unset: the installed all-MiniLM-L6-v2.".into()),
+        ("model", "model", text("a model folder, a .gguf file, or the name of a model installed in the cache"),
+            "The backbone (frozen except by `lora`, `bitfit` and `full`): a Hugging Face encoder folder, or a decoder LLM in a GGUF file (or a folder holding one), e.g. `smollm2-135m-instruct`; unset: the installed all-MiniLM-L6-v2.".into()),
+        ("model", "template", text("a text with {s} (single-sentence tasks) or {s1} and {s2} (pair tasks), answer slot last"),
+            "Decoders: the prompt each input is written into; the class score is the LM logit of its label word right after it. Unset: the task's default (docs/method.md).".into()),
+        ("model", "label_words", text("a list of words, one per class in class order, each with its leading space"),
+            "Decoders: the label words (their first token is scored). Unset: the task's default.".into()),
         ("model", "max_len", Number, "Truncation length in tokens (at most what the model's position table allows).".into()),
         ("model", "pooling", Names(names(&POOLINGS)),
             "What the head reads: `auto` = the pooling the model folder declares (mean for the default model), else the first token; `mean` over real tokens; `cls` the first token.".into()),
@@ -842,7 +890,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "Number format of the encoder's dense-layer products: `bf16` multiplies bfloat16 inputs and weights with fp32 accumulation (attention, LayerNorm, prefix and head stay fp32); faster on CPUs with AVX512-BF16 or AMX and on GPUs, changes the numbers.".into()),
         ("model", "threads", Number, "Intra-op threads (0 = libtorch's default); does not make it another run.".into()),
         ("method", "method", Names(names(&Method::ALL)),
-            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear probe), `prompt` (a soft prompt) or `full` (every weight); each with a classification head.".into()),
+            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear probe), `prompt` (a soft prompt) or `full` (every weight); each with a classification head (on a decoder: the label words). Decoders only: `zero-shot` (the template, nothing trained) and `icl` (in-context learning: the train examples as demonstrations, nothing trained).".into()),
         ("method", "vertices", Number, "n: vertices of the simplex, each a per-layer prefix K/V and a head (1 for every method but `subspace`).".into()),
         ("method", "prefix_len", Number, "p: prefix length (`prompt`: soft-prompt vectors).".into()),
         ("method", "granularity", Names(names(&GRANULARITIES)),
@@ -883,6 +931,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "Dev scoring for checkpoint selection: `samples` = `dev_samples` sampled models per example (the augmented metric); `centroid` = the centroid only (with `dev_samples = 1`: ordinary selection).".into()),
         ("selection and evaluation", "ensemble_samples", Number, "Models sampled for the final test ensemble.".into()),
         ("selection and evaluation", "eval_batch_size", Number, "Evaluation batch size (examples × samples per forward).".into()),
+        ("method", "icl_shots", Number, "In-context learning: demonstrations per class drawn (seeded) from the few-shot train set (0 = all of it).".into()),
         ("selection and evaluation", "test_limit", Number,
             "Evaluate only a fixed stratified sample of this many examples of each test set (0 = all; for smoke tests, said in `notes`).".into()),
     ];
@@ -1190,7 +1239,9 @@ mod tests {
         }
         for v in POOLINGS {
             whole(match v {
-                PoolingChoice::Auto | PoolingChoice::Mean | PoolingChoice::Cls => POOLINGS.len() == 3,
+                PoolingChoice::Auto | PoolingChoice::Mean | PoolingChoice::Cls | PoolingChoice::Last => {
+                    POOLINGS.len() == 4
+                }
             });
         }
         for v in POSITIONS {

@@ -11,7 +11,7 @@ use crate::data::{Example, Label};
 use crate::error::Result;
 use crate::metrics::{compute, Metric, Predictions};
 use crate::model::tokenizer::pad_batch;
-use crate::model::{Encoder, TextTokenizer};
+use crate::model::{Backbone, TextTokenizer};
 use crate::subspace::{At, Subspace};
 
 /// Tokenised inputs, encoded once and reused by every evaluation.
@@ -45,7 +45,7 @@ impl Encoded {
 /// Model outputs `(N, m, C)`: class probabilities (classification) or the predicted score
 /// (regression, C = 1), for each example and each of the m models (m = 1 at a fixed point).
 pub fn outputs(
-    encoder: &Encoder,
+    encoder: &dyn Backbone,
     subspace: &Subspace,
     data: &Encoded,
     at: &At,
@@ -61,7 +61,7 @@ pub fn outputs(
 /// an interrupt must not wait for.
 #[allow(clippy::too_many_arguments)]
 pub fn outputs_unless(
-    encoder: &Encoder,
+    encoder: &dyn Backbone,
     subspace: &Subspace,
     data: &Encoded,
     at: &At,
@@ -101,7 +101,7 @@ pub fn outputs_unless(
 
 /// Pooled features `(N, H)` at the centroid, without dropout (for the head-only method,
 /// whose encoder input never changes).
-pub fn features(encoder: &Encoder, subspace: &Subspace, data: &Encoded, batch_size: usize, pad_id: i64) -> Tensor {
+pub fn features(encoder: &dyn Backbone, subspace: &Subspace, data: &Encoded, batch_size: usize, pad_id: i64) -> Tensor {
     let _guard = tch::no_grad_guard();
     let dev = encoder.device();
     let alphas = subspace.fixed_alphas(&At::Centroid, dev);

@@ -26,7 +26,7 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
             session.cfg.method.name()
         )));
     }
-    if session.encoder.arch == Arch::Mpnet {
+    if session.encoder()?.arch == Arch::Mpnet {
         return Err(Error::Input(
             "export --format peft is not possible for an MPNet model: transformers' MPNetModel takes no \
              past_key_values, which PEFT prefix tuning needs"
@@ -34,7 +34,7 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let enc = &session.encoder;
+    let enc = session.encoder()?;
     let (l, h, p) = (enc.num_layers(), enc.hidden_size(), subspace.prefix_len());
     let prefix = tch::no_grad(|| subspace.mixed_prefix(&subspace.fixed_alphas(at, enc.device())));
     // (L, 2, 1, p, H) → (p, L, 2, H) → (p, 2LH)

@@ -42,7 +42,7 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
     }
     let tok = &session.tokenizer;
     let metric = session.task.main_metric;
-    let (enc, pad, bs) = (&session.encoder, tok.pad_id(), session.cfg.eval_batch_size);
+    let (enc, pad, bs) = (&*session.backbone, tok.pad_id(), session.cfg.eval_batch_size);
     let eval = |d: &Encoded, at: &At, m: usize| -> f64 {
         let o = outputs(enc, subspace, d, at, m, bs, pad);
         score(&o, &d.labels, &[metric], false)[metric.name()]

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod paths;
 pub mod plot;
 pub mod predict;
+pub mod prompt;
 pub mod report;
 pub mod rundir;
 pub mod session;

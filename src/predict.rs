@@ -243,8 +243,15 @@ pub fn predict_rows(
     if !inputs.is_empty() {
         let labels = vec![Label::Class(0); inputs.len()];
         let data = Encoded { inputs, labels };
-        let o =
-            outputs(&session.encoder, subspace, &data, at, m, session.cfg.eval_batch_size, session.tokenizer.pad_id());
+        let o = outputs(
+            &*session.backbone,
+            subspace,
+            &data,
+            at,
+            m,
+            session.cfg.eval_batch_size,
+            session.tokenizer.pad_id(),
+        );
         scores = Vec::<Vec<f32>>::try_from(&o.mean_dim(1, false, Kind::Float))?;
     }
     let names = &session.task.label_names;

@@ -12,7 +12,8 @@ use crate::atomic::write_tensors_atomic;
 use crate::config::{Method, PoolingChoice, RunConfig};
 use crate::data::Label;
 use crate::error::{Error, Result};
-use crate::model::{Encoder, Pooling, TextTokenizer};
+use crate::model::{Backbone, Decoder, Encoder, Pooling, TextTokenizer};
+use crate::prompt::Prompt;
 use crate::subspace::Subspace;
 use crate::task::TaskData;
 
@@ -23,12 +24,15 @@ pub struct Session {
     pub cfg: RunConfig,
     /// The task's data.
     pub task: TaskData,
-    /// The frozen encoder.
-    pub encoder: Encoder,
+    /// The frozen backbone (an encoder, or a decoder LLM).
+    pub backbone: Box<dyn Backbone>,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
     /// The pooling the head reads.
     pub pooling: Pooling,
+    /// A decoder's label words: the first token id of each class's word (the head is then the
+    /// language model's own output rows of these tokens).
+    pub label_ids: Option<Vec<i64>>,
     /// [`Session::data_hash`], computed once when the data is loaded.
     data_hash: String,
 }
@@ -43,7 +47,7 @@ impl Session {
         }
         let task = TaskData::load(&cfg)?;
         let dir = cfg.model_dir();
-        if !dir.is_dir() {
+        if !dir.exists() {
             return Err(Error::Input(format!(
                 "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",
                 dir.display()
@@ -55,6 +59,16 @@ impl Session {
                 task.name
             )));
         }
+        if let Some(gguf) = crate::model::decoder::find_gguf(&dir)? {
+            return Self::open_decoder(cfg, task, &gguf, device);
+        }
+        if !cfg.method.trains() {
+            return Err(Error::Input(format!(
+                "method = \"{}\" needs a decoder LLM with label words (e.g. --model smollm2-135m-instruct); {} is an encoder",
+                cfg.method.name(),
+                dir.display()
+            )));
+        }
         let encoder = Encoder::load(&dir, device)?;
         check_model_limits(&cfg, &encoder, &dir)?;
         let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
@@ -63,20 +77,125 @@ impl Session {
             PoolingChoice::Auto => Pooling::auto(&dir),
             PoolingChoice::Mean => Pooling::Mean,
             PoolingChoice::Cls => Pooling::Cls,
+            PoolingChoice::Last => Pooling::Last,
         };
-        Ok(Self::from_parts(cfg, task, encoder, tokenizer, pooling))
+        Ok(Self::from_parts(cfg, task, Box::new(encoder), tokenizer, pooling))
+    }
+
+    /// [`Session::open`] for a decoder in a GGUF file: prompt-based classification with the
+    /// task's template and label words (or the config's).
+    fn open_decoder(cfg: RunConfig, task: TaskData, path: &Path, device: Device) -> Result<Self> {
+        let mut g = crate::model::gguf::Gguf::open(path)?;
+        let name = g.string("general.name").unwrap_or_default();
+        let instruct =
+            name.to_lowercase().contains("instruct") || path.to_string_lossy().to_lowercase().contains("instruct");
+        let classes = task.label_names.len();
+        let pairs = task.split.train.iter().any(|e| e.text_b.is_some());
+        let default = Prompt::default_for(&task.name, &task.label_names, instruct);
+        let prompt = match (&cfg.template, &cfg.label_words, default) {
+            (Some(t), Some(w), _) => Prompt { template: t.clone(), words: w.clone() },
+            (t, w, Some(d)) => {
+                Prompt { template: t.clone().unwrap_or(d.template), words: w.clone().unwrap_or(d.words) }
+            }
+            (_, _, None) if cfg.method.trains() && cfg.method != Method::Head => {
+                // A regression task: no label words; a linear head reads the last token.
+                Prompt {
+                    template: cfg.template.clone().unwrap_or_else(|| {
+                        if pairs {
+                            "{s1} ? {s2} Answer:".into()
+                        } else {
+                            "{s} Answer:".into()
+                        }
+                    }),
+                    words: Vec::new(),
+                }
+            }
+            _ => {
+                return Err(Error::Input(format!(
+                    "task {}: no label words (a regression task, or set template and label_words) for method = \"{}\"",
+                    task.name,
+                    cfg.method.name()
+                )))
+            }
+        };
+        let words = !prompt.words.is_empty() && cfg.method != Method::Head;
+        if !prompt.words.is_empty() {
+            prompt.check(pairs, classes)?;
+        }
+        match cfg.method {
+            Method::Lora | Method::Bitfit | Method::Full => {
+                return Err(Error::Input(format!(
+                    "method = \"{}\" is not available on a decoder yet (use subspace, prefix, prompt, head, zero-shot or icl)",
+                    cfg.method.name()
+                )))
+            }
+            _ if cfg.precision != crate::config::Precision::Fp32 => {
+                return Err(Error::Input("precision = \"bf16\" is for encoders only; use fp32 with a decoder".into()))
+            }
+            _ => {}
+        }
+        let decoder = Decoder::from_gguf(&mut g, device)?;
+        let tokenizer = TextTokenizer::from_gguf(&g, cfg.max_len, prompt.clone())?;
+        let tok_vocab = tokenizer.vocab_size();
+        if tok_vocab > decoder.config.vocab {
+            return Err(Error::Input(format!(
+                "{}: the tokenizer has {tok_vocab} token ids but token_embd has {} rows",
+                path.display(),
+                decoder.config.vocab
+            )));
+        }
+        if cfg.max_len as i64 > decoder.config.context {
+            return Err(Error::Input(format!(
+                "max_len = {}: expected at most the model's context length {} ({})",
+                cfg.max_len,
+                decoder.config.context,
+                path.display()
+            )));
+        }
+        let label_ids = if words {
+            let mut ids = Vec::new();
+            for w in &prompt.words {
+                let t = tokenizer.ids(w)?;
+                let first = *t.first().ok_or_else(|| Error::Input(format!("label word {w:?} has no tokens")))?;
+                if ids.contains(&first) {
+                    return Err(Error::Input(format!(
+                        "label_words = {:?}: two words start with the same token ({first}); the class scores would be equal",
+                        prompt.words
+                    )));
+                }
+                ids.push(first);
+            }
+            Some(ids)
+        } else {
+            None
+        };
+        let pooling = match cfg.pooling {
+            PoolingChoice::Auto | PoolingChoice::Last => Pooling::Last,
+            PoolingChoice::Mean => Pooling::Mean,
+            PoolingChoice::Cls => Pooling::Cls,
+        };
+        let mut s = Self::from_parts(cfg, task, Box::new(decoder), tokenizer, pooling);
+        s.label_ids = label_ids;
+        Ok(s)
     }
 
     /// A session of parts already loaded (`cfg` resolved; the speed figures build their own).
     pub fn from_parts(
         cfg: RunConfig,
         task: TaskData,
-        encoder: Encoder,
+        backbone: Box<dyn Backbone>,
         tokenizer: TextTokenizer,
         pooling: Pooling,
     ) -> Self {
         let data_hash = hash_examples(&task);
-        Self { cfg, task, encoder, tokenizer, pooling, data_hash }
+        Self { cfg, task, backbone, tokenizer, pooling, label_ids: None, data_hash }
+    }
+
+    /// The encoder, for what only encoders do (PEFT export, the FLOP model).
+    pub fn encoder(&self) -> Result<&Encoder> {
+        self.backbone.as_encoder().ok_or_else(|| {
+            Error::Input(format!("{}: this needs an encoder backbone, not a decoder", self.cfg.model_dir().display()))
+        })
     }
 
     /// The hash of every example the run uses (ids, texts and labels of the train, dev and
@@ -103,25 +222,37 @@ impl Session {
     /// weights are then overwritten from a checkpoint does not need the adapter).
     fn build_subspace(&mut self, import: bool) -> Result<(nn::VarStore, Subspace)> {
         tch::manual_seed(self.cfg.seed as i64);
-        let vs = nn::VarStore::new(self.encoder.device());
+        let vs = nn::VarStore::new(self.backbone.device());
         let root = vs.root();
-        match self.cfg.method {
-            Method::Lora => {
-                let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
-                self.encoder.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
+        if let Some(encoder) = self.backbone.as_encoder_mut() {
+            match self.cfg.method {
+                Method::Lora => {
+                    let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
+                    encoder.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
+                }
+                Method::Bitfit => {
+                    encoder.make_trainable(&root, &|n| n.ends_with(".bias"));
+                }
+                Method::Full => {
+                    encoder.make_trainable(&root, &|_| true);
+                }
+                Method::Subspace | Method::Prefix | Method::Head | Method::Prompt | Method::ZeroShot | Method::Icl => {}
             }
-            Method::Bitfit => {
-                self.encoder.make_trainable(&root, &|n| n.ends_with(".bias"));
-            }
-            Method::Full => {
-                self.encoder.make_trainable(&root, &|_| true);
-            }
-            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => {}
+            encoder.set_product_kind(self.cfg.precision.product_kind());
         }
-        self.encoder.set_product_kind(self.cfg.precision.product_kind());
-        let mut s = Subspace::new(&root, &self.cfg, &self.encoder, self.task.num_outputs(), self.pooling);
+        let words =
+            self.label_ids.as_ref().map(|ids| self.backbone.output_rows(ids).expect("a decoder has output rows"));
+        let mut s =
+            Subspace::new(&root, &self.cfg, self.backbone.as_ref(), self.task.num_outputs(), self.pooling, words);
+        if self.cfg.method == Method::Icl {
+            s.set_context(self.demonstrations()?);
+        }
         if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
-            let notes = crate::import::import_peft(dir, &mut s, &self.cfg, &self.encoder)?;
+            let encoder = self
+                .backbone
+                .as_encoder()
+                .ok_or_else(|| Error::Input("init_peft: importing a PEFT adapter needs an encoder backbone".into()))?;
+            let notes = crate::import::import_peft(dir, &mut s, &self.cfg, encoder)?;
             for n in notes {
                 if !self.task.notes.contains(&n) {
                     self.task.notes.push(n);
@@ -129,6 +260,43 @@ impl Session {
             }
         }
         Ok((vs, s))
+    }
+
+    /// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the
+    /// few-shot train examples (`icl_shots` per class, or all) written with the template and
+    /// their label word, one per paragraph, in an order drawn with the run's seed.
+    fn demonstrations(&self) -> Result<Tensor> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let prompt = self.tokenizer.prompt().ok_or_else(|| Error::Input("icl needs a decoder".into()))?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x1c1);
+        let mut chosen: Vec<&crate::data::Example> = Vec::new();
+        for c in 0..self.task.label_names.len() {
+            let mut of_class: Vec<_> = self.task.split.train.iter().filter(|e| e.label == Label::Class(c)).collect();
+            of_class.shuffle(&mut rng);
+            let k = if self.cfg.icl_shots == 0 { of_class.len() } else { self.cfg.icl_shots.min(of_class.len()) };
+            chosen.extend(of_class.into_iter().take(k));
+        }
+        chosen.shuffle(&mut rng);
+        let mut text = String::new();
+        for e in chosen {
+            let Label::Class(c) = e.label else { continue };
+            text.push_str(&prompt.fill(&e.text_a, e.text_b.as_deref()));
+            text.push_str(&prompt.words[c]);
+            text.push_str("\n\n");
+        }
+        let mut ids = self.tokenizer.ids(&text)?;
+        if let Some(bos) = self.tokenizer.bos() {
+            ids.insert(0, bos);
+        }
+        let dev = self.backbone.device();
+        let n = ids.len() as i64;
+        let batch = crate::model::Batch {
+            input_ids: Tensor::from_slice(&ids).view([1, n]).to(dev),
+            attention_mask: Tensor::ones([1, n], (tch::Kind::Int64, dev)),
+            token_type_ids: Tensor::zeros([1, n], (tch::Kind::Int64, dev)),
+        };
+        Ok(tch::no_grad(|| self.backbone.keys_values(&batch)))
     }
 }
 

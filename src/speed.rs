@@ -347,7 +347,7 @@ fn trainable(session: &Session) -> Trainable {
 /// The shape of a step of `session`'s model with `subspace` on examples of these `lengths`
 /// (padded to the longest), its linear layers on the real tokens only when `packed`.
 fn step_shape(session: &Session, subspace: &Subspace, lengths: &[i64], packed: bool) -> StepShape {
-    let c = &session.encoder.config;
+    let c = &session.encoder().expect("the speed figures run an encoder").config;
     let (b, t) = (lengths.len() as i64, lengths.iter().copied().max().unwrap_or(0));
     StepShape {
         batch: b,
@@ -394,11 +394,11 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
         (f.method(), opts.threads, Some(dir.clone()), opts.device.clone());
     let cfg = cfg.resolve()?;
     let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
-    let mut session = Session::from_parts(cfg, no_data_task(), encoder, tokenizer, pooling);
+    let mut session = Session::from_parts(cfg, no_data_task(), Box::new(encoder), tokenizer, pooling);
     let (vs, subspace) = session.new_subspace()?;
     let mut opt = AdamW::new(&vs, session.cfg.lr, session.cfg.weight_decay);
     let (b, t) = (opts.batch, opts.seq_len);
-    let vocab = session.encoder.config.vocab_size;
+    let vocab = session.encoder().expect("the speed figures run an encoder").config.vocab_size;
     let (lo, hi) = if vocab > 20000 { (1000, 20000) } else { (1, vocab) };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let items: Vec<(Vec<i64>, Vec<i64>)> =
@@ -425,7 +425,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
         }
     }
     let step_s = median(&times);
-    let c = &session.encoder.config;
+    let c = &session.encoder().expect("the speed figures run an encoder").config;
     let trainable = trainable(&session);
     let dims = step_shape(&session, &subspace, &vec![t; b as usize], false);
     let fl = step_flops(&dims, &trainable);
@@ -523,7 +523,7 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
     // each padded to its longest example.
     let (trainable, mut products) = (trainable(&session), Vec::new());
     // Whether the training steps ran on packed rows (not when encoder weights are trained).
-    let packed = session.encoder.packs();
+    let packed = session.encoder().expect("the speed figures run an encoder").packs();
     let (subspace, n) = (session.new_subspace()?.1, lengths.len());
     for epoch in 2..=opts.epochs {
         for chunk in crate::streams::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
@@ -534,7 +534,7 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
     let flops: f64 = products.iter().map(Product::flops).sum();
     let mut v = head(opts, f);
     v["gflops"] = json!(flops / seconds / 1e9);
-    finish_with_products(&mut v, &products, session.encoder.device(), 1, samples as f64, seconds);
+    finish_with_products(&mut v, &products, session.backbone.device(), 1, samples as f64, seconds);
     v["samples_per_second"] = json!(samples as f64 / seconds);
     v["step_seconds_median"] = json!(median(&times));
     v["steps"] = json!(times.len());
@@ -553,7 +553,7 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
     let (name, examples) = session.task.tests.first().ok_or_else(|| Error::Input("sst2 has no test set".into()))?;
     let data = Encoded::new(&session.tokenizer, examples)?;
     let (bs, pad) = (session.cfg.eval_batch_size, session.tokenizer.pad_id());
-    let run = || outputs(&session.encoder, &subspace, &data, &At::Centroid, 1, bs, pad);
+    let run = || outputs(&*session.backbone, &subspace, &data, &At::Centroid, 1, bs, pad);
     let _ = run();
     let mut times = Vec::new();
     for _ in 0..opts.passes {
@@ -577,7 +577,7 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
     let mut v = head(opts, f);
     v["gflop_per_pass"] = json!(flops / 1e9);
     v["gflops"] = json!(flops / pass_s / 1e9);
-    finish_with_products(&mut v, &products, session.encoder.device(), opts.passes, data.len() as f64, pass_s);
+    finish_with_products(&mut v, &products, session.backbone.device(), opts.passes, data.len() as f64, pass_s);
     v["samples_per_second"] = json!(data.len() as f64 / pass_s);
     v["step_seconds_median"] = json!(pass_s / batches as f64);
     v["step"] = json!(format!("one batch of {bs} (median pass time / {batches} batches)"));

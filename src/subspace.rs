@@ -11,7 +11,7 @@ use tch::nn::{self, Init as NnInit};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Granularity, Init, Method, RunConfig};
-use crate::model::{Batch, Encoder, Forward, Pooling, Positions};
+use crate::model::{Backbone, Batch, Forward, Pooling, Positions};
 
 /// Mixing weights for a batch: one α per example and layer, and one for the head.
 #[derive(Debug)]
@@ -125,10 +125,16 @@ pub struct Subspace {
     reparam: Option<Reparam>,
     /// Prompt tuning: `(q, H)` vectors in front of the word embeddings.
     prompt: Option<Tensor>,
-    /// `(n_heads, C, H)`, n_heads = n with a head simplex, else 1.
+    /// `(n_heads, C, H)`, n_heads = n with a head simplex, else 1. With label words: the
+    /// frozen output rows of the words `(1, C, H)`.
     head_w: Tensor,
-    /// `(n_heads, C)`.
+    /// `(n_heads, C)` (zeros with label words).
     head_b: Tensor,
+    /// The head is a decoder's label words (frozen), not trained weights.
+    words: bool,
+    /// In-context learning: the demonstrations' keys and values `(L, 2, 1, D, W)`, a fixed
+    /// prefix after which the inputs continue (positions D..).
+    context: Option<Tensor>,
     granularity: Granularity,
     prefix_dropout: f64,
     head_dropout: f64,
@@ -152,52 +158,69 @@ impl Subspace {
     /// Creates the vertices in `vs` (independent initialisation of every vertex). Methods
     /// without a deep prefix (LoRA, BitFit, head, prompt, full) get a length-0 prefix and one
     /// vertex; the heads live in optimizer group 1 (their own learning rate), everything else
-    /// in group 0.
-    pub fn new(vs: &nn::Path, cfg: &RunConfig, encoder: &Encoder, classes: i64, pooling: Pooling) -> Self {
+    /// in group 0. `words`: the output rows `(C, H)` of a decoder's label words, which then
+    /// are the (frozen) head: the class score is the language model's logit of its word.
+    pub fn new(
+        vs: &nn::Path,
+        cfg: &RunConfig,
+        backbone: &dyn Backbone,
+        classes: i64,
+        pooling: Pooling,
+        words: Option<Tensor>,
+    ) -> Self {
         let n = cfg.vertices as i64;
         let p = if cfg.method.uses_prefix() { cfg.prefix_len as i64 } else { 0 };
-        let (l, h) = (encoder.num_layers(), encoder.hidden_size());
+        let (l, h, w) = (backbone.num_layers(), backbone.hidden_size(), backbone.prefix_width());
         let (prefix, reparam) = if cfg.reparam > 0 {
             let r = cfg.reparam as i64;
-            let emb_init = init_vertices(cfg, encoder, n, p).select(1, 0).select(1, 0); // (n, p, H): layer-0 keys
+            let emb_init = init_vertices(cfg, backbone, n, p).select(1, 0).select(1, 0); // (n, p, W): layer-0 keys
             let emb = (vs / "reparam").var_copy("embedding", &emb_init);
-            let bound1 = 1.0 / (h as f64).sqrt();
+            let bound1 = 1.0 / (w as f64).sqrt();
             let bound2 = 1.0 / (r as f64).sqrt();
             let reparam = Reparam {
                 emb,
-                w1: (vs / "reparam").var("w1", &[n, r, h], NnInit::Uniform { lo: -bound1, up: bound1 }),
+                w1: (vs / "reparam").var("w1", &[n, r, w], NnInit::Uniform { lo: -bound1, up: bound1 }),
                 b1: (vs / "reparam").var("b1", &[n, r], NnInit::Uniform { lo: -bound1, up: bound1 }),
-                w2: (vs / "reparam").var("w2", &[n, 2 * l * h, r], NnInit::Uniform { lo: -bound2, up: bound2 }),
-                b2: (vs / "reparam").var("b2", &[n, 2 * l * h], NnInit::Uniform { lo: -bound2, up: bound2 }),
+                w2: (vs / "reparam").var("w2", &[n, 2 * l * w, r], NnInit::Uniform { lo: -bound2, up: bound2 }),
+                b2: (vs / "reparam").var("b2", &[n, 2 * l * w], NnInit::Uniform { lo: -bound2, up: bound2 }),
             };
             (None, Some(reparam))
         } else {
-            (Some(vs.var_copy("prefix", &init_vertices(cfg, encoder, n, p))), None)
+            (Some(vs.var_copy("prefix", &init_vertices(cfg, backbone, n, p))), None)
         };
         let prompt = (cfg.method == Method::Prompt).then(|| {
             // Word embeddings of random vocabulary tokens (PEFT's "random vocabulary" init).
-            let vocab = encoder.config.vocab_size;
+            let vocab = backbone.vocab_size();
             let low = if vocab > 2000 { 1000 } else { 0 };
-            let ids = Tensor::randint_low(low, vocab, [cfg.prefix_len as i64], (Kind::Int64, encoder.device()));
-            let init = tch::no_grad(|| encoder.embeddings.word_embeddings.index_select(0, &ids));
+            let ids = Tensor::randint_low(low, vocab, [cfg.prefix_len as i64], (Kind::Int64, backbone.device()));
+            let init = tch::no_grad(|| backbone.word_embeddings().index_select(0, &ids));
             vs.var_copy("prompt", &init)
         });
-        let heads = if cfg.head_simplex { n } else { 1 };
-        let bound = 1.0 / (h as f64).sqrt();
-        let vs = &vs.set_group(1);
-        let head_w = (vs / "head").var("weight", &[heads, classes, h], NnInit::Uniform { lo: -bound, up: bound });
-        let head_b = (vs / "head").var("bias", &[heads, classes], NnInit::Uniform { lo: -bound, up: bound });
+        let (head_w, head_b) = match &words {
+            Some(rows) => (rows.detach().unsqueeze(0), Tensor::zeros([1, classes], (Kind::Float, rows.device()))),
+            None => {
+                let heads = if cfg.head_simplex { n } else { 1 };
+                let bound = 1.0 / (h as f64).sqrt();
+                let vs = &vs.set_group(1);
+                (
+                    (vs / "head").var("weight", &[heads, classes, h], NnInit::Uniform { lo: -bound, up: bound }),
+                    (vs / "head").var("bias", &[heads, classes], NnInit::Uniform { lo: -bound, up: bound }),
+                )
+            }
+        };
         Self {
             n: cfg.vertices,
             classes,
             layers: l,
-            hidden: h,
+            hidden: w,
             prefix_len: p,
             prefix,
             reparam,
             prompt,
             head_w,
             head_b,
+            words: words.is_some(),
+            context: None,
             granularity: cfg.granularity,
             prefix_dropout: cfg.prefix_dropout,
             head_dropout: cfg.head_dropout,
@@ -208,7 +231,7 @@ impl Subspace {
         }
     }
 
-    /// The vertices' prefixes `(n, L, 2, p, H)`.
+    /// The vertices' prefixes `(n, L, 2, p, W)` (W: [`Backbone::prefix_width`]).
     pub fn vertex_prefixes(&self) -> Tensor {
         match (&self.prefix, &self.reparam) {
             (Some(p), _) => p.shallow_clone(),
@@ -289,6 +312,9 @@ impl Subspace {
 
     /// Overwrites head `i` (`weight (C, H)`, `bias (C)`; every head when heads are shared).
     pub fn set_head(&mut self, i: usize, weight: &Tensor, bias: &Tensor) -> Result<(), String> {
+        if self.words {
+            return Err("this run's head is the decoder's label words, which are not trained".into());
+        }
         let i = if self.head_w.size()[0] == 1 { 0 } else { i as i64 };
         let (mut w, mut b) = (self.head_w.get(i), self.head_b.get(i));
         if w.size() != weight.size() || b.size() != bias.size() {
@@ -328,37 +354,45 @@ impl Subspace {
         Tensor::einsum("bn,bnc->bc", &[&a, &per_vertex], None::<i64>)
     }
 
-    /// Full forward: mixed prefix → encoder → pooling → mixed head. `(B, C)`.
-    pub fn forward(&self, encoder: &Encoder, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
-        let pooled = self.features(encoder, batch, alphas, train);
+    /// Full forward: mixed prefix → backbone → pooling → mixed head. `(B, C)`.
+    pub fn forward(&self, backbone: &dyn Backbone, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
+        let pooled = self.features(backbone, batch, alphas, train);
         self.head(&pooled, alphas, train)
     }
 
-    /// Pooled features `(B, H)` of the encoder run with the mixed prefix (or prompt).
-    pub fn features(&self, encoder: &Encoder, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
+    /// Pooled features `(B, H)` of the backbone run with the mixed prefix (or prompt).
+    pub fn features(&self, backbone: &dyn Backbone, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
         let opts = Forward { dropout: train && self.backbone_dropout, positions: self.positions };
-        let prefix = (self.prefix_len > 0).then(|| {
-            let p = self.mixed_prefix(alphas);
-            if train && self.prefix_dropout > 0.0 {
-                crate::model::dropout::dropout(&p, self.prefix_dropout)
-            } else {
-                p
-            }
+        let opts = match &self.context {
+            Some(_) => Forward { positions: Positions::Shifted, ..opts },
+            None => opts,
+        };
+        let prefix = self.context.as_ref().map(|c| c.shallow_clone()).or_else(|| {
+            (self.prefix_len > 0).then(|| {
+                let p = self.mixed_prefix(alphas);
+                if train && self.prefix_dropout > 0.0 {
+                    crate::model::dropout::dropout(&p, self.prefix_dropout)
+                } else {
+                    p
+                }
+            })
         });
-        match &self.prompt {
-            None => {
-                let hidden = encoder.forward(batch, prefix.as_ref(), opts);
-                self.pooling.pool(&hidden, &batch.attention_mask)
-            }
-            Some(prompt) => {
-                let (x, mask) = encoder.embed_prompted(batch, prompt, opts.dropout);
-                let hidden = encoder.forward_embedded(&x, &mask, prefix.as_ref(), opts);
-                // Pool the real tokens only.
-                let q = prompt.size()[0];
-                let t = batch.input_ids.size()[1];
-                self.pooling.pool(&hidden.narrow(1, q, t), &batch.attention_mask)
-            }
-        }
+        let hidden = match &self.prompt {
+            None => backbone.forward(batch, prefix.as_ref(), opts),
+            // Pool the real tokens only.
+            Some(prompt) => backbone.forward_prompted(batch, prompt, prefix.as_ref(), opts),
+        };
+        self.pooling.pool(&hidden, &batch.attention_mask)
+    }
+
+    /// Sets the demonstrations of in-context learning (see [`Subspace::features`]).
+    pub fn set_context(&mut self, keys_values: Tensor) {
+        self.context = Some(keys_values);
+    }
+
+    /// Whether the head is a decoder's (frozen) label words.
+    pub fn label_words(&self) -> bool {
+        self.words
     }
 
     /// The mixed head on pooled features, with head dropout while training.
@@ -395,15 +429,20 @@ pub fn cos_squared(a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 /// Independent initial prefixes for n vertices: `(n, L, 2, p, H)`.
-fn init_vertices(cfg: &RunConfig, encoder: &Encoder, n: i64, p: i64) -> Tensor {
-    let (l, h, dev) = (encoder.num_layers(), encoder.hidden_size(), encoder.device());
+fn init_vertices(cfg: &RunConfig, encoder: &dyn Backbone, n: i64, p: i64) -> Tensor {
+    let (l, h, dev) = (encoder.num_layers(), encoder.prefix_width(), encoder.device());
     tch::no_grad(|| match cfg.init {
         Init::Normal => Tensor::randn([n, l, 2, p, h], (Kind::Float, dev)) * cfg.init_std,
         Init::Vocab => {
             // Keys and values the backbone itself computes for p random vocabulary tokens.
-            let vocab = encoder.config.vocab_size;
+            let vocab = encoder.vocab_size();
             let low = if vocab > 2000 { 1000 } else { 0 }; // skip BERT's [unused]/special ids
             let ids = Tensor::randint_low(low, vocab, [n, p], (Kind::Int64, dev));
+            if p == 0 {
+                // A method without a prefix (the draw above is kept: it is part of the seeded
+                // stream that every method's later draws follow).
+                return Tensor::zeros([n, l, 2, 0, h], (Kind::Float, dev));
+            }
             let batch = Batch {
                 input_ids: ids,
                 attention_mask: Tensor::ones([n, p], (Kind::Int64, dev)),

@@ -127,7 +127,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     let session = &*session;
     let cfg = &session.cfg;
     let task = &session.task;
-    let (enc, tok) = (&session.encoder, &session.tokenizer);
+    let (enc, tok) = (&*session.backbone, &session.tokenizer);
     let device = enc.device();
     let train = Encoded::new(tok, &task.split.train)?;
     let dev = Encoded::new(tok, &task.split.dev)?;
@@ -185,7 +185,13 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         .then(|| crate::eval::features(enc, &subspace, &train, cfg.eval_batch_size, tok.pad_id()));
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    let total_steps = if cfg.max_steps > 0 { cfg.max_steps } else { cfg.epochs * steps_per_epoch };
+    let total_steps = if !cfg.method.trains() {
+        0
+    } else if cfg.max_steps > 0 {
+        cfg.max_steps
+    } else {
+        cfg.epochs * steps_per_epoch
+    };
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
     let schedule = |step: usize| -> f64 {
         if step < warmup {
@@ -306,6 +312,16 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             break;
         }
     }
+    if !cfg.method.trains() && pos.best.is_none() {
+        // Zero-shot and in-context learning train nothing: one dev evaluation, for the record.
+        seed_torch(cfg.seed, Stream::Dev, 0);
+        let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
+        let m = score(&out, &dev.labels, &task.metrics, true);
+        pos.best = Some((m[main], 0, 0));
+        save_checkpoint(&vs, &ckpt)?;
+        emit(json!({"kind": "eval", "step": 0, "epoch": 0, "dev": m, "best": true}))?;
+        progress.line(quiet, format!("{} trains nothing: dev {}", cfg.method.name(), fmt_metrics(&m)));
+    }
     progress.finish();
     let train_seconds = train_seconds_before + t_start.elapsed().as_secs_f64();
     let (best_dev, best_step, best_epoch) = pos.best.expect("at least one evaluation ran");
@@ -348,7 +364,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         "best_epoch": best_epoch,
         "dev_selection": { "at": if dev_m > 1 { "samples" } else { "centroid" }, "samples": dev_m, main: best_dev },
         "train_seconds": train_seconds,
-        "train_samples_per_second": pos.seen as f64 / pos.step_seconds,
+        "train_samples_per_second": if pos.step > 0 { pos.seen as f64 / pos.step_seconds } else { 0.0 },
         "resumed": resuming,
         "model": cfg.model_dir(),
         "notes": task.notes,
@@ -413,7 +429,7 @@ pub fn train_step(
     head_lr: f64,
     phases: Option<&mut Phases>,
 ) -> (f64, Option<f64>) {
-    let (cfg, enc) = (&session.cfg, &session.encoder);
+    let (cfg, enc) = (&session.cfg, &*session.backbone);
     let device = enc.device();
     let timing = phases.is_some();
     let mut clock = std::time::Instant::now();
@@ -486,7 +502,7 @@ pub fn evaluate_all(
 /// or one point of [`At::parse`] (with the final evaluation's draws, so `ensemble:M`
 /// reproduces `results.json`).
 pub fn evaluate_at(session: &Session, subspace: &Subspace, data: &Encoded, at: &str) -> Result<serde_json::Value> {
-    let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), session.cfg.eval_batch_size);
+    let (enc, pad, bs) = (&*session.backbone, session.tokenizer.pad_id(), session.cfg.eval_batch_size);
     let metrics = &session.task.metrics;
     if at == "all" {
         return evaluate_all(session, subspace, data, &session.cfg);
@@ -526,7 +542,7 @@ fn evaluate_unless(
     finished: &mut dyn FnMut(&str, &serde_json::Value) -> Result<()>,
     stop: &AtomicBool,
 ) -> Result<Option<serde_json::Value>> {
-    let (enc, pad, bs) = (&session.encoder, session.tokenizer.pad_id(), cfg.eval_batch_size);
+    let (enc, pad, bs) = (&*session.backbone, session.tokenizer.pad_id(), cfg.eval_batch_size);
     let metrics = &session.task.metrics;
     let mut points = vec![("centroid".to_string(), At::Centroid, 1)];
     if subspace.n > 1 {

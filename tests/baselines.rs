@@ -61,8 +61,11 @@ fn every_method_trains_and_its_run_directory_evaluates_back() {
     let tmp = tempfile::tempdir().unwrap();
     for m in Method::ALL {
         let out = tmp.path().join(m.name());
+        // Zero-shot and in-context learning need a decoder with label words.
+        let model: &[&str] = if m.needs_decoder() { &["--model", "smollm2-135m-instruct"] } else { &[] };
         let o = std::process::Command::new(bin)
             .args(["train", "--task", "polarity", "--quiet", "--method", m.name(), "--out", out.to_str().unwrap()])
+            .args(model)
             .args([
                 "--set",
                 "max_steps=4",
@@ -100,7 +103,7 @@ fn methods_without_a_prefix_train_no_prefix() {
     for m in Method::ALL {
         let cfg = RunConfig { method: m, ..Default::default() }.resolve().unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean);
+        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean, None);
         let prefix_numel = vs.variables().get("prefix").map_or(0, |t| t.numel());
         assert_eq!(prefix_numel > 0, m.uses_prefix(), "{}: {prefix_numel} prefix parameters", m.name());
         assert_eq!(s.prefix_len() > 0, m.uses_prefix(), "{}", m.name());

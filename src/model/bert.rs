@@ -1262,6 +1262,8 @@ pub enum Pooling {
     Mean,
     /// The first token ([CLS] / `<s>`).
     Cls,
+    /// The last real token of a right-padded batch (decoders).
+    Last,
 }
 
 impl Pooling {
@@ -1269,6 +1271,11 @@ impl Pooling {
     pub fn pool(self, hidden: &Tensor, attention_mask: &Tensor) -> Tensor {
         match self {
             Pooling::Cls => hidden.select(1, 0),
+            Pooling::Last => {
+                let h = hidden.size()[2];
+                let last = (attention_mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0);
+                hidden.gather(1, &last.view([-1, 1, 1]).expand([-1, 1, h], false), false).squeeze_dim(1)
+            }
             Pooling::Mean => {
                 let m = attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
                 (hidden * &m).sum_dim_intlist(1, false, None) / m.sum_dim_intlist(1, false, None).clamp_min(1.0)

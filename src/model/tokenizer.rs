@@ -16,6 +16,7 @@ use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::bert::{Batch, Config};
 use crate::error::{Error, Result};
+use crate::prompt::Prompt;
 
 /// A tokenizer with the model's special tokens, truncation, and our own padding.
 pub struct TextTokenizer {
@@ -24,12 +25,23 @@ pub struct TextTokenizer {
     max_len: usize,
     /// The file the vocabulary came from (tokenizer.json, vocab.txt or vocab.json).
     source: PathBuf,
+    /// A decoder's prompt: inputs are written into its template (see [`TextTokenizer::from_gguf`]).
+    prompt: Option<Prompted>,
+}
+
+/// How a decoder's inputs are encoded.
+#[derive(Debug, Clone)]
+struct Prompted {
+    prompt: Prompt,
+    /// The BOS token, when the model's tokenizer starts every input with it.
+    bos: Option<i64>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TextTokenizer")
             .field("pad_id", &self.pad_id)
+            .field("prompt", &self.prompt)
             .field("max_len", &self.max_len)
             .field("source", &self.source)
             .finish()
@@ -110,7 +122,42 @@ impl TextTokenizer {
             .or_else(|| ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)))
             .map(i64::from)
             .unwrap_or(0);
-        Ok(Self { inner, pad_id, max_len, source })
+        Ok(Self { inner, pad_id, max_len, source, prompt: None })
+    }
+
+    /// The tokenizer stored in a GGUF file, for prompt-based inputs: an input is written into
+    /// `prompt`'s template and tokenised as one text (BOS first when the model's tokenizer
+    /// adds it); an input longer than `max_len` tokens loses tokens from its start, so that
+    /// the answer slot at the end of the template stays.
+    pub fn from_gguf(g: &super::gguf::Gguf, max_len: usize, prompt: Prompt) -> Result<Self> {
+        let t = g.tokenizer()?;
+        let pad_id = t.pad_id.or(t.eos_id).map_or(0, i64::from);
+        let bos = if t.add_bos { t.bos_id.map(i64::from) } else { None };
+        Ok(Self {
+            inner: t.tokenizer,
+            pad_id,
+            max_len,
+            source: g.path().to_path_buf(),
+            prompt: Some(Prompted { prompt, bos }),
+        })
+    }
+
+    /// The decoder prompt, if this tokenizer writes inputs into one.
+    pub fn prompt(&self) -> Option<&Prompt> {
+        self.prompt.as_ref().map(|p| &p.prompt)
+    }
+
+    /// Whether inputs start with a BOS token (a decoder's tokenizer that adds one).
+    pub fn bos(&self) -> Option<i64> {
+        self.prompt.as_ref().and_then(|p| p.bos)
+    }
+
+    /// The ids of a text as it continues another (no BOS, no special tokens).
+    pub fn ids(&self, text: &str) -> Result<Vec<i64>> {
+        let enc = self.inner.encode(text, false).map_err(|e| {
+            Error::Input(format!("cannot tokenise \"{}\": {e}", text.chars().take(60).collect::<String>()))
+        })?;
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 
     /// The padding token id.
@@ -136,6 +183,18 @@ impl TextTokenizer {
 
     /// Token ids and type ids of one input (a sentence, or a pair).
     pub fn encode(&self, a: &str, b: Option<&str>) -> Result<(Vec<i64>, Vec<i64>)> {
+        if let Some(p) = &self.prompt {
+            let mut ids = self.ids(&p.prompt.fill(a, b))?;
+            let room = self.max_len.saturating_sub(usize::from(p.bos.is_some()));
+            if ids.len() > room {
+                ids.drain(..ids.len() - room);
+            }
+            if let Some(bos) = p.bos {
+                ids.insert(0, bos);
+            }
+            let types = vec![0; ids.len()];
+            return Ok((ids, types));
+        }
         let input: EncodeInput = match b {
             Some(b) => (a, b).into(),
             None => a.into(),

@@ -1,0 +1,581 @@
+//! Decoder-only language models (the Llama family and Gemma 3) as a frozen backbone: a
+//! causal transformer with rotary positions, grouped-query attention and RMSNorm, loaded from
+//! a GGUF file (the format llama.cpp, Ollama and LM Studio use), weights dequantised to fp32.
+//!
+//! The module tree mirrors the checkpoint: [`Decoder`] holds the token embedding, the
+//! [`Block`]s (`blk.N.*`) and the final norm; each part loads its own tensors by their GGUF
+//! names, in one place. What the numbers must match is Hugging Face transformers' `LlamaModel`
+//! and `Gemma3TextModel` run on the same GGUF file (see `tests/decoder_parity.rs`).
+//!
+//! A deep prefix is a set of p keys and values per layer and per *key/value head*, placed
+//! before the sequence: every real token attends to every prefix position (also in a
+//! sliding-window layer), and the prefix keys get no rotary embedding (they are what a
+//! key/value cache holds: keys already rotated, and already normalised on Gemma 3).
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use super::bert::{Batch, Forward, Lora, Positions};
+use super::gguf::Gguf;
+use crate::error::{Error, Result};
+
+/// The two decoder families this module runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Llama-style blocks (GGUF `llama`: Llama, Mistral, SmolLM; `qwen2`, with Q/K/V biases).
+    Llama,
+    /// Gemma 3 text models (GGUF `gemma3`): QK-norm, norms after attention and FFN, embeddings
+    /// scaled by √hidden, GELU-tanh FFN, sliding-window layers with their own rotary base.
+    Gemma3,
+}
+
+/// The hyper-parameters of a decoder, read from the GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct DecoderConfig {
+    /// The family.
+    pub family: Family,
+    /// Layers L.
+    pub layers: i64,
+    /// Hidden size H.
+    pub hidden: i64,
+    /// FFN inner size.
+    pub ffn: i64,
+    /// Query heads.
+    pub heads: i64,
+    /// Key/value heads (grouped-query attention: `heads` is a multiple of it).
+    pub kv_heads: i64,
+    /// Dimension of one head.
+    pub head_dim: i64,
+    /// Rotary base of the full-attention layers.
+    pub rope_base: f64,
+    /// Rotary base of the sliding-window layers (Gemma 3).
+    pub rope_local_base: f64,
+    /// Sliding window of the local layers (Gemma 3), in tokens.
+    pub sliding_window: Option<i64>,
+    /// Gemma 3: every `global_every`-th layer (1-based) attends to the whole sequence.
+    pub global_every: i64,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+    /// Vocabulary size.
+    pub vocab: i64,
+    /// The context length the model was trained for.
+    pub context: i64,
+    /// The file stores Q and K rows in llama.cpp's rotary order (GGUF `llama` architecture).
+    pub permuted_qk: bool,
+}
+
+impl DecoderConfig {
+    /// Reads the configuration from the GGUF metadata (`{arch}.block_count`, ...).
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture()?;
+        let family = match arch.as_str() {
+            "llama" | "qwen2" => Family::Llama,
+            "gemma3" => Family::Gemma3,
+            other => {
+                return Err(Error::Input(format!(
+                    "{}: general.architecture = \"{other}\" is not supported (expected llama, qwen2 or gemma3)",
+                    g.path().display()
+                )))
+            }
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let u = |k: &str| -> Result<i64> { Ok(i64::from(g.u32(&key(k))?)) };
+        let hidden = u("embedding_length")?;
+        let heads = u("attention.head_count")?;
+        let kv_heads = if g.has(&key("attention.head_count_kv")) { u("attention.head_count_kv")? } else { heads };
+        let head_dim =
+            if g.has(&key("attention.key_length")) { u("attention.key_length")? } else { hidden / heads.max(1) };
+        let vocab = g.tensor_shape("token_embd.weight")?[0];
+        let cfg = Self {
+            family,
+            layers: u("block_count")?,
+            hidden,
+            ffn: u("feed_forward_length")?,
+            heads,
+            kv_heads,
+            head_dim,
+            rope_base: if g.has(&key("rope.freq_base")) { f64::from(g.f32(&key("rope.freq_base"))?) } else { 10_000.0 },
+            rope_local_base: 10_000.0,
+            sliding_window: match family {
+                Family::Gemma3 => Some(u("attention.sliding_window")?),
+                Family::Llama => None,
+            },
+            global_every: 6,
+            eps: f64::from(g.f32(&key("attention.layer_norm_rms_epsilon"))?),
+            vocab,
+            context: u("context_length")?,
+            permuted_qk: arch == "llama",
+        };
+        cfg.validate().map_err(|e| Error::Input(format!("{}: {e}", g.path().display())))?;
+        Ok(cfg)
+    }
+
+    /// Sane sizes: everything positive, heads a multiple of the key/value heads, an even head
+    /// dimension (rotary pairs).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let sizes = [
+            ("block_count", self.layers),
+            ("embedding_length", self.hidden),
+            ("feed_forward_length", self.ffn),
+            ("attention.head_count", self.heads),
+            ("attention.head_count_kv", self.kv_heads),
+            ("head dimension", self.head_dim),
+            ("vocabulary", self.vocab),
+        ];
+        for (k, v) in sizes {
+            if !(1..=1 << 20).contains(&v) {
+                return Err(format!("{k} = {v}: expected a size in [1, 1048576]"));
+            }
+        }
+        if self.heads % self.kv_heads != 0 {
+            return Err(format!(
+                "attention.head_count = {} is not a multiple of attention.head_count_kv = {}",
+                self.heads, self.kv_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(format!("head dimension {} is odd (rotary embeddings rotate pairs)", self.head_dim));
+        }
+        if !(self.eps > 0.0 && self.eps < 1.0 && self.rope_base > 1.0 && self.rope_base.is_finite()) {
+            return Err(format!("rms epsilon {} or rope base {} out of range", self.eps, self.rope_base));
+        }
+        Ok(())
+    }
+
+    /// Whether layer `i` (from 0) is a sliding-window layer.
+    pub fn is_local(&self, i: i64) -> bool {
+        self.sliding_window.is_some() && (i + 1) % self.global_every != 0
+    }
+}
+
+/// `y = x Wᵀ (+ b)`, with an optional LoRA update. Llama and Gemma have no biases; Qwen2 has
+/// them on the query, key and value projections (`blk.N.attn_q.bias`, ...).
+#[derive(Debug)]
+pub struct DLinear {
+    /// `(out, in)`.
+    pub weight: Tensor,
+    /// `(out,)`, when the checkpoint has one.
+    pub bias: Option<Tensor>,
+    /// LoRA: `y += scale · (x Aᵀ) Bᵀ`.
+    pub lora: Option<Lora>,
+}
+
+impl DLinear {
+    /// Loads `name` (`blk.N.attn_q.weight`) and its bias when the file has one.
+    fn load(g: &mut Gguf, name: &str, out_dim: i64, in_dim: i64, device: Device) -> Result<Self> {
+        let bias_name = name.replace(".weight", ".bias");
+        let bias = if g.tensor_names().contains(&bias_name) {
+            Some(take(g, &bias_name, &[out_dim], device)?)
+        } else {
+            None
+        };
+        Ok(Self { weight: take(g, name, &[out_dim, in_dim], device)?, bias, lora: None })
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match &self.lora {
+            Some(l) => y + x.linear::<Tensor>(&l.a, None).linear::<Tensor>(&l.b, None) * l.scale,
+            None => y,
+        }
+    }
+}
+
+/// RMSNorm: `x / √(mean(x²) + eps) · w` (Gemma's `1 + w` is stored as such in GGUF files).
+#[derive(Debug)]
+pub struct RmsNorm {
+    /// Scale.
+    pub weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(g: &mut Gguf, name: &str, dim: i64, eps: f64, device: Device) -> Result<Self> {
+        Ok(Self { weight: take(g, name, &[dim], device)?, eps })
+    }
+
+    /// Normalises over the last dimension.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let var = x.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        x * (var + self.eps).rsqrt() * &self.weight
+    }
+}
+
+/// Self-attention with grouped-query heads, rotary positions and an optional prefix.
+#[derive(Debug)]
+pub struct Attention {
+    /// `attn_q`.
+    pub q: DLinear,
+    /// `attn_k`.
+    pub k: DLinear,
+    /// `attn_v`.
+    pub v: DLinear,
+    /// `attn_output`.
+    pub o: DLinear,
+    /// Gemma 3: `attn_q_norm` over each head.
+    pub q_norm: Option<RmsNorm>,
+    /// Gemma 3: `attn_k_norm` over each head.
+    pub k_norm: Option<RmsNorm>,
+}
+
+/// One transformer block (`blk.N`).
+#[derive(Debug)]
+pub struct Block {
+    /// `attn_norm` (before attention).
+    pub attn_norm: RmsNorm,
+    /// The attention.
+    pub attn: Attention,
+    /// Gemma 3: `post_attention_norm`.
+    pub post_attn_norm: Option<RmsNorm>,
+    /// `ffn_norm` (before the FFN).
+    pub ffn_norm: RmsNorm,
+    /// `ffn_gate`.
+    pub gate: DLinear,
+    /// `ffn_up`.
+    pub up: DLinear,
+    /// `ffn_down`.
+    pub down: DLinear,
+    /// Gemma 3: `post_ffw_norm`.
+    pub post_ffn_norm: Option<RmsNorm>,
+}
+
+/// Per-forward constants shared by the layers.
+struct Ctx<'a> {
+    cfg: &'a DecoderConfig,
+    /// `(cos, sin)` each `(1, 1, T, D)` for the full-attention rotary base.
+    rope_global: (Tensor, Tensor),
+    /// The same for the local base (Gemma 3), else a copy of the global one.
+    rope_local: (Tensor, Tensor),
+    /// Additive masks `(B, 1, T, p+T)`.
+    mask_global: Tensor,
+    mask_local: Tensor,
+}
+
+impl Block {
+    fn load(g: &mut Gguf, c: &DecoderConfig, i: i64, device: Device) -> Result<Self> {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let (h, hd) = (c.hidden, c.head_dim);
+        let gemma = c.family == Family::Gemma3;
+        let mut q = DLinear::load(g, &n("attn_q"), c.heads * hd, h, device)?;
+        let mut k = DLinear::load(g, &n("attn_k"), c.kv_heads * hd, h, device)?;
+        if c.permuted_qk {
+            // llama.cpp's converter permutes Q and K rows of llama-architecture files for its
+            // rotary layout; undo it so that Hugging Face's rotate-half convention applies.
+            q.weight = unpermute(&q.weight, c.heads);
+            k.weight = unpermute(&k.weight, c.kv_heads);
+        }
+        let opt_norm = |g: &mut Gguf, s: &str, dim: i64| -> Result<Option<RmsNorm>> {
+            if gemma {
+                Ok(Some(RmsNorm::load(g, &n(s), dim, c.eps, device)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Self {
+            attn_norm: RmsNorm::load(g, &n("attn_norm"), h, c.eps, device)?,
+            attn: Attention {
+                q,
+                k,
+                v: DLinear::load(g, &n("attn_v"), c.kv_heads * hd, h, device)?,
+                o: DLinear::load(g, &n("attn_output"), h, c.heads * hd, device)?,
+                q_norm: opt_norm(g, "attn_q_norm", hd)?,
+                k_norm: opt_norm(g, "attn_k_norm", hd)?,
+            },
+            post_attn_norm: opt_norm(g, "post_attention_norm", h)?,
+            ffn_norm: RmsNorm::load(g, &n("ffn_norm"), h, c.eps, device)?,
+            gate: DLinear::load(g, &n("ffn_gate"), c.ffn, h, device)?,
+            up: DLinear::load(g, &n("ffn_up"), c.ffn, h, device)?,
+            down: DLinear::load(g, &n("ffn_down"), h, c.ffn, device)?,
+            post_ffn_norm: opt_norm(g, "post_ffw_norm", h)?,
+        })
+    }
+
+    /// Keys and values of `x` `(B, T, kv·D)` each, as a cache holds them (normalised, rotated).
+    fn keys_values(&self, x: &Tensor, ctx: &Ctx, local: bool) -> (Tensor, Tensor) {
+        let c = ctx.cfg;
+        let (b, t, _) = x.size3().expect("(B, T, H)");
+        let h = self.attn_norm.forward(x);
+        let k = self.attn.k.forward(&h).view([b, t, c.kv_heads, c.head_dim]);
+        let k = match &self.attn.k_norm {
+            Some(nrm) => nrm.forward(&k),
+            None => k,
+        };
+        let (cos, sin) = if local { &ctx.rope_local } else { &ctx.rope_global };
+        let k = rotate(&k.transpose(1, 2), cos, sin).transpose(1, 2).reshape([b, t, -1]);
+        (k, self.attn.v.forward(&h))
+    }
+
+    /// `x: (B, T, H)`; `prefix`: keys and values `(B, p, kv·D)` each.
+    fn forward(&self, x: &Tensor, ctx: &Ctx, local: bool, prefix: Option<(&Tensor, &Tensor)>) -> Tensor {
+        let c = ctx.cfg;
+        let (b, t, _) = x.size3().expect("(B, T, H)");
+        let h = self.attn_norm.forward(x);
+        let heads = |y: Tensor, n: i64| y.view([b, t, n, c.head_dim]);
+        let mut q = heads(self.attn.q.forward(&h), c.heads);
+        let mut k = heads(self.attn.k.forward(&h), c.kv_heads);
+        if let (Some(qn), Some(kn)) = (&self.attn.q_norm, &self.attn.k_norm) {
+            q = qn.forward(&q);
+            k = kn.forward(&k);
+        }
+        let (cos, sin) = if local { &ctx.rope_local } else { &ctx.rope_global };
+        let q = rotate(&q.transpose(1, 2), cos, sin);
+        let mut k = rotate(&k.transpose(1, 2), cos, sin);
+        let mut v = self.attn.v.forward(&h).view([b, t, c.kv_heads, c.head_dim]).transpose(1, 2);
+        if let Some((pk, pv)) = prefix {
+            let p = pk.size()[1];
+            let split = |y: &Tensor| y.view([b, p, c.kv_heads, c.head_dim]).transpose(1, 2);
+            k = Tensor::cat(&[split(pk), k], 2);
+            v = Tensor::cat(&[split(pv), v], 2);
+        }
+        let mask = if local { &ctx.mask_local } else { &ctx.mask_global };
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let a = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, Some(scale), true);
+        let a = self.attn.o.forward(&a.transpose(1, 2).reshape([b, t, c.heads * c.head_dim]));
+        let a = match &self.post_attn_norm {
+            Some(nrm) => nrm.forward(&a),
+            None => a,
+        };
+        let x = x + a;
+        let h = self.ffn_norm.forward(&x);
+        let gate = self.gate.forward(&h);
+        let gate = match c.family {
+            Family::Llama => gate.silu(),
+            Family::Gemma3 => gate.gelu("tanh"),
+        };
+        let f = self.down.forward(&(gate * self.up.forward(&h)));
+        let f = match &self.post_ffn_norm {
+            Some(nrm) => nrm.forward(&f),
+            None => f,
+        };
+        x + f
+    }
+}
+
+/// The frozen decoder.
+#[derive(Debug)]
+pub struct Decoder {
+    /// Its configuration.
+    pub config: DecoderConfig,
+    /// `token_embd` `(vocab, H)`.
+    pub embed: Tensor,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// `output_norm`.
+    pub norm: RmsNorm,
+    /// `output` `(vocab, H)`; `None` when tied to the embedding.
+    pub lm_head: Option<Tensor>,
+    device: Device,
+}
+
+impl Decoder {
+    /// Loads a GGUF file.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let mut g = Gguf::open(path)?;
+        Self::from_gguf(&mut g, device)
+    }
+
+    /// Builds the decoder from an opened GGUF file.
+    pub fn from_gguf(g: &mut Gguf, device: Device) -> Result<Self> {
+        let config = DecoderConfig::from_gguf(g)?;
+        let c = &config;
+        let embed = take(g, "token_embd.weight", &[c.vocab, c.hidden], device)?;
+        let blocks = (0..c.layers).map(|i| Block::load(g, c, i, device)).collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(g, "output_norm.weight", c.hidden, c.eps, device)?;
+        let lm_head = if g.tensor_names().iter().any(|n| n == "output.weight") {
+            Some(take(g, "output.weight", &[c.vocab, c.hidden], device)?)
+        } else {
+            None
+        };
+        Ok(Self { config, embed, blocks, norm, lm_head, device })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The output projection `(vocab, H)` (the embedding when tied).
+    pub fn output_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Width of one layer's prefix keys (and values): key/value heads × head dimension.
+    pub fn kv_width(&self) -> i64 {
+        self.config.kv_heads * self.config.head_dim
+    }
+
+    /// Token embeddings of `ids` (Gemma 3 scales them by √H).
+    pub fn embed_ids(&self, ids: &Tensor) -> Tensor {
+        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        match self.config.family {
+            Family::Gemma3 => x * (self.config.hidden as f64).sqrt(),
+            Family::Llama => x,
+        }
+    }
+
+    /// The final hidden states `(B, T, H)` (after the final norm) of a right-padded batch,
+    /// with an optional prefix `(L, 2, B or 1, p, kv·D)`. Real tokens take positions 0..T-1,
+    /// or p..p+T-1 with [`Positions::Shifted`].
+    pub fn forward(&self, batch: &Batch, prefix: Option<&Tensor>, opts: Forward) -> Tensor {
+        let x = self.embed_ids(&batch.input_ids);
+        self.forward_embedded(&x, &batch.attention_mask, prefix, opts)
+    }
+
+    /// [`Decoder::forward`] on embedded inputs `x: (B, T, H)` (prompt tuning puts trainable
+    /// vectors in front of the token embeddings).
+    pub fn forward_embedded(
+        &self,
+        x: &Tensor,
+        attention_mask: &Tensor,
+        prefix: Option<&Tensor>,
+        opts: Forward,
+    ) -> Tensor {
+        let (b, t, _) = x.size3().expect("embeddings are (B, T, H)");
+        let p = prefix.map_or(0, |pr| pr.size()[3]);
+        if let Some(pr) = prefix {
+            let s = pr.size();
+            assert!(
+                s.len() == 5
+                    && s[0] == self.config.layers
+                    && s[1] == 2
+                    && (s[2] == b || s[2] == 1)
+                    && s[4] == self.kv_width(),
+                "prefix must be (L={}, 2, B={b} or 1, p, {}), got {s:?}",
+                self.config.layers,
+                self.kv_width()
+            );
+        }
+        let start = if opts.positions == Positions::Shifted { p } else { 0 };
+        let ctx = self.context(attention_mask, t, p, start);
+        let layer_prefixes: Vec<Option<(Tensor, Tensor)>> = match prefix {
+            Some(pr) if p > 0 => pr
+                .unbind(0)
+                .into_iter()
+                .map(|pl| {
+                    let [pk, pv]: [Tensor; 2] = pl.unbind(0).try_into().expect("keys and values");
+                    Some((pk.expand([b, p, -1], false), pv.expand([b, p, -1], false)))
+                })
+                .collect(),
+            _ => self.blocks.iter().map(|_| None).collect(),
+        };
+        let mut h = x.shallow_clone();
+        for (i, (blk, pl)) in self.blocks.iter().zip(layer_prefixes).enumerate() {
+            h = blk.forward(&h, &ctx, self.config.is_local(i as i64), pl.as_ref().map(|(k, v)| (k, v)));
+        }
+        self.norm.forward(&h)
+    }
+
+    /// Per-layer keys and values of `batch` `(L, 2, B, T, kv·D)`, as a cache holds them: run
+    /// another input with this prefix and [`Positions::Shifted`], and it is the continuation of
+    /// `batch` (in-context demonstrations, computed once), up to the padding of `batch`.
+    pub fn keys_values(&self, batch: &Batch) -> Tensor {
+        let (_, t) = batch.input_ids.size2().expect("(B, T)");
+        let ctx = self.context(&batch.attention_mask, t, 0, 0);
+        let mut h = self.embed_ids(&batch.input_ids);
+        let mut out = Vec::with_capacity(self.blocks.len());
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let local = self.config.is_local(i as i64);
+            let (k, v) = blk.keys_values(&h, &ctx, local);
+            out.push(Tensor::stack(&[k, v], 0));
+            h = blk.forward(&h, &ctx, local, None);
+        }
+        Tensor::stack(&out, 0)
+    }
+
+    /// Rotary tables and masks for T real tokens at positions `start..start+T` after p prefix
+    /// positions.
+    fn context(&self, attention_mask: &Tensor, t: i64, p: i64, start: i64) -> Ctx<'_> {
+        let c = &self.config;
+        let pos = Tensor::arange_start(start, start + t, (Kind::Float, self.device));
+        let rope = |base: f64| {
+            // 1 / base^(2i/D), as transformers computes it in float32.
+            let exponent = Tensor::arange_start_step(0, c.head_dim, 2, (Kind::Int64, self.device)).to_kind(Kind::Float)
+                / c.head_dim as f64;
+            let inv = Tensor::pow_scalar(base, &exponent).reciprocal();
+            let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
+            let emb = Tensor::cat(&[&freqs, &freqs], -1);
+            (emb.cos().view([1, 1, t, c.head_dim]), emb.sin().view([1, 1, t, c.head_dim]))
+        };
+        let rope_global = rope(c.rope_base);
+        let rope_local = if c.sliding_window.is_some() { rope(c.rope_local_base) } else { rope(c.rope_base) };
+        let b = attention_mask.size()[0];
+        let i = Tensor::arange(t, (Kind::Int64, self.device));
+        let causal = i.unsqueeze(1).ge_tensor(&i.unsqueeze(0)); // (T, T): key j <= query i
+        let keys = attention_mask.ne(0).view([b, 1, 1, t]);
+        let allowed = causal.view([1, 1, t, t]).logical_and(&keys);
+        let with_prefix = |a: &Tensor| {
+            let a = if p > 0 {
+                Tensor::cat(&[Tensor::ones([b, 1, t, p], (Kind::Bool, self.device)), a.expand([b, 1, t, t], false)], 3)
+            } else {
+                a.expand([b, 1, t, t], false)
+            };
+            super::bert::additive(&a)
+        };
+        let mask_global = with_prefix(&allowed);
+        let mask_local = match c.sliding_window {
+            Some(w) => {
+                let near = (i.unsqueeze(1) - i.unsqueeze(0)).lt(w).view([1, 1, t, t]);
+                with_prefix(&allowed.logical_and(&near))
+            }
+            None => mask_global.shallow_clone(),
+        };
+        Ctx { cfg: c, rope_global, rope_local, mask_global, mask_local }
+    }
+}
+
+/// The GGUF file a `--model` path names: the path itself when it ends in `.gguf`, or the one
+/// `.gguf` file of a folder without `config.json`; `None` for anything else (an encoder folder).
+pub fn find_gguf(path: &Path) -> Result<Option<std::path::PathBuf>> {
+    let is_gguf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if path.is_file() {
+        return Ok(is_gguf(path).then(|| path.to_path_buf()));
+    }
+    if !path.is_dir() || path.join("config.json").is_file() {
+        return Ok(None);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+    let mut found: Vec<std::path::PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && is_gguf(p)).collect();
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(Error::Input(format!(
+            "{}: the folder holds {} .gguf files; pass the one to use (--model {})",
+            path.display(),
+            found.len(),
+            found[0].display()
+        ))),
+    }
+}
+
+/// Hugging Face's `rotate_half` rotary embedding of `x: (B, heads, T, D)`.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    let d = x.size()[3];
+    let x1 = x.narrow(3, 0, d / 2);
+    let x2 = x.narrow(3, d / 2, d / 2);
+    let rotated = Tensor::cat(&[x2.neg(), x1], 3);
+    x * cos + rotated * sin
+}
+
+/// Undoes llama.cpp's Q/K row permutation (`transformers`' `reverse_permute_weights`).
+fn unpermute(w: &Tensor, heads: i64) -> Tensor {
+    let s = w.size();
+    let dim = s[0] / heads / 2;
+    w.reshape([heads, dim, 2, s[1]]).transpose(1, 2).reshape([s[0], s[1]]).contiguous()
+}
+
+/// A tensor of the file, checked against the shape the config implies.
+fn take(g: &mut Gguf, name: &str, shape: &[i64], device: Device) -> Result<Tensor> {
+    let t = g.tensor(name)?;
+    if t.size() != shape {
+        return Err(Error::Input(format!(
+            "{}: tensor {name} has shape {:?}, the metadata implies {shape:?}",
+            g.path().display(),
+            t.size()
+        )));
+    }
+    Ok(t.to(device))
+}
