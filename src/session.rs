@@ -122,17 +122,8 @@ impl Session {
         if !prompt.words.is_empty() {
             prompt.check(pairs, classes)?;
         }
-        match cfg.method {
-            Method::Lora | Method::Bitfit | Method::Full => {
-                return Err(Error::Input(format!(
-                    "method = \"{}\" is not available on a decoder yet (use subspace, prefix, prompt, head, zero-shot or icl)",
-                    cfg.method.name()
-                )))
-            }
-            _ if cfg.precision != crate::config::Precision::Fp32 => {
-                return Err(Error::Input("precision = \"bf16\" is for encoders only; use fp32 with a decoder".into()))
-            }
-            _ => {}
+        if cfg.precision != crate::config::Precision::Fp32 {
+            return Err(Error::Input("precision = \"bf16\" is for encoders only; use fp32 with a decoder".into()));
         }
         let decoder = Decoder::from_gguf(&mut g, device)?;
         let tokenizer = TextTokenizer::from_gguf(&g, cfg.max_len, prompt.clone())?;
@@ -224,20 +215,25 @@ impl Session {
         tch::manual_seed(self.cfg.seed as i64);
         let vs = nn::VarStore::new(self.backbone.device());
         let root = vs.root();
-        if let Some(encoder) = self.backbone.as_encoder_mut() {
-            match self.cfg.method {
-                Method::Lora => {
-                    let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
-                    encoder.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
-                }
-                Method::Bitfit => {
-                    encoder.make_trainable(&root, &|n| n.ends_with(".bias"));
-                }
-                Method::Full => {
-                    encoder.make_trainable(&root, &|_| true);
-                }
-                Method::Subspace | Method::Prefix | Method::Head | Method::Prompt | Method::ZeroShot | Method::Icl => {}
+        match self.cfg.method {
+            Method::Lora => {
+                let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
+                self.backbone.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
             }
+            Method::Bitfit => {
+                if self.backbone.make_trainable(&root, &|n| n.ends_with(".bias")) == 0 {
+                    return Err(Error::Input(format!(
+                        "method = \"bitfit\": {} has no bias to train",
+                        self.cfg.model_dir().display()
+                    )));
+                }
+            }
+            Method::Full => {
+                self.backbone.make_trainable(&root, &|_| true);
+            }
+            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt | Method::ZeroShot | Method::Icl => {}
+        }
+        if let Some(encoder) = self.backbone.as_encoder_mut() {
             encoder.set_product_kind(self.cfg.precision.product_kind());
         }
         let words =

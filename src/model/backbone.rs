@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::bert::{Batch, Encoder, Forward};
 use super::decoder::Decoder;
+use crate::error::Result;
 
 /// A frozen pretrained model that methods adapt.
 pub trait Backbone {
@@ -38,6 +39,12 @@ pub trait Backbone {
     fn output_rows(&self, ids: &[i64]) -> Option<Tensor>;
     /// The most real tokens one input may have when its positions start `shift` places later.
     fn max_tokens(&self, shift: i64) -> i64;
+    /// Adds LoRA updates of rank `r` to the attention projections named in `targets`
+    /// (`query`, `key`, `value`, `output`), as variables of `path`.
+    fn add_lora(&mut self, path: &tch::nn::Path, r: i64, alpha: f64, targets: &[String]) -> Result<()>;
+    /// Makes the weights whose checkpoint name passes `select` trainable (variables of
+    /// `path`); returns how many.
+    fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize;
     /// The encoder, for what only encoders have (PEFT export, the FLOP model).
     fn as_encoder(&self) -> Option<&Encoder> {
         None
@@ -89,6 +96,12 @@ impl Backbone for Encoder {
     fn max_tokens(&self, shift: i64) -> i64 {
         Encoder::max_tokens(self, shift)
     }
+    fn add_lora(&mut self, path: &tch::nn::Path, r: i64, alpha: f64, targets: &[String]) -> Result<()> {
+        Encoder::add_lora(self, path, r, alpha, targets)
+    }
+    fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
+        Encoder::make_trainable(self, path, select)
+    }
     fn as_encoder(&self) -> Option<&Encoder> {
         Some(self)
     }
@@ -136,6 +149,12 @@ impl Backbone for Decoder {
     }
     fn max_tokens(&self, shift: i64) -> i64 {
         (self.config.context - shift).max(0)
+    }
+    fn add_lora(&mut self, path: &tch::nn::Path, r: i64, alpha: f64, targets: &[String]) -> Result<()> {
+        Decoder::add_lora(self, path, r, alpha, targets)
+    }
+    fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
+        Decoder::make_trainable(self, path, select)
     }
     fn as_decoder(&self) -> Option<&Decoder> {
         Some(self)

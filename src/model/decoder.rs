@@ -163,13 +163,9 @@ pub struct DLinear {
 
 impl DLinear {
     /// Loads `name` (`blk.N.attn_q.weight`) and its bias when the file has one.
-    fn load(g: &mut Gguf, name: &str, out_dim: i64, in_dim: i64, device: Device) -> Result<Self> {
+    fn load(g: &mut dyn Weights, name: &str, out_dim: i64, in_dim: i64, device: Device) -> Result<Self> {
         let bias_name = name.replace(".weight", ".bias");
-        let bias = if g.tensor_names().contains(&bias_name) {
-            Some(take(g, &bias_name, &[out_dim], device)?)
-        } else {
-            None
-        };
+        let bias = if g.has(&bias_name) { Some(take(g, &bias_name, &[out_dim], device)?) } else { None };
         Ok(Self { weight: take(g, name, &[out_dim, in_dim], device)?, bias, lora: None })
     }
 
@@ -192,7 +188,7 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(g: &mut Gguf, name: &str, dim: i64, eps: f64, device: Device) -> Result<Self> {
+    fn load(g: &mut dyn Weights, name: &str, dim: i64, eps: f64, device: Device) -> Result<Self> {
         Ok(Self { weight: take(g, name, &[dim], device)?, eps })
     }
 
@@ -254,7 +250,7 @@ struct Ctx<'a> {
 }
 
 impl Block {
-    fn load(g: &mut Gguf, c: &DecoderConfig, i: i64, device: Device) -> Result<Self> {
+    fn load(g: &mut dyn Weights, c: &DecoderConfig, i: i64, device: Device) -> Result<Self> {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
         let (h, hd) = (c.hidden, c.head_dim);
         let gemma = c.family == Family::Gemma3;
@@ -266,7 +262,7 @@ impl Block {
             q.weight = unpermute(&q.weight, c.heads);
             k.weight = unpermute(&k.weight, c.kv_heads);
         }
-        let opt_norm = |g: &mut Gguf, s: &str, dim: i64| -> Result<Option<RmsNorm>> {
+        let opt_norm = |g: &mut dyn Weights, s: &str, dim: i64| -> Result<Option<RmsNorm>> {
             if gemma {
                 Ok(Some(RmsNorm::load(g, &n(s), dim, c.eps, device)?))
             } else {
@@ -379,21 +375,111 @@ impl Decoder {
     /// Builds the decoder from an opened GGUF file.
     pub fn from_gguf(g: &mut Gguf, device: Device) -> Result<Self> {
         let config = DecoderConfig::from_gguf(g)?;
+        Self::from_weights(config, g, device)
+    }
+
+    /// Builds the decoder of `config` from weights under their GGUF names.
+    pub fn from_weights(config: DecoderConfig, g: &mut dyn Weights, device: Device) -> Result<Self> {
         let c = &config;
         let embed = take(g, "token_embd.weight", &[c.vocab, c.hidden], device)?;
         let blocks = (0..c.layers).map(|i| Block::load(g, c, i, device)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(g, "output_norm.weight", c.hidden, c.eps, device)?;
-        let lm_head = if g.tensor_names().iter().any(|n| n == "output.weight") {
-            Some(take(g, "output.weight", &[c.vocab, c.hidden], device)?)
-        } else {
-            None
-        };
+        let lm_head =
+            if g.has("output.weight") { Some(take(g, "output.weight", &[c.vocab, c.hidden], device)?) } else { None };
         Ok(Self { config, embed, blocks, norm, lm_head, device })
     }
 
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Every weight tensor under its GGUF name, mutable (to make some trainable).
+    fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out: Vec<(String, &mut Tensor)> = vec![("token_embd.weight".into(), &mut self.embed)];
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let n = |s: &str, leaf: &str| format!("blk.{i}.{s}.{leaf}");
+            let lins = [
+                ("attn_q", &mut b.attn.q),
+                ("attn_k", &mut b.attn.k),
+                ("attn_v", &mut b.attn.v),
+                ("attn_output", &mut b.attn.o),
+                ("ffn_gate", &mut b.gate),
+                ("ffn_up", &mut b.up),
+                ("ffn_down", &mut b.down),
+            ];
+            for (s, lin) in lins {
+                out.push((n(s, "weight"), &mut lin.weight));
+                if let Some(bias) = &mut lin.bias {
+                    out.push((n(s, "bias"), bias));
+                }
+            }
+            let norms = [
+                ("attn_norm", Some(&mut b.attn_norm)),
+                ("attn_q_norm", b.attn.q_norm.as_mut()),
+                ("attn_k_norm", b.attn.k_norm.as_mut()),
+                ("post_attention_norm", b.post_attn_norm.as_mut()),
+                ("ffn_norm", Some(&mut b.ffn_norm)),
+                ("post_ffw_norm", b.post_ffn_norm.as_mut()),
+            ];
+            for (s, norm) in norms {
+                if let Some(norm) = norm {
+                    out.push((n(s, "weight"), &mut norm.weight));
+                }
+            }
+        }
+        out.push(("output_norm.weight".into(), &mut self.norm.weight));
+        if let Some(h) = &mut self.lm_head {
+            out.push(("output.weight".into(), h));
+        }
+        out
+    }
+
+    /// Makes the weights whose GGUF name passes `select` trainable, as variables of `path`
+    /// under that name (full fine-tuning: all; BitFit: the biases, which only Qwen2 has).
+    /// Returns how many tensors were made trainable.
+    pub fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
+        let mut count = 0;
+        for (name, t) in self.named_tensors_mut() {
+            if select(&name) {
+                let (dir, leaf) = name.rsplit_once('.').expect("GGUF names have a leaf");
+                let p = dir.split('.').fold(path.sub("decoder"), |p, part| p.sub(part));
+                *t = p.var_copy(leaf, t);
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Adds LoRA updates of rank `r` (scale `alpha / r`) to the attention projections named in
+    /// `targets` (`query`, `key`, `value`, `output`) of every block, as variables of `path`.
+    pub fn add_lora(&mut self, path: &tch::nn::Path, r: i64, alpha: f64, targets: &[String]) -> Result<()> {
+        for t in targets {
+            if !["query", "key", "value", "output"].contains(&t.as_str()) {
+                return Err(Error::Input(format!(
+                    "lora target \"{t}\" is not known (expected query, key, value or output)"
+                )));
+            }
+        }
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            for t in targets {
+                let (lin, name) = match t.as_str() {
+                    "query" => (&mut b.attn.q, "attn_q"),
+                    "key" => (&mut b.attn.k, "attn_k"),
+                    "value" => (&mut b.attn.v, "attn_v"),
+                    _ => (&mut b.attn.o, "attn_output"),
+                };
+                let (out_dim, in_dim) = lin.weight.size2().expect("a linear weight is (out, in)");
+                let p = path.sub("decoder").sub("blk").sub(i.to_string()).sub(name).sub("lora");
+                let bound = 1.0 / (in_dim as f64).sqrt();
+                lin.lora = Some(Lora {
+                    a: p.var("A", &[r, in_dim], tch::nn::Init::Uniform { lo: -bound, up: bound }),
+                    b: p.zeros("B", &[out_dim, r]),
+                    scale: alpha / r as f64,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The output projection `(vocab, H)` (the embedding when tied).
@@ -567,8 +653,31 @@ fn unpermute(w: &Tensor, heads: i64) -> Tensor {
     w.reshape([heads, dim, 2, s[1]]).transpose(1, 2).reshape([s[0], s[1]]).contiguous()
 }
 
+/// Where a decoder's weights come from, by their GGUF names (`blk.N.attn_q.weight`), in the
+/// layout transformers uses (a loader of another format maps the names and converts).
+pub trait Weights {
+    /// The file, for messages.
+    fn path(&self) -> &Path;
+    /// Whether a tensor of that name exists.
+    fn has(&self, name: &str) -> bool;
+    /// The tensor, fp32 on the CPU.
+    fn tensor(&mut self, name: &str) -> Result<Tensor>;
+}
+
+impl Weights for Gguf {
+    fn path(&self) -> &Path {
+        Gguf::path(self)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.tensor_type(name).is_ok()
+    }
+    fn tensor(&mut self, name: &str) -> Result<Tensor> {
+        Gguf::tensor(self, name)
+    }
+}
+
 /// A tensor of the file, checked against the shape the config implies.
-fn take(g: &mut Gguf, name: &str, shape: &[i64], device: Device) -> Result<Tensor> {
+fn take(g: &mut dyn Weights, name: &str, shape: &[i64], device: Device) -> Result<Tensor> {
     let t = g.tensor(name)?;
     if t.size() != shape {
         return Err(Error::Input(format!(
