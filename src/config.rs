@@ -252,6 +252,9 @@ pub struct RunConfig {
     pub label_words: Option<Vec<String>>,
     /// In-context learning: demonstrations per class from the few-shot train set (0 = all).
     pub icl_shots: usize,
+    /// Zero-shot and in-context learning: contextual calibration (divide the label words'
+    /// probabilities by those of the content-free input `N/A`).
+    pub calibrate: bool,
     /// Truncation length in tokens.
     pub max_len: usize,
     /// Pooling for the head.
@@ -370,6 +373,7 @@ impl Default for RunConfig {
             template: None,
             label_words: None,
             icl_shots: 0,
+            calibrate: false,
             max_len: 128,
             pooling: PoolingChoice::Auto,
             positions: Positions::Unshifted,
@@ -931,6 +935,8 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "Dev scoring for checkpoint selection: `samples` = `dev_samples` sampled models per example (the augmented metric); `centroid` = the centroid only (with `dev_samples = 1`: ordinary selection).".into()),
         ("selection and evaluation", "ensemble_samples", Number, "Models sampled for the final test ensemble.".into()),
         ("selection and evaluation", "eval_batch_size", Number, "Evaluation batch size (examples × samples per forward).".into()),
+        ("method", "calibrate", boolean(),
+            "`zero-shot` and `icl` only: contextual calibration (Zhao et al. 2021): the label words' probabilities are divided by those the model gives the content-free input `N/A` written into the template (with the demonstrations for `icl`), which removes a constant label bias.".into()),
         ("method", "icl_shots", Number, "In-context learning: demonstrations per class drawn (seeded) from the few-shot train set (0 = all of it).".into()),
         ("selection and evaluation", "test_limit", Number,
             "Evaluate only a fixed stratified sample of this many examples of each test set (0 = all; for smoke tests, said in `notes`).".into()),

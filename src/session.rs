@@ -62,10 +62,11 @@ impl Session {
         if let Some(gguf) = crate::model::decoder::find_gguf(&dir)? {
             return Self::open_decoder(cfg, task, &gguf, device);
         }
-        if !cfg.method.trains() {
+        if !cfg.method.trains() || cfg.calibrate {
             return Err(Error::Input(format!(
-                "method = \"{}\" needs a decoder LLM with label words (e.g. --model smollm2-135m-instruct); {} is an encoder",
+                "method = \"{}\"{}: needs a decoder LLM with label words (e.g. --model smollm2-135m-instruct); {} is an encoder",
                 cfg.method.name(),
+                if cfg.calibrate { " with calibrate = true" } else { "" },
                 dir.display()
             )));
         }
@@ -243,6 +244,9 @@ impl Session {
         if self.cfg.method == Method::Icl {
             s.set_context(self.demonstrations()?);
         }
+        if self.cfg.calibrate {
+            self.calibrate(&mut s)?;
+        }
         if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
             let encoder = self
                 .backbone
@@ -256,6 +260,27 @@ impl Session {
             }
         }
         Ok((vs, s))
+    }
+
+    /// Contextual calibration (Zhao et al. 2021): the label words' logits get −log p(word |
+    /// content-free input), the input `N/A` (both texts of a pair task) written into the
+    /// template, behind the demonstrations for in-context learning.
+    fn calibrate(&self, s: &mut Subspace) -> Result<()> {
+        if self.cfg.method.trains() || !s.label_words() {
+            return Err(Error::Input(format!(
+                "calibrate = true: only for zero-shot and icl on a decoder with label words (method = \"{}\")",
+                self.cfg.method.name()
+            )));
+        }
+        let pairs = self.task.split.train.iter().any(|e| e.text_b.is_some());
+        let input = self.tokenizer.encode("N/A", pairs.then_some("N/A"))?;
+        let dev = self.backbone.device();
+        let batch = crate::model::tokenizer::pad_batch(&[input], self.tokenizer.pad_id(), dev);
+        let logits = tch::no_grad(|| {
+            s.forward(self.backbone.as_ref(), &batch, &s.fixed_alphas(&crate::subspace::At::Centroid, dev), false)
+        });
+        s.set_word_bias(&logits.log_softmax(-1, tch::Kind::Float).squeeze_dim(0).neg());
+        Ok(())
     }
 
     /// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the

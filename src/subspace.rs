@@ -385,6 +385,13 @@ impl Subspace {
         self.pooling.pool(&hidden, &batch.attention_mask)
     }
 
+    /// Contextual calibration of a label-word head: `bias` `(C,)` is added to the words'
+    /// logits (−log of the probabilities of a content-free input).
+    pub fn set_word_bias(&mut self, bias: &Tensor) {
+        assert!(self.words, "only a label-word head is calibrated");
+        self.head_b = bias.detach().view([1, -1]).to_kind(Kind::Float);
+    }
+
     /// Sets the demonstrations of in-context learning (see [`Subspace::features`]).
     pub fn set_context(&mut self, keys_values: Tensor) {
         self.context = Some(keys_values);
