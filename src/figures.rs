@@ -12,10 +12,11 @@ use crate::plot;
 use crate::session::Session;
 use crate::subspace::{At, Subspace};
 
-/// Training curves from a run's `metrics.jsonl`: `<out>/training.{png,svg}`.
+/// Training curves from a run's `metrics.jsonl`: `<out>/training.{png,svg}` (`out` is created
+/// once the log is read). A cell of a bench folder kept without its log (as the committed grids
+/// of `bench/results/` are) is read from its bench folder's archive ([`crate::bench::run_log`]).
 pub fn training(run: &Path, main_metric: &str, out: &Path) -> Result<PathBuf> {
-    let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let (text, path) = crate::bench::run_log(run)?;
     let (mut loss, mut dev) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
         let v: Value = serde_json::from_str(line)
@@ -27,9 +28,28 @@ pub fn training(run: &Path, main_metric: &str, out: &Path) -> Result<PathBuf> {
             _ => {}
         }
     }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let stem = out.join("training");
     plot::training_curves(&loss, &dev, main_metric, &format!("training: {}", run.display()), &stem)?;
     Ok(stem)
+}
+
+/// The main metric of a finished run, from its results.json (the metric `dev_selection` names):
+/// what [`training`] needs of a run kept without its checkpoint, which cannot be opened.
+pub fn finished_main_metric(run: &Path) -> Result<String> {
+    let path = run.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: invalid JSON ({e})", path.display())))?;
+    v.get("dev_selection")
+        .and_then(Value::as_object)
+        .and_then(|d| d.keys().find(|k| !matches!(k.as_str(), "at" | "samples")).cloned())
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "{}: no \"dev_selection\" naming the main metric; expected the results.json of a run",
+                path.display()
+            ))
+        })
 }
 
 /// Accuracy (main metric) along the simplex: for n = 2 the edge vertex 0 → 1 in steps of

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 #[derive(clap::Args)]
 pub struct Args {
     /// The bench description (TOML: tasks, shots, split_seeds, methods, [[variant]], [base]).
-    #[arg(long, required_unless_present = "merge")]
+    #[arg(long, required_unless_present_any = ["merge", "pack_logs", "unpack_logs"])]
     config: Option<PathBuf>,
     /// Output folder (cells/, results.csv, summary.md).
     #[arg(long)]
@@ -33,11 +33,59 @@ pub struct Args {
     /// interrupted, stale, to run) and the cell-seconds spent.
     #[arg(long, conflicts_with = "merge")]
     status: bool,
+    /// Run nothing: write --out's metrics.jsonl.gz, the per-step logs of all its finished cells
+    /// (each cells/<cell>/metrics.jsonl on disk, else its log already in the archive). Deletes
+    /// nothing.
+    #[arg(long, conflicts_with_all = ["config", "merge", "status", "unpack_logs"])]
+    pack_logs: bool,
+    /// Run nothing: write the logs of --out's metrics.jsonl.gz back as cells/<cell>/metrics.jsonl
+    /// (where missing; the committed grids of bench/results/ keep their logs only in the archive).
+    #[arg(long, conflicts_with_all = ["config", "merge", "status"])]
+    unpack_logs: bool,
 }
 
 /// Runs `bench`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { config, out, jobs, shard, tasks, variants, merge, status } = args;
+    let Args { config, out, jobs, shard, tasks, variants, merge, status, pack_logs, unpack_logs } = args;
+    if pack_logs || unpack_logs {
+        if !out.join("cells").is_dir() {
+            bail!(
+                "{}: not a bench folder (no cells/); give a folder written by `prefix-subspace bench`",
+                out.display()
+            );
+        }
+        let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
+        let archive = out.join(prefix_subspace::bench::LOGS_ARCHIVE);
+        if pack_logs {
+            let n = prefix_subspace::bench::pack_logs(&out)?;
+            println!(
+                "{}: the logs of {} cells ({} from cells/<cell>/metrics.jsonl, {} kept from the archive){}",
+                archive.display(),
+                n.files + n.kept,
+                n.files,
+                n.kept,
+                if n.orphans > 0 {
+                    format!("; left out {} archived logs of cells no longer under cells/", n.orphans)
+                } else {
+                    String::new()
+                }
+            );
+        } else {
+            let n = prefix_subspace::bench::unpack_logs(&out)?;
+            println!(
+                "{}: wrote {} logs as cells/<cell>/metrics.jsonl; {} were already there (left as they are){}",
+                archive.display(),
+                n.files,
+                n.kept,
+                if n.orphans > 0 {
+                    format!("; {} archived cells have no folder under cells/ (not written)", n.orphans)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        return Ok(());
+    }
     if !merge.is_empty() {
         // Read (and check) every run first: a merge that fails creates nothing.
         let rows = prefix_subspace::bench::collect(&merge)?;

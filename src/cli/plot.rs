@@ -28,6 +28,18 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--step {step}: expected a value in [0.01, 0.5]");
     }
     let written = if let Some(run) = run {
+        if !run.join("checkpoint.safetensors").is_file() && run.join("results.json").is_file() {
+            // A finished run kept without its weights, as the cells of bench/results/ are: its
+            // training curves only (its log, or its bench folder's metrics.jsonl.gz).
+            let metric = prefix_subspace::figures::finished_main_metric(&run)?;
+            let w = prefix_subspace::figures::training(&run, &metric, &run.join("plots"))?;
+            eprintln!(
+                "note: {} has no checkpoint.safetensors: only its training curves were drawn (the simplex figures need the weights)",
+                run.display()
+            );
+            println!("{}.png\n{}.svg", w.display(), w.display());
+            return Ok(());
+        }
         // The run is opened (and so checked) before anything is created in it.
         let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None)?;
         let out = run.join("plots");
