@@ -70,7 +70,7 @@ fn main() {
     {
         let cfg = RunConfig { method, vertices: n, backbone_dropout: dropout, ..Default::default() }.resolve().unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean, None);
+        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean, None, None);
         let mut opt = nn::AdamW::default().build(&vs, 5e-3).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let r = time(steps, || {

@@ -164,6 +164,11 @@ pub enum Init {
     Vocab,
     /// N(0, init_std²).
     Normal,
+    /// The backbone's own keys and values of real text: vertex i starts from the first
+    /// `prefix_len` tokens of a different few-shot train example (a decoder: written with the
+    /// template and its label word, as an in-context demonstration), so that the untrained
+    /// prefix reads as text the model has seen.
+    Text,
 }
 
 /// Which vertices an imported PEFT adapter initialises.
@@ -250,7 +255,8 @@ pub struct RunConfig {
     pub template: Option<String>,
     /// Decoders: one label word per class, in class order (default: the task's).
     pub label_words: Option<Vec<String>>,
-    /// In-context learning: demonstrations per class from the few-shot train set (0 = all).
+    /// In-context learning: demonstrations per class from the few-shot train set (0 = chosen
+    /// on the dev split).
     pub icl_shots: usize,
     /// Zero-shot and in-context learning: contextual calibration (divide the label words'
     /// probabilities by those of the content-free input `N/A`).
@@ -816,7 +822,7 @@ fn and_or(items: &[String], word: &str) -> String {
 
 /// Every value of the enums without a list of their own (the tests check each list is whole).
 const GRANULARITIES: [Granularity; 3] = [Granularity::ExampleLayer, Granularity::Example, Granularity::Batch];
-const INITS: [Init; 2] = [Init::Vocab, Init::Normal];
+const INITS: [Init; 3] = [Init::Vocab, Init::Normal, Init::Text];
 const PEFT_STARTS: [PeftStart; 2] = [PeftStart::One, PeftStart::All];
 const PROTOCOLS: [Protocol; 2] = [Protocol::PerClass, Protocol::Total];
 const POOLINGS: [PoolingChoice; 4] =
@@ -905,7 +911,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("method", "head_dropout", Number, "Dropout before the head while training.".into()),
         ("method", "reparam", Number, "MLP reparameterisation width r (0 = off): embedding → Linear(H→r) → tanh → Linear(r→2LH).".into()),
         ("method", "init", Names(names(&INITS)),
-            "Vertex initialisation: `vocab` = the backbone's own keys and values of `prefix_len` random vocabulary tokens (different tokens for every vertex); `normal` = N(0, `init_std`²).".into()),
+            "Vertex initialisation: `vocab` = the backbone's own keys and values of `prefix_len` random vocabulary tokens (different tokens for every vertex); `text` = the keys and values of the first `prefix_len` tokens of a different few-shot train example per vertex (on a decoder written with the template and its label word, as a demonstration); `normal` = N(0, `init_std`²).".into()),
         ("method", "init_std", Number, "Standard deviation of `init = \"normal\"`.".into()),
         ("method", "init_peft", text("a PEFT prefix-tuning adapter folder"),
             "Start from this adapter (method `subspace` or `prefix`, no `reparam`); see `init_peft_vertices`.".into()),
@@ -937,7 +943,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("selection and evaluation", "eval_batch_size", Number, "Evaluation batch size (examples × samples per forward).".into()),
         ("method", "calibrate", boolean(),
             "`zero-shot` and `icl` only: contextual calibration (Zhao et al. 2021): the label words' probabilities are divided by those the model gives the content-free input `N/A` written into the template (with the demonstrations for `icl`), which removes a constant label bias.".into()),
-        ("method", "icl_shots", Number, "In-context learning: demonstrations per class drawn (seeded) from the few-shot train set (0 = all of it).".into()),
+        ("method", "icl_shots", Number, "In-context learning: demonstrations per class drawn (seeded) from the few-shot train set; 0 = chosen on the dev split among 1, 2, 4, 8, 16, 32 (at most the train set), the fewest among the best.".into()),
         ("selection and evaluation", "test_limit", Number,
             "Evaluate only a fixed stratified sample of this many examples of each test set (0 = all; for smoke tests, said in `notes`).".into()),
     ];
@@ -1230,7 +1236,7 @@ mod tests {
         }
         for v in INITS {
             whole(match v {
-                Init::Vocab | Init::Normal => INITS.len() == 2,
+                Init::Vocab | Init::Normal | Init::Text => INITS.len() == 3,
             });
         }
         for v in PEFT_STARTS {

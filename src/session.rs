@@ -205,9 +205,30 @@ impl Session {
 
     /// The subspace stored in a run directory's checkpoint.
     pub fn load_subspace(&mut self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
-        let (vs, s) = self.build_subspace(false)?;
+        let (vs, mut s) = self.build_subspace(false)?;
         load_checkpoint(&vs, checkpoint)?;
+        if self.cfg.method == Method::Icl && self.cfg.icl_shots == 0 {
+            let k = s.icl_shots();
+            if k == 0 {
+                return Err(Error::Input(format!(
+                    "{}: this in-context learning run never chose its number of demonstrations (unfinished?)",
+                    checkpoint.display()
+                )));
+            }
+            self.use_demonstrations(&mut s, k)?;
+        }
         Ok((vs, s))
+    }
+
+    /// In-context learning with `per_class` demonstrations per class (recorded in the
+    /// checkpoint variable `icl_shots`), calibrated behind them when `calibrate` is on.
+    pub fn use_demonstrations(&self, s: &mut Subspace, per_class: usize) -> Result<()> {
+        s.set_context(self.demonstrations(per_class)?);
+        s.record_icl_shots(per_class);
+        if self.cfg.calibrate {
+            self.calibrate(s)?;
+        }
+        Ok(())
     }
 
     /// The model with its seeded initialisation; `import`: apply `init_peft` (a model whose
@@ -239,12 +260,30 @@ impl Session {
         }
         let words =
             self.label_ids.as_ref().map(|ids| self.backbone.output_rows(ids).expect("a decoder has output rows"));
-        let mut s =
-            Subspace::new(&root, &self.cfg, self.backbone.as_ref(), self.task.num_outputs(), self.pooling, words);
+        let text_ids = match self.cfg.init {
+            crate::config::Init::Text if self.cfg.method.uses_prefix() => Some(self.text_start_ids()?),
+            _ => None,
+        };
+        let mut s = Subspace::new(
+            &root,
+            &self.cfg,
+            self.backbone.as_ref(),
+            self.task.num_outputs(),
+            self.pooling,
+            words,
+            text_ids.as_ref(),
+        );
         if self.cfg.method == Method::Icl {
-            s.set_context(self.demonstrations()?);
+            // The number of demonstrations per class, a variable of the checkpoint: icl_shots,
+            // or (icl_shots = 0) the one `train` chooses on the dev split.
+            let mut k = root.zeros_no_train("icl_shots", &[1]);
+            let _ = tch::no_grad(|| k.fill_(self.cfg.icl_shots as f64));
+            s.set_icl_shots(k);
+            if self.cfg.icl_shots > 0 {
+                s.set_context(self.demonstrations(self.cfg.icl_shots)?);
+            }
         }
-        if self.cfg.calibrate {
+        if self.cfg.calibrate && (self.cfg.method != Method::Icl || self.cfg.icl_shots > 0) {
             self.calibrate(&mut s)?;
         }
         if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
@@ -262,10 +301,53 @@ impl Session {
         Ok((vs, s))
     }
 
+    /// `init = "text"`: for each vertex, the first `prefix_len` token ids `(n, p)` of few-shot
+    /// train examples, vertex i starting at a different one (drawn with the run's seed), each
+    /// written as an in-context demonstration on a decoder (template, label word, blank line;
+    /// BOS first when the tokenizer adds it) and as its plain text on an encoder; an example
+    /// shorter than p is followed by the next ones.
+    fn text_start_ids(&self) -> Result<Tensor> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let (n, p) = (self.cfg.vertices, self.cfg.prefix_len);
+        let train = &self.task.split.train;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x7e47);
+        order.shuffle(&mut rng);
+        let text = |e: &crate::data::Example| -> Result<Vec<i64>> {
+            match (self.tokenizer.prompt(), e.label) {
+                (Some(prompt), Label::Class(c)) if c < prompt.words.len() => {
+                    let t = format!("{}{}\n\n", prompt.fill(&e.text_a, e.text_b.as_deref()), prompt.words[c]);
+                    self.tokenizer.ids(&t)
+                }
+                (Some(prompt), _) => {
+                    self.tokenizer.ids(&format!("{}\n\n", prompt.fill(&e.text_a, e.text_b.as_deref())))
+                }
+                (None, _) => self.tokenizer.ids(&e.text_a),
+            }
+        };
+        let mut rows = Vec::with_capacity(n * p);
+        for v in 0..n {
+            let mut ids: Vec<i64> = self.tokenizer.bos().into_iter().collect();
+            let mut k = v;
+            while ids.len() < p {
+                ids.extend(text(&train[order[k % order.len()]])?);
+                k += n;
+                if k > n * (order.len() + p) {
+                    return Err(Error::Input(format!(
+                        "init = \"text\": the train examples give fewer than prefix_len = {p} tokens"
+                    )));
+                }
+            }
+            rows.extend_from_slice(&ids[..p]);
+        }
+        Ok(Tensor::from_slice(&rows).view([n as i64, p as i64]))
+    }
+
     /// Contextual calibration (Zhao et al. 2021): the label words' logits get −log p(word |
     /// content-free input), the input `N/A` (both texts of a pair task) written into the
     /// template, behind the demonstrations for in-context learning.
-    fn calibrate(&self, s: &mut Subspace) -> Result<()> {
+    pub fn calibrate(&self, s: &mut Subspace) -> Result<()> {
         if self.cfg.method.trains() || !s.label_words() {
             return Err(Error::Input(format!(
                 "calibrate = true: only for zero-shot and icl on a decoder with label words (method = \"{}\")",
@@ -284,9 +366,9 @@ impl Session {
     }
 
     /// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the
-    /// few-shot train examples (`icl_shots` per class, or all) written with the template and
+    /// few-shot train examples (`per_class` of each class, at most all) written with the template and
     /// their label word, one per paragraph, in an order drawn with the run's seed.
-    fn demonstrations(&self) -> Result<Tensor> {
+    pub fn demonstrations(&self, per_class: usize) -> Result<Tensor> {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
         let prompt = self.tokenizer.prompt().ok_or_else(|| Error::Input("icl needs a decoder".into()))?;
@@ -295,7 +377,7 @@ impl Session {
         for c in 0..self.task.label_names.len() {
             let mut of_class: Vec<_> = self.task.split.train.iter().filter(|e| e.label == Label::Class(c)).collect();
             of_class.shuffle(&mut rng);
-            let k = if self.cfg.icl_shots == 0 { of_class.len() } else { self.cfg.icl_shots.min(of_class.len()) };
+            let k = per_class.min(of_class.len());
             chosen.extend(of_class.into_iter().take(k));
         }
         chosen.shuffle(&mut rng);
@@ -364,7 +446,10 @@ fn check_model_limits(cfg: &RunConfig, encoder: &Encoder, dir: &Path) -> Result<
             dir.join("config.json").display()
         )));
     }
-    if cfg.method.uses_prefix() && cfg.init == crate::config::Init::Vocab && p > encoder.max_tokens(0) {
+    if cfg.method.uses_prefix()
+        && matches!(cfg.init, crate::config::Init::Vocab | crate::config::Init::Text)
+        && p > encoder.max_tokens(0)
+    {
         return Err(Error::Input(format!(
             "prefix_len = {p}: expected at most {} with init = \"vocab\" (the vertices start from the keys and values of prefix_len tokens, which must fit max_position_embeddings {table} in {}); use init = \"normal\" for longer prefixes",
             encoder.max_tokens(0).max(0),

@@ -135,6 +135,8 @@ pub struct Subspace {
     /// In-context learning: the demonstrations' keys and values `(L, 2, 1, D, W)`, a fixed
     /// prefix after which the inputs continue (positions D..).
     context: Option<Tensor>,
+    /// In-context learning: the demonstrations per class, a (non-trained) checkpoint variable.
+    icl_shots: Option<Tensor>,
     granularity: Granularity,
     prefix_dropout: f64,
     head_dropout: f64,
@@ -167,13 +169,14 @@ impl Subspace {
         classes: i64,
         pooling: Pooling,
         words: Option<Tensor>,
+        text_ids: Option<&Tensor>,
     ) -> Self {
         let n = cfg.vertices as i64;
         let p = if cfg.method.uses_prefix() { cfg.prefix_len as i64 } else { 0 };
         let (l, h, w) = (backbone.num_layers(), backbone.hidden_size(), backbone.prefix_width());
         let (prefix, reparam) = if cfg.reparam > 0 {
             let r = cfg.reparam as i64;
-            let emb_init = init_vertices(cfg, backbone, n, p).select(1, 0).select(1, 0); // (n, p, W): layer-0 keys
+            let emb_init = init_vertices(cfg, backbone, n, p, text_ids).select(1, 0).select(1, 0); // (n, p, W): layer-0 keys
             let emb = (vs / "reparam").var_copy("embedding", &emb_init);
             let bound1 = 1.0 / (w as f64).sqrt();
             let bound2 = 1.0 / (r as f64).sqrt();
@@ -186,7 +189,7 @@ impl Subspace {
             };
             (None, Some(reparam))
         } else {
-            (Some(vs.var_copy("prefix", &init_vertices(cfg, backbone, n, p))), None)
+            (Some(vs.var_copy("prefix", &init_vertices(cfg, backbone, n, p, text_ids))), None)
         };
         let prompt = (cfg.method == Method::Prompt).then(|| {
             // Word embeddings of random vocabulary tokens (PEFT's "random vocabulary" init).
@@ -221,6 +224,7 @@ impl Subspace {
             head_b,
             words: words.is_some(),
             context: None,
+            icl_shots: None,
             granularity: cfg.granularity,
             prefix_dropout: cfg.prefix_dropout,
             head_dropout: cfg.head_dropout,
@@ -392,6 +396,23 @@ impl Subspace {
         self.head_b = bias.detach().view([1, -1]).to_kind(Kind::Float);
     }
 
+    /// The checkpoint variable that records in-context learning's demonstrations per class.
+    pub fn set_icl_shots(&mut self, var: Tensor) {
+        self.icl_shots = Some(var);
+    }
+
+    /// Records `k` demonstrations per class in that variable.
+    pub fn record_icl_shots(&mut self, k: usize) {
+        if let Some(v) = &mut self.icl_shots {
+            let _ = tch::no_grad(|| v.fill_(k as f64));
+        }
+    }
+
+    /// The recorded demonstrations per class (0: none recorded).
+    pub fn icl_shots(&self) -> usize {
+        self.icl_shots.as_ref().map_or(0, |v| v.double_value(&[0]).round().max(0.0) as usize)
+    }
+
     /// Sets the demonstrations of in-context learning (see [`Subspace::features`]).
     pub fn set_context(&mut self, keys_values: Tensor) {
         self.context = Some(keys_values);
@@ -436,10 +457,20 @@ pub fn cos_squared(a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 /// Independent initial prefixes for n vertices: `(n, L, 2, p, H)`.
-fn init_vertices(cfg: &RunConfig, encoder: &dyn Backbone, n: i64, p: i64) -> Tensor {
+fn init_vertices(cfg: &RunConfig, encoder: &dyn Backbone, n: i64, p: i64, text_ids: Option<&Tensor>) -> Tensor {
     let (l, h, dev) = (encoder.num_layers(), encoder.prefix_width(), encoder.device());
     tch::no_grad(|| match cfg.init {
         Init::Normal => Tensor::randn([n, l, 2, p, h], (Kind::Float, dev)) * cfg.init_std,
+        Init::Text if p > 0 => {
+            let ids = text_ids.expect("init = text: the session gives the vertices' token ids").to(dev);
+            let batch = Batch {
+                attention_mask: Tensor::ones([n, p], (Kind::Int64, dev)),
+                token_type_ids: Tensor::zeros([n, p], (Kind::Int64, dev)),
+                input_ids: ids,
+            };
+            encoder.keys_values(&batch).permute([2, 0, 1, 3, 4]).contiguous()
+        }
+        Init::Text => Tensor::zeros([n, l, 2, 0, h], (Kind::Float, dev)),
         Init::Vocab => {
             // Keys and values the backbone itself computes for p random vocabulary tokens.
             let vocab = encoder.vocab_size();

@@ -123,7 +123,7 @@ pub fn resume(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_js
 fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result<serde_json::Value> {
     // A resumed run imports `init_peft` too (an input like the data and the model), so its
     // notes are the uninterrupted run's; the saved state then overwrites the weights.
-    let (vs, subspace) = session.new_subspace()?;
+    let (vs, mut subspace) = session.new_subspace()?;
     let session = &*session;
     let cfg = &session.cfg;
     let task = &session.task;
@@ -311,6 +311,27 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         if stop {
             break;
         }
+    }
+    if cfg.method == Method::Icl && cfg.icl_shots == 0 {
+        // The number of demonstrations per class is a hyper-parameter: chosen on the dev split
+        // (the fewest among the best), as every other choice.
+        let most = task.split.train.len().div_ceil(task.label_names.len().max(1));
+        let mut best_k: Option<(f64, usize)> = None;
+        let mut tried = Vec::new();
+        for k in [1, 2, 4, 8, 16, 32].into_iter().filter(|&k| k <= most.max(1)) {
+            session.use_demonstrations(&mut subspace, k)?;
+            seed_torch(cfg.seed, Stream::Dev, 0);
+            let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
+            let v = score(&out, &dev.labels, &task.metrics, true)[main];
+            tried.push(format!("{k}: {v:.4}"));
+            if best_k.is_none_or(|(b, _)| v > b) {
+                best_k = Some((v, k));
+            }
+        }
+        let (_, k) = best_k.expect("at least one demonstration count");
+        session.use_demonstrations(&mut subspace, k)?;
+        progress
+            .line(quiet, format!("icl: {k} demonstrations per class, chosen on dev ({main}: {})", tried.join(", ")));
     }
     if !cfg.method.trains() && pos.best.is_none() {
         // Zero-shot and in-context learning train nothing: one dev evaluation, for the record.

@@ -103,7 +103,7 @@ fn methods_without_a_prefix_train_no_prefix() {
     for m in Method::ALL {
         let cfg = RunConfig { method: m, ..Default::default() }.resolve().unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean, None);
+        let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean, None, None);
         let prefix_numel = vs.variables().get("prefix").map_or(0, |t| t.numel());
         assert_eq!(prefix_numel > 0, m.uses_prefix(), "{}: {prefix_numel} prefix parameters", m.name());
         assert_eq!(s.prefix_len() > 0, m.uses_prefix(), "{}", m.name());

@@ -15,7 +15,7 @@ fn subspace(n: usize, granularity: Granularity) -> (nn::VarStore, Subspace, pref
     let cfg =
         RunConfig { vertices: n, prefix_len: 3, granularity, init: Init::Normal, init_std: 0.5, ..Default::default() };
     let vs = nn::VarStore::new(Device::Cpu);
-    let s = Subspace::new(&vs.root(), &cfg, &enc, 4, Pooling::Mean, None);
+    let s = Subspace::new(&vs.root(), &cfg, &enc, 4, Pooling::Mean, None, None);
     (vs, s, enc)
 }
 
@@ -167,7 +167,7 @@ fn the_mlp_reparameterisation_produces_prefixes_of_the_right_shape_with_gradient
     let enc = common::tiny_bert(0);
     let cfg = RunConfig { vertices: 2, prefix_len: 3, reparam: 8, init: Init::Normal, ..Default::default() };
     let vs = nn::VarStore::new(Device::Cpu);
-    let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Cls, None);
+    let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Cls, None, None);
     assert_eq!(s.vertex_prefixes().size(), vec![2, 2, 2, 3, 16]);
     let a = s.sample_alphas(2, Device::Cpu);
     let loss = s.forward(&enc, &common::tiny_batch(2, 5), &a, true).sum(Kind::Float);
