@@ -62,6 +62,9 @@ impl Session {
         if let Some(gguf) = crate::model::decoder::find_gguf(&dir)? {
             return Self::open_decoder(cfg, task, &gguf, device);
         }
+        if crate::model::hf_decoder::is_hf_decoder(&dir) {
+            return Self::open_decoder(cfg, task, &dir, device);
+        }
         if !cfg.method.trains() || cfg.calibrate {
             return Err(Error::Input(format!(
                 "method = \"{}\"{}: needs a decoder LLM with label words (e.g. --model smollm2-135m-instruct); {} is an encoder",
@@ -85,9 +88,13 @@ impl Session {
 
     /// [`Session::open`] for a decoder in a GGUF file: prompt-based classification with the
     /// task's template and label words (or the config's).
+    /// `path`: a GGUF file, or a Hugging Face decoder folder.
     fn open_decoder(cfg: RunConfig, task: TaskData, path: &Path, device: Device) -> Result<Self> {
-        let mut g = crate::model::gguf::Gguf::open(path)?;
-        let name = g.string("general.name").unwrap_or_default();
+        let mut gguf = if path.is_file() { Some(crate::model::gguf::Gguf::open(path)?) } else { None };
+        let name = match &gguf {
+            Some(g) => g.string("general.name").unwrap_or_default(),
+            None => String::new(),
+        };
         let instruct =
             name.to_lowercase().contains("instruct") || path.to_string_lossy().to_lowercase().contains("instruct");
         let classes = task.label_names.len();
@@ -126,8 +133,13 @@ impl Session {
         if cfg.precision != crate::config::Precision::Fp32 {
             return Err(Error::Input("precision = \"bf16\" is for encoders only; use fp32 with a decoder".into()));
         }
-        let decoder = Decoder::from_gguf(&mut g, device)?;
-        let tokenizer = TextTokenizer::from_gguf(&g, cfg.max_len, prompt.clone())?;
+        let (decoder, tokenizer) = match &mut gguf {
+            Some(g) => (Decoder::from_gguf(g, device)?, TextTokenizer::from_gguf(g, cfg.max_len, prompt.clone())?),
+            None => (
+                crate::model::hf_decoder::load(path, device)?,
+                TextTokenizer::from_hf_decoder(path, cfg.max_len, prompt.clone())?,
+            ),
+        };
         let tok_vocab = tokenizer.vocab_size();
         if tok_vocab > decoder.config.vocab {
             return Err(Error::Input(format!(

@@ -142,6 +142,22 @@ impl TextTokenizer {
         })
     }
 
+    /// The tokenizer of a Hugging Face decoder folder (`tokenizer.json`, see
+    /// [`super::hf_decoder::tokenizer`]), for prompt-based inputs exactly as
+    /// [`TextTokenizer::from_gguf`].
+    pub fn from_hf_decoder(dir: &Path, max_len: usize, prompt: Prompt) -> Result<Self> {
+        let t = super::hf_decoder::tokenizer(dir)?;
+        let pad_id = t.pad_id.or(t.eos_id).map_or(0, i64::from);
+        let bos = if t.add_bos { t.bos_id.map(i64::from) } else { None };
+        Ok(Self {
+            inner: t.tokenizer,
+            pad_id,
+            max_len,
+            source: dir.join("tokenizer.json"),
+            prompt: Some(Prompted { prompt, bos }),
+        })
+    }
+
     /// The decoder prompt, if this tokenizer writes inputs into one.
     pub fn prompt(&self) -> Option<&Prompt> {
         self.prompt.as_ref().map(|p| &p.prompt)
