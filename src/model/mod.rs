@@ -6,6 +6,7 @@ pub mod bert;
 pub mod decoder;
 pub mod dropout;
 pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod hf_decoder;
 pub mod load;
 pub mod tokenizer;
