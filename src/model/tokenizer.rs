@@ -130,32 +130,21 @@ impl TextTokenizer {
     /// adds it); an input longer than `max_len` tokens loses tokens from its start, so that
     /// the answer slot at the end of the template stays.
     pub fn from_gguf(g: &super::gguf::Gguf, max_len: usize, prompt: Prompt) -> Result<Self> {
-        let t = g.tokenizer()?;
-        let pad_id = t.pad_id.or(t.eos_id).map_or(0, i64::from);
-        let bos = if t.add_bos { t.bos_id.map(i64::from) } else { None };
-        Ok(Self {
-            inner: t.tokenizer,
-            pad_id,
-            max_len,
-            source: g.path().to_path_buf(),
-            prompt: Some(Prompted { prompt, bos }),
-        })
+        Ok(Self::prompted(g.tokenizer()?, g.path().to_path_buf(), max_len, prompt))
     }
 
     /// The tokenizer of a Hugging Face decoder folder (`tokenizer.json`, see
     /// [`super::hf_decoder::tokenizer`]), for prompt-based inputs exactly as
     /// [`TextTokenizer::from_gguf`].
     pub fn from_hf_decoder(dir: &Path, max_len: usize, prompt: Prompt) -> Result<Self> {
-        let t = super::hf_decoder::tokenizer(dir)?;
+        Ok(Self::prompted(super::hf_decoder::tokenizer(dir)?, dir.join("tokenizer.json"), max_len, prompt))
+    }
+
+    /// A decoder's tokenizer (from `source`) writing inputs into `prompt`.
+    fn prompted(t: super::gguf::GgufTokenizer, source: PathBuf, max_len: usize, prompt: Prompt) -> Self {
         let pad_id = t.pad_id.or(t.eos_id).map_or(0, i64::from);
         let bos = if t.add_bos { t.bos_id.map(i64::from) } else { None };
-        Ok(Self {
-            inner: t.tokenizer,
-            pad_id,
-            max_len,
-            source: dir.join("tokenizer.json"),
-            prompt: Some(Prompted { prompt, bos }),
-        })
+        Self { inner: t.tokenizer, pad_id, max_len, source, prompt: Some(Prompted { prompt, bos }) }
     }
 
     /// The decoder prompt, if this tokenizer writes inputs into one.
