@@ -98,7 +98,9 @@ impl BenchConfig {
             }
         }
         let to_sets = |t: &toml::Table| -> Vec<String> { t.iter().map(|(k, v)| format!("{k}={v}")).collect() };
-        let base = RunConfig::default().apply_overrides(&to_sets(&self.base))?;
+        // A bench scores what its tables report (centroid and ensemble) unless told otherwise.
+        let start = RunConfig { test_vertices: false, ..RunConfig::default() };
+        let base = start.apply_overrides(&to_sets(&self.base))?;
         let mut cells = Vec::new();
         // Seed-major: an interrupted bench has whole tables for its first seeds.
         for &ss in &self.split_seeds {

@@ -352,6 +352,9 @@ pub struct RunConfig {
     pub dev_at: DevAt,
     /// Samples in the final test ensemble.
     pub ensemble_samples: usize,
+    /// Also score every vertex on the test set (n more passes; `eval --at all` always does).
+    /// Changes no other number.
+    pub test_vertices: bool,
     /// Evaluation batch size (examples × samples per forward).
     pub eval_batch_size: usize,
     /// Evaluate only the first N examples of each test set (0 = all; for smoke tests: the
@@ -420,6 +423,7 @@ impl Default for RunConfig {
             dev_samples: 8,
             dev_at: DevAt::Samples,
             ensemble_samples: 8,
+            test_vertices: true,
             eval_batch_size: 64,
             test_limit: 0,
         }
@@ -547,7 +551,14 @@ impl RunConfig {
     /// how often the resumable state is saved, and the opt-in to partial train files (which
     /// only decides whether a run can start).
     pub fn comparable(&self) -> RunConfig {
-        RunConfig { threads: 0, device: "cpu".into(), allow_partial_train: false, checkpoint_every: 0, ..self.clone() }
+        RunConfig {
+            threads: 0,
+            device: "cpu".into(),
+            allow_partial_train: false,
+            checkpoint_every: 0,
+            test_vertices: true,
+            ..self.clone()
+        }
     }
 
     /// The keys whose values differ between `self` and `other` (as their TOML forms).
@@ -943,6 +954,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("selection and evaluation", "dev_at", Names(names(&DEV_ATS)),
             "Dev scoring for checkpoint selection: `samples` = `dev_samples` sampled models per example (the augmented metric); `centroid` = the centroid only (with `dev_samples = 1`: ordinary selection).".into()),
         ("selection and evaluation", "ensemble_samples", Number, "Models sampled for the final test ensemble.".into()),
+        ("selection and evaluation", "test_vertices", boolean(), "Also score every vertex on the test set (n more test passes; `eval --at all` always does); `bench` cells default to false: its tables report the centroid and the ensemble.".into()),
         ("selection and evaluation", "eval_batch_size", Number, "Evaluation batch size (examples × samples per forward).".into()),
         ("selection and evaluation", "test_limit", Number,
             "Evaluate only a fixed stratified sample of this many examples of each test set (0 = all; for smoke tests, said in `notes`).".into()),

@@ -505,8 +505,8 @@ pub fn train_step(
     (loss_v, reg.map(|r| r.double_value(&[])))
 }
 
-/// The final report on one test set: centroid, every vertex and the ensemble of m samples
-/// (for one vertex, the centroid alone: they coincide).
+/// The final report on one test set: centroid, every vertex (when `test_vertices`) and the
+/// ensemble of m samples (for one vertex, the centroid alone: they coincide).
 pub fn evaluate_all(
     session: &Session,
     subspace: &Subspace,
@@ -526,7 +526,8 @@ pub fn evaluate_at(session: &Session, subspace: &Subspace, data: &Encoded, at: &
     let (enc, pad, bs) = (&*session.backbone, session.tokenizer.pad_id(), session.cfg.eval_batch_size);
     let metrics = &session.task.metrics;
     if at == "all" {
-        return evaluate_all(session, subspace, data, &session.cfg);
+        let cfg = RunConfig { test_vertices: true, ..session.cfg.clone() };
+        return evaluate_all(session, subspace, data, &cfg);
     }
     if let Some(step) = at.strip_prefix("sweep:") {
         let step = At::parse_sweep(step)?;
@@ -567,7 +568,9 @@ fn evaluate_unless(
     let metrics = &session.task.metrics;
     let mut points = vec![("centroid".to_string(), At::Centroid, 1)];
     if subspace.n > 1 {
-        points.extend((0..subspace.n).map(|i| (format!("vertex{i}"), At::Vertex(i), 1)));
+        if cfg.test_vertices {
+            points.extend((0..subspace.n).map(|i| (format!("vertex{i}"), At::Vertex(i), 1)));
+        }
         points.push(("ensemble".to_string(), At::Sample, cfg.ensemble_samples));
     }
     let mut r = serde_json::Map::new();
