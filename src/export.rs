@@ -4,7 +4,10 @@
 //!
 //! PEFT's layout: `prompt_embeddings` is `(p, 2·L·H)`; for virtual token t, entry
 //! `(2l + kv)·H + h` is the key (kv = 0) or value (kv = 1) of layer l, dimension h (heads
-//! × head_dim, in the attention's own head order).
+//! × head_dim, in the attention's own head order). On a decoder H is the key/value width
+//! (key/value heads × head_dim: PEFT sizes a prefix by the key/value heads of a model with
+//! grouped-query attention), and the adapter is a `CAUSAL_LM` one: PEFT puts it in the cache
+//! in front of the input, whose real tokens then start at position p (`positions = shifted`).
 
 use std::path::Path;
 
@@ -25,6 +28,9 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
             "export --format peft needs a run with a deep prefix (method subspace or prefix); this run's method is {}",
             session.cfg.method.name()
         )));
+    }
+    if session.backbone.as_decoder().is_some() {
+        return peft_causal_lm(session, subspace, at, out);
     }
     if session.encoder()?.arch == Arch::Mpnet {
         return Err(Error::Input(
@@ -74,6 +80,69 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
         "this run was trained with unshifted positions (0..T-1 for the real tokens); Hugging Face BERT with a \
          prefix shifts them to p..p+T-1, so predictions in PEFT will differ from ours (train with \
          --set positions=shifted for an exact match)"
+            .to_string()
+    }))
+}
+
+/// [`peft`] for a decoder: a `CAUSAL_LM` prefix-tuning adapter, and the class scores' recipe
+/// (template, label words and their ids, the head's bias) in `head_config.json`.
+fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Result<Option<String>> {
+    let dec = session.backbone.as_decoder().expect("a decoder");
+    let Some(prompt) = session.tokenizer.prompt() else {
+        return Err(Error::Input("export --format peft: this decoder run has no template and label words".into()));
+    };
+    let Some(ids) = session.label_ids.as_ref() else {
+        return Err(Error::Input("export --format peft: this decoder run has no label words".into()));
+    };
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let (l, w, p) = (dec.config.layers, dec.config.kv_heads * dec.config.head_dim, subspace.prefix_len());
+    let prefix = tch::no_grad(|| subspace.mixed_prefix(&subspace.fixed_alphas(at, dec.device())));
+    // (L, 2, 1, p, W) → (p, L, 2, W) → (p, 2LW)
+    let emb = prefix.squeeze_dim(2).permute([2, 0, 1, 3]).reshape([p, 2 * l * w]).to(Device::Cpu).contiguous();
+    let (hw, hb) = subspace.head_at(at);
+    save(&[("prompt_embeddings", &emb)], &out.join("adapter_model.safetensors"))?;
+    save(
+        &[("weight", &hw.to(Device::Cpu).contiguous()), ("bias", &hb.to(Device::Cpu).contiguous())],
+        &out.join("head.safetensors"),
+    )?;
+    let model = session.cfg.model_dir();
+    let gguf = crate::model::decoder::find_gguf(&model)?;
+    let config = json!({
+        "peft_type": "PREFIX_TUNING",
+        "task_type": "CAUSAL_LM",
+        "num_virtual_tokens": p,
+        "token_dim": w,
+        "num_transformer_submodules": 1,
+        "num_attention_heads": dec.config.kv_heads,
+        "num_layers": l,
+        "encoder_hidden_size": w,
+        "prefix_projection": false,
+        "inference_mode": true,
+        "base_model_name_or_path": gguf.as_ref().and_then(|g| g.parent()).unwrap_or(&model),
+        "revision": null,
+        "modules_to_save": null,
+    });
+    write_atomic(&out.join("adapter_config.json"), serde_json::to_string_pretty(&config).expect("json").as_bytes())?;
+    let head = json!({
+        "what": "class scores of this adapter: the causal LM's logits of the label words' first tokens \
+                 (label_ids) at the last position of the filled template, + bias (head.safetensors; \
+                 weight = those rows of the output projection); not part of the PEFT adapter",
+        "head": "label_words",
+        "template": prompt.template,
+        "label_words": prompt.words,
+        "label_ids": ids,
+        "labels": session.task.label_names,
+        "task": session.task.name,
+        "gguf_file": gguf.as_ref().and_then(|g| g.file_name()).map(|f| f.to_string_lossy().to_string()),
+        "max_len": session.cfg.max_len,
+        "at": format!("{at:?}"),
+        "positions": session.cfg.positions,
+    });
+    write_atomic(&out.join("head_config.json"), serde_json::to_string_pretty(&head).expect("json").as_bytes())?;
+    Ok((session.cfg.positions == Positions::Unshifted).then(|| {
+        "this run was trained with unshifted positions (0..T-1 for the real tokens); PEFT puts the prefix \
+         in the cache, so the real tokens start at p there, and predictions in PEFT will differ from ours \
+         (train with --set positions=shifted for an exact match)"
             .to_string()
     }))
 }
