@@ -927,21 +927,29 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
         jobs
     );
     let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(todo)));
+    // Set when a cell was interrupted (it saved its state and exited with status 130): the
+    // user asked to stop, so no further cell starts.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = Arc::new(Mutex::new((0usize, 0usize))); // (finished, failed)
     let n_todo = queue.lock().expect("queue").len();
     let workers: Vec<_> = (0..jobs.max(1))
         .map(|_| {
-            let (queue, done, dir, exe, out) =
-                (queue.clone(), done.clone(), dir.clone(), exe.to_path_buf(), out.to_path_buf());
+            let (queue, done, dir, exe, out, stop) =
+                (queue.clone(), done.clone(), dir.clone(), exe.to_path_buf(), out.to_path_buf(), stop.clone());
             std::thread::spawn(move || loop {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
                 let Some((mut cell, resume)) = queue.lock().expect("queue").pop_front() else { break };
                 cell.config.threads = 1;
                 let cfg_path = dir.join(format!("{}.toml", cell.id));
                 let log_path = dir.join(format!("{}.log", cell.id));
                 let run_dir = dir.join(&cell.id);
                 let t0 = std::time::Instant::now();
-                let ok = crate::atomic::write_atomic(&cfg_path, cell.config.to_toml().as_bytes()).is_ok()
-                    && std::fs::File::create(&log_path)
+                let status = if crate::atomic::write_atomic(&cfg_path, cell.config.to_toml().as_bytes()).is_err() {
+                    None
+                } else {
+                    std::fs::File::create(&log_path)
                         .and_then(|log| {
                             let mut cmd = std::process::Command::new(&exe);
                             if resume {
@@ -956,9 +964,22 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
                             interrupt_with_parent(&mut cmd);
                             cmd.stdout(log.try_clone()?).stderr(log).status()
                         })
-                        .map(|s| s.success())
-                        .unwrap_or(false);
+                        .ok()
+                };
+                let ok = status.is_some_and(|s| s.success());
+                let interrupted = status.and_then(|s| s.code()) == Some(130);
                 let mut d = done.lock().expect("done");
+                if interrupted {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    eprintln!(
+                        "bench: {} interrupted after {:.0} s: its state is saved; no further cell starts \
+                         (rerun the same bench command to continue)",
+                        cell.id,
+                        t0.elapsed().as_secs_f64()
+                    );
+                    drop(d);
+                    continue;
+                }
                 d.0 += 1;
                 if !ok {
                     d.1 += 1;

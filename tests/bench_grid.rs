@@ -248,6 +248,49 @@ fn a_killed_bench_stops_its_cells_and_the_next_one_finishes_them_to_the_same_num
     }
 }
 
+#[test]
+fn an_interrupted_cell_stops_the_bench_instead_of_counting_as_a_failure() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, SLOW_CELL).unwrap();
+    let out = tmp.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+        .args(["bench", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while cell_step(&out) < 8 {
+        assert!(t0.elapsed().as_secs() < 300, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The cell alone gets the signal (as when a user stops one cell, or a scheduler preempts
+    // it): it saves its state and exits with status 130.
+    let needle = out.join("cells").to_string_lossy().into_owned();
+    let mut signalled = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) && cmd.contains(" train ") {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            signalled += 1;
+        }
+    }
+    assert_eq!(signalled, 1, "one cell runs at a time");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("interrupted after") && err.contains("no further cell starts"), "{err}");
+    assert!(!err.contains("FAILED"), "{err}");
+    let cells: Vec<_> =
+        std::fs::read_dir(out.join("cells")).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(cells.len(), 1, "the second cell never started");
+    let (n, _, text) = status(&["--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()], "polarity");
+    assert_eq!(n, [2, 0, 1, 0, 1], "{text}");
+}
+
 /// Runs `prefix-subspace ARGS`, expecting it to fail; its stderr.
 fn fails<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace")).args(args).output().unwrap();
