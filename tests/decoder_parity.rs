@@ -1,9 +1,14 @@
 //! The GGUF decoders against Hugging Face transformers on the same files: final hidden states
 //! and LM logits at the last position, without and with a prefix in the cache, and a padded
 //! batch against the same inputs one by one. The fixtures come from
-//! scripts/reference/make_decoder_fixture.py (transformers 5.25, torch 2.13).
+//! scripts/reference/make_decoder_fixture.py (transformers 5.25, torch 2.13); the prefix is
+//! built here from the formula the script uses (tests/common, scripts/reference/formula.py).
+
+mod common;
 
 use std::path::PathBuf;
+
+use common::close;
 
 use prefix_subspace::model::decoder::Decoder;
 use prefix_subspace::model::tokenizer::pad_batch;
@@ -35,14 +40,16 @@ fn ints(v: &serde_json::Value) -> Vec<i64> {
     v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }
 
-/// max |a − b| ≤ rel · max |b| + abs.
-fn close(what: &str, ours: &Tensor, reference: &[f64], rel: f64, abs: f64) {
-    let ours: Vec<f64> = Vec::try_from(ours.to_kind(Kind::Double).reshape([-1])).unwrap();
-    assert_eq!(ours.len(), reference.len(), "{what}: length");
-    let scale = reference.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let diff = ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("{what}: max |diff| {diff:.3e} (scale {scale:.3e})");
-    assert!(diff <= rel * scale + abs, "{what}: max |diff| {diff} > {rel} × {scale} + {abs}");
+/// The prefix of the reference run `(L, 2, 1, p, kv·D)`: keys uniform with standard deviation
+/// 2, values 0.5 (make_decoder_fixture.py: `values("<name>.prefix.keys", …, 2·√3)`, …).
+fn formula_prefix(name: &str, layers: i64, p: i64, width: i64) -> Tensor {
+    let n = (layers * p * width) as usize;
+    let sqrt3 = 3.0f64.sqrt();
+    let part = |what: &str, scale: f64| {
+        let v = common::formula_values(&format!("{name}.prefix.{what}"), n, scale, 0.0);
+        Tensor::from_slice(&v).view([layers, 1, 1, p, width])
+    };
+    Tensor::cat(&[part("keys", 2.0 * sqrt3), part("values", 0.5 * sqrt3)], 1)
 }
 
 fn check(name: &str, sub: &str, file: &str) {
@@ -84,9 +91,8 @@ fn check(name: &str, sub: &str, file: &str) {
         assert!(d < 1e-3 * s.abs().max().double_value(&[]).max(1.0), "{name}: padded row {i} differs by {d}");
     }
     // A prefix in the cache (HF: the input at positions p..p+T-1, as `positions = shifted`).
-    let pf =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/decoder_{name}_prefix.safetensors"));
-    let prefix = Tensor::read_safetensors(&pf).unwrap().into_iter().find(|(n, _)| n == "prefix").unwrap().1;
+    let p = v["prefix_len"].as_i64().unwrap();
+    let prefix = formula_prefix(name, dec.config.layers, p, dec.kv_width());
     let ids = ints(&v["prefix_ids"]);
     let batch = pad_batch(&[(ids.clone(), vec![0; ids.len()])], 0, Device::Cpu);
     let opts = Forward { dropout: false, positions: Positions::Shifted };

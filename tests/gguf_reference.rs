@@ -1,9 +1,11 @@
 //! GGUF reading (src/model/gguf.rs) against Python, with reference values made by
 //! scripts/reference/make_gguf_fixture.py (tests/fixtures/gguf_reference.json):
 //!
-//! - tests/fixtures/tiny_quants.gguf (written by gguf-py): every value of one small tensor per
-//!   quantisation type against gguf-py's dequantisation, the metadata accessors on every value
-//!   type, and its small SentencePiece vocabulary against transformers' tokenizer for it;
+//! - a tiny GGUF file this test writes itself (`write_tiny`: byte for byte the file gguf-py's
+//!   GGUFWriter writes in the script, from the same formula; its sha256 is in the reference):
+//!   every value of one small tensor per tensor type against gguf-py's dequantisation, the
+//!   metadata accessors on every value type, and its small SentencePiece vocabulary against
+//!   transformers' tokenizer for it;
 //! - the two real models (SmolLM2-135M Q4_1, Gemma 3 270M Q4_K_M): statistics and leading
 //!   values of a few tensors of each type against gguf-py, every tensor readable, metadata,
 //!   and token ids against transformers' `AutoTokenizer.from_pretrained(dir, gguf_file=…)`.
@@ -11,12 +13,16 @@
 //! - bad input (not GGUF, truncated, missing tensor, unsupported type, wrong metadata types):
 //!   an `Error::Input` naming the file, never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use common::gguf_write::{GgmlType, GgufFile, Meta};
 use prefix_subspace::model::gguf::Gguf;
 use prefix_subspace::Error;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 /// The reference values.
@@ -26,8 +32,173 @@ fn fixture() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn tiny_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_quants.gguf")
+/// A float field of a tiny block (make_gguf_fixture.py's `field_bits`).
+#[derive(Clone, Copy)]
+enum Field {
+    /// A positive f16 scale in [2^-7, 2^-3).
+    Scale,
+    /// An f16 / bf16 / f32 value of either sign in [2^-6, 2^6).
+    Half,
+    Bf16,
+    Single,
+}
+
+/// A tensor type of the tiny file, its tensor's name, and the byte offsets and kinds of the
+/// float fields of one block.
+type TinyType = (GgmlType, &'static str, &'static [(usize, Field)]);
+
+/// The tensor types of the tiny file, in the file's order (the float fields: the f16 scales
+/// d / dmin; the value itself for F32, F16, BF16).
+const TINY_TYPES: [TinyType; 13] = {
+    use Field::{Bf16, Half, Scale, Single};
+    use GgmlType::*;
+    [
+        (F32, "f32", &[(0, Single)]),
+        (F16, "f16", &[(0, Half)]),
+        (BF16, "bf16", &[(0, Bf16)]),
+        (Q4_0, "q4_0", &[(0, Scale)]),
+        (Q4_1, "q4_1", &[(0, Scale), (2, Scale)]),
+        (Q5_0, "q5_0", &[(0, Scale)]),
+        (Q5_1, "q5_1", &[(0, Scale), (2, Scale)]),
+        (Q8_0, "q8_0", &[(0, Scale)]),
+        (Q2_K, "q2_k", &[(80, Scale), (82, Scale)]),
+        (Q3_K, "q3_k", &[(108, Scale)]),
+        (Q4_K, "q4_k", &[(0, Scale), (2, Scale)]),
+        (Q5_K, "q5_k", &[(0, Scale), (2, Scale)]),
+        (Q6_K, "q6_k", &[(208, Scale)]),
+    ]
+};
+
+/// The bits and byte width of a float field from a hash: sign = bit 31, e = bits 24..30,
+/// mantissa = the low bits.
+fn field_bits(kind: Field, h: u32) -> (u32, usize) {
+    let (sign, e) = (h >> 31, (h >> 24) & 0x7F);
+    match kind {
+        Field::Scale => (((8 + e % 4) << 10) | (h & 0x3FF), 2),
+        Field::Half => ((sign << 15) | ((9 + e % 12) << 10) | (h & 0x3FF), 2),
+        Field::Bf16 => ((sign << 15) | ((121 + e % 12) << 7) | (h & 0x7F), 2),
+        Field::Single => ((sign << 31) | ((121 + e % 12) << 23) | (h & 0x7F_FFFF), 4),
+    }
+}
+
+/// The raw bytes of a tiny tensor: formula bytes, then the float fields of every block.
+fn tiny_blocks(ty: GgmlType, name: &str, fields: &[(usize, Field)], values: usize) -> Vec<u8> {
+    let (block, size) = ty.block();
+    let n_blocks = values / block;
+    let mut raw = common::formula_bytes(name, n_blocks * size);
+    let fields_name = format!("{name}.fields");
+    for b in 0..n_blocks {
+        for (f, &(off, kind)) in fields.iter().enumerate() {
+            let (bits, width) = field_bits(kind, common::formula_hash(&fields_name, b * fields.len() + f));
+            raw[b * size + off..b * size + off + width].copy_from_slice(&bits.to_le_bytes()[..width]);
+        }
+    }
+    raw
+}
+
+/// The tiny SentencePiece vocabulary (make_gguf_fixture.py's `tiny_vocabulary`): specials,
+/// byte tokens, the characters of the texts, a few pieces.
+fn tiny_vocabulary(texts: &[String]) -> (Vec<String>, Vec<f32>, Vec<i32>) {
+    #[rustfmt::skip]
+    const PIECES: [&str; 86] = [
+        "▁t", "he", "▁the", "in", "▁a", "er", "on", "▁s", "re", "▁w", "ing", "an", "▁in", "▁c", "is", "▁p", "ou",
+        "es", "▁f", "it", "en", "▁▁", "▁▁▁", "or", "▁m", "ar", "qu", "▁qu", "ick", "ro", "own", "▁br", "▁brown", "ox",
+        "▁fox", "um", "mp", "▁j", "ump", "▁jump", "ov", "▁ov", "▁over", "az", "▁l", "▁lazy", "og", "▁d", "▁dog", "ll",
+        "▁He", "He", "llo", "▁world", "ld", "wor", "12", "34", "123", "▁3", "ent", "im", "iment", "▁Sent",
+        "▁Sentiment", "▁Review", "vie", "ive", "▁positive", "▁negative", "at", "ative", "ipp", "▁gr", "▁gripping",
+        "▁film", "il", "lm", "n't", "'s", "'ll", "ca", "fé", "▁café", "ïve", "▁na",
+    ];
+    let mut v = (Vec::new(), Vec::new(), Vec::new());
+    let add = |v: &mut (Vec<String>, Vec<f32>, Vec<i32>), t: String, s: f64, k: i32| {
+        v.0.push(t);
+        v.1.push(s as f32);
+        v.2.push(k);
+    };
+    add(&mut v, "<unk>".into(), 0.0, 2); // UNKNOWN
+    for t in ["<s>", "</s>", "<pad>"] {
+        add(&mut v, t.into(), 0.0, 3); // CONTROL
+    }
+    add(&mut v, "<|user|>".into(), 0.0, 4); // USER_DEFINED
+    for b in 0..256 {
+        add(&mut v, format!("<0x{b:02X}>"), 0.0, 6); // BYTE
+    }
+    let text = texts.concat().replace(' ', "\u{2581}");
+    let chars: std::collections::BTreeSet<char> = text.chars().filter(|&c| (c as u32) < 0x3000).collect();
+    let mut seen: std::collections::HashSet<String> = v.0.iter().cloned().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if seen.insert(c.to_string()) {
+            add(&mut v, c.to_string(), -100.0 - i as f64, 1);
+        }
+    }
+    for (i, p) in PIECES.iter().enumerate() {
+        if seen.insert(p.to_string()) {
+            add(&mut v, p.to_string(), -1.0 - 0.5 * i as f64, 1);
+        }
+    }
+    v
+}
+
+/// Writes tiny_quants.gguf into a temporary folder: the file make_gguf_fixture.py writes with
+/// gguf-py (same calls, same formula), checked byte for byte against the reference's sha256.
+fn write_tiny() -> (tempfile::TempDir, PathBuf) {
+    let fx = fixture();
+    let texts: Vec<String> = serde_json::from_value(fx["texts"].clone()).unwrap();
+    let mut w = GgufFile::new("llama");
+    // llama.* keys so that transformers accepts the file as a llama model for its tokenizer.
+    w.meta("llama.block_count", Meta::U32(1))
+        .meta("llama.context_length", Meta::U32(64))
+        .meta("llama.embedding_length", Meta::U32(8))
+        .meta("llama.feed_forward_length", Meta::U32(16))
+        .meta("llama.attention.head_count", Meta::U32(2))
+        .meta("llama.attention.head_count_kv", Meta::U32(1))
+        .meta("llama.attention.layer_norm_rms_epsilon", Meta::F32(1e-6f64 as f32))
+        .meta("llama.rope.freq_base", Meta::F32(10000.0));
+    // One value of every metadata type, for the accessors.
+    w.meta("test.u8", Meta::U8(200))
+        .meta("test.i8", Meta::I8(-5))
+        .meta("test.i8_pos", Meta::I8(7))
+        .meta("test.u16", Meta::U16(60000))
+        .meta("test.i16", Meta::I16(1234))
+        .meta("test.u32", Meta::U32(4_000_000_000))
+        .meta("test.i32", Meta::I32(-1))
+        .meta("test.u64_small", Meta::U64(77))
+        .meta("test.u64_big", Meta::U64(1 << 40))
+        .meta("test.i64", Meta::I64(123_456_789))
+        .meta("test.f32", Meta::F32(0.25))
+        .meta("test.f64", Meta::F64(1.5))
+        .meta("test.bool", Meta::Bool(true))
+        .meta("test.string", Meta::Str("naïve café".into()))
+        .meta("test.array", Meta::I32s(vec![1, 2, 3]));
+    let (tokens, scores, types) = tiny_vocabulary(&texts);
+    w.meta("tokenizer.ggml.model", Meta::Str("llama".into()))
+        .meta("tokenizer.ggml.pre", Meta::Str("default".into()))
+        .meta("tokenizer.ggml.tokens", Meta::Strs(tokens))
+        .meta("tokenizer.ggml.scores", Meta::F32s(scores))
+        .meta("tokenizer.ggml.token_type", Meta::I32s(types))
+        .meta("tokenizer.ggml.bos_token_id", Meta::U32(1))
+        .meta("tokenizer.ggml.eos_token_id", Meta::U32(2))
+        .meta("tokenizer.ggml.unknown_token_id", Meta::U32(0))
+        .meta("tokenizer.ggml.padding_token_id", Meta::U32(3));
+    // No add_bos_token key: transformers then adds BOS to a sentencepiece vocabulary.
+    for (ty, name, fields) in TINY_TYPES {
+        w.tensor(name, &[2, 256], ty, tiny_blocks(ty, name, fields, 512));
+    }
+    // A 3-D tensor (dimension order), and a 1-D F32 tensor a test patches to an unsupported type.
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let v = common::formula_values("f32_3d", 2 * 3 * 32, 3.0f64.sqrt(), 0.0);
+    w.tensor("f32_3d", &[2, 3, 32], GgmlType::F32, f32_bytes(&v));
+    w.tensor("patch_me", &[32], GgmlType::F32, f32_bytes(&(0..32).map(|i| i as f32).collect::<Vec<_>>()));
+    let bytes = w.to_bytes();
+    let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        (bytes.len() as u64, sha.as_str()),
+        (fx["tiny"]["size"].as_u64().unwrap(), fx["tiny"]["sha256"].as_str().unwrap()),
+        "the tiny GGUF file written here differs from the one make_gguf_fixture.py writes"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny_quants.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
 }
 
 /// An installed model file, or `None` (with a note) when it is not installed.
@@ -193,7 +364,8 @@ fn gemma3_tensors_metadata_and_tokenizer_match_python() {
 #[test]
 fn tiny_quants_every_type_matches_gguf_py() {
     let fx = fixture();
-    let mut g = Gguf::open(&tiny_path()).unwrap();
+    let (_dir, path) = write_tiny();
+    let mut g = Gguf::open(&path).unwrap();
     let r = &fx["tiny"]["tensors"];
     assert_eq!(g.tensor_names().len(), r.as_object().unwrap().len());
     let types: Vec<String> = g.tensor_names().iter().map(|n| g.tensor_type(n).unwrap()).collect();
@@ -201,13 +373,14 @@ fn tiny_quants_every_type_matches_gguf_py() {
         assert!(types.iter().any(|x| x == t), "no {t} tensor in tiny_quants.gguf");
     }
     assert_eq!(g.tensor_shape("f32_3d").unwrap(), [2, 3, 32]);
+    assert_eq!(g.tensor_shape("q6_k").unwrap(), [2, 256]);
     check_tensors(&mut g, r);
 }
 
 #[test]
 fn tiny_metadata_accessors_take_every_value_type() {
     let fx = fixture();
-    let path = tiny_path();
+    let (_dir, path) = write_tiny();
     let g = Gguf::open(&path).unwrap();
     check_metadata(&g, &fx["tiny"]["metadata"]);
     assert_eq!(g.architecture().unwrap(), "llama");
@@ -233,7 +406,8 @@ fn tiny_sentencepiece_tokenizer_matches_transformers() {
     // LlamaTokenizer (Metaspace), merges recovered from the scores, byte fallback, BOS by
     // default (the file has no add_bos_token).
     let fx = fixture();
-    let g = Gguf::open(&tiny_path()).unwrap();
+    let (_dir, path) = write_tiny();
+    let g = Gguf::open(&path).unwrap();
     check_tokenizer(&g, &fx["tiny"]["tokenizer"], fx["texts"].as_array().unwrap());
 }
 
@@ -259,8 +433,8 @@ fn a_file_that_is_not_gguf_is_an_input_error() {
 
 #[test]
 fn a_truncated_file_is_an_input_error() {
-    let bytes = std::fs::read(tiny_path()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, path) = write_tiny();
+    let bytes = std::fs::read(path).unwrap();
     // Inside the magic, the counts, the metadata, the tensor table, and the tensor data.
     for cut in [2, 10, 20, 200, 3000, bytes.len() * 3 / 4, bytes.len() - 1] {
         let path = dir.path().join(format!("cut{cut}.gguf"));
@@ -274,7 +448,7 @@ fn a_truncated_file_is_an_input_error() {
 
 #[test]
 fn a_missing_tensor_is_an_input_error() {
-    let path = tiny_path();
+    let (_dir, path) = write_tiny();
     let mut g = Gguf::open(&path).unwrap();
     for r in [g.tensor("blk.0.no_such.weight").map(|_| ()), g.tensor_shape("blk.0.no_such.weight").map(|_| ())] {
         let m = input_error(r, &path);
@@ -287,12 +461,12 @@ fn a_missing_tensor_is_an_input_error() {
 fn an_unsupported_tensor_type_is_an_input_error() {
     // Rewrite the type of the 1-D F32 tensor `patch_me` in the tensor table (name, then
     // dimension count u32, one u64 dimension, type u32) to MXFP4 (39), which candle cannot read.
-    let mut bytes = std::fs::read(tiny_path()).unwrap();
+    let (dir, tiny) = write_tiny();
+    let mut bytes = std::fs::read(tiny).unwrap();
     let name = b"patch_me";
     let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4 + 8;
     assert_eq!(bytes[at..at + 4], 0u32.to_le_bytes(), "patch_me is not where expected");
     bytes[at..at + 4].copy_from_slice(&39u32.to_le_bytes());
-    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mxfp4.gguf");
     std::fs::write(&path, &bytes).unwrap();
     let m = input_error(Gguf::open(&path), &path);
@@ -301,13 +475,13 @@ fn an_unsupported_tensor_type_is_an_input_error() {
 
 #[test]
 fn a_tokenizer_of_an_unknown_model_is_an_input_error() {
-    // tiny_quants.gguf with tokenizer.ggml.model "llama" respelled "xxxxx".
-    let mut bytes = std::fs::read(tiny_path()).unwrap();
+    // The tiny file with tokenizer.ggml.model "llama" respelled "xxxxx".
+    let (dir, tiny) = write_tiny();
+    let mut bytes = std::fs::read(tiny).unwrap();
     let key = b"tokenizer.ggml.model";
     let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4 + 8;
     assert_eq!(&bytes[at..at + 5], b"llama");
     bytes[at..at + 5].copy_from_slice(b"xxxxx");
-    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("unknown.gguf");
     std::fs::write(&path, &bytes).unwrap();
     let g = Gguf::open(&path).unwrap();

@@ -1,11 +1,21 @@
 //! Decoders loaded from Hugging Face folders against transformers on the same folders: tiny
-//! random checkpoints of each family (tests/fixtures/hf_decoders, from
-//! scripts/reference/make_hf_decoder_fixture.py, transformers 5.25, torch 2.13): final hidden
-//! states at every position, LM logits at the last one, a padded batch, the tokenizer's ids;
-//! and folders the loader must refuse with an error that names the file and the key or tensor.
+//! checkpoints of each family, final hidden states at every position, LM logits at the last
+//! one, a padded batch, the tokenizer's ids; and folders the loader must refuse with an error
+//! that names the file and the key or tensor.
+//!
+//! Each folder is written here into a temporary directory: the committed text files of
+//! tests/fixtures/hf_decoders/<name> (config.json, tokenizer files, reference.json) and the
+//! weights from the formula of tests/common (`formula_hf_weight`), in the files, dtype and
+//! shards reference.json lists. scripts/reference/make_hf_decoder_fixture.py (transformers 5.25,
+//! torch 2.13) writes the same weights by the same formula, runs transformers on them and
+//! records the sha256 of the stored bytes, which `fixture` checks.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::close;
 use prefix_subspace::error::Error;
 use prefix_subspace::model::decoder::{Decoder, Family, Weights};
 use prefix_subspace::model::hf_decoder::{self, HfWeights};
@@ -13,12 +23,76 @@ use prefix_subspace::model::tokenizer::pad_batch;
 use prefix_subspace::model::{Forward, TextTokenizer};
 use prefix_subspace::prompt::Prompt;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 const FAMILIES: [&str; 5] = ["llama", "qwen2", "mistral", "gemma3_text", "gemma3"];
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_decoders").join(name)
+/// A tiny folder written into a temporary directory (removed on drop).
+struct Folder(tempfile::TempDir);
+
+impl Folder {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl std::ops::Deref for Folder {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// The tiny folder `name`, written afresh (a copy to break, too): the committed text files,
+/// then the weights from the formula in the layout reference.json lists (several files: with
+/// model.safetensors.index.json), checked against the reference script's sha256.
+fn fixture(name: &str) -> Folder {
+    let tmp = tempfile::tempdir().unwrap();
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_decoders").join(name);
+    for e in std::fs::read_dir(&committed).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let v = reference(tmp.path());
+    let kind = match v["safetensors_dtype"].as_str().unwrap() {
+        "F32" => Kind::Float,
+        "F16" => Kind::Half,
+        "BF16" => Kind::BFloat16,
+        other => panic!("{name}: dtype {other}"),
+    };
+    let norm_base = v["norm_base"].as_f64().unwrap();
+    let files = v["files"].as_array().unwrap();
+    let (mut stored, mut weight_map, mut total) = (BTreeMap::new(), serde_json::Map::new(), 0);
+    for f in files {
+        let file = f["file"].as_str().unwrap();
+        let tensors: Vec<(String, Tensor)> = f["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let n = t[0].as_str().unwrap().to_string();
+                let w = common::formula_hf_weight(&n, &ints(&t[1]), norm_base).to_kind(kind);
+                (n, w)
+            })
+            .collect();
+        for (n, t) in &tensors {
+            let bytes = common::tensor_bytes(t);
+            total += bytes.len();
+            weight_map.insert(n.clone(), file.into());
+            stored.insert(n.clone(), bytes);
+        }
+        Tensor::write_safetensors(&tensors, tmp.path().join(file)).unwrap();
+    }
+    if files.len() > 1 {
+        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        std::fs::write(tmp.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    }
+    let mut sha = Sha256::new();
+    stored.values().for_each(|b| sha.update(b));
+    let sha: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sha, v["weights_sha256"].as_str().unwrap(), "{name}: the weights differ from the reference script's");
+    Folder(tmp)
 }
 
 fn reference(dir: &Path) -> Value {
@@ -41,24 +115,9 @@ fn floats(v: &Value) -> Vec<f64> {
     out
 }
 
-/// max |a − b| ≤ rel · max |b| + abs.
-fn close(what: &str, ours: &Tensor, reference: &[f64], rel: f64, abs: f64) {
-    let ours: Vec<f64> = Vec::try_from(ours.to_kind(Kind::Double).reshape([-1])).unwrap();
-    assert_eq!(ours.len(), reference.len(), "{what}: length");
-    let scale = reference.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let diff = ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("{what}: max |diff| {diff:.3e} (scale {scale:.3e})");
-    assert!(diff <= rel * scale + abs, "{what}: max |diff| {diff} > {rel} × {scale} + {abs}");
-}
-
-/// A copy of a fixture folder to break.
-fn copy(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(fixture(name)).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
-    }
-    tmp
+/// A fresh folder to break.
+fn copy(name: &str) -> Folder {
+    fixture(name)
 }
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
@@ -226,8 +285,9 @@ fn gemma3_other_naming() {
 /// Gemma's norms come as 1 + w; Qwen2's biases, the untied head.
 #[test]
 fn weights_layout() {
-    let mut w = HfWeights::open(&fixture("gemma3_text")).unwrap();
-    let stored = Tensor::read_safetensors(fixture("gemma3_text").join("model.safetensors"))
+    let gemma = fixture("gemma3_text");
+    let mut w = HfWeights::open(&gemma).unwrap();
+    let stored = Tensor::read_safetensors(gemma.join("model.safetensors"))
         .unwrap()
         .into_iter()
         .find(|(n, _)| n == "model.layers.0.self_attn.q_norm.weight")
@@ -235,9 +295,10 @@ fn weights_layout() {
         .1;
     assert!(w.tensor("blk.0.attn_q_norm.weight").unwrap().equal(&(stored + 1.0)));
     assert!(!w.has("output.weight") && !w.has("blk.0.attn_q.bias"));
-    let w = HfWeights::open(&fixture("qwen2")).unwrap();
+    let qwen = fixture("qwen2");
+    let w = HfWeights::open(&qwen).unwrap();
     assert!(w.has("output.weight") && w.has("blk.1.attn_v.bias") && !w.has("blk.1.attn_output.bias"));
-    let d = hf_decoder::load(&fixture("qwen2"), Device::Cpu).unwrap();
+    let d = hf_decoder::load(&qwen, Device::Cpu).unwrap();
     assert!(d.lm_head.is_some() && d.blocks[0].attn.k.bias.is_some() && d.blocks[0].attn.o.bias.is_none());
     assert!(hf_decoder::load(&fixture("llama"), Device::Cpu).unwrap().lm_head.is_none());
 }

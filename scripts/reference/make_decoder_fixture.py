@@ -8,10 +8,13 @@ this writes tests/fixtures/decoder_<name>.json with, per input (one unpadded seq
   hidden_last  the final hidden state (after the final norm) at the last position, all H dims
   logits_last  the LM logits at the last position for the ids in `probe_ids`
   hidden_mean  the mean over positions of the final hidden states (all dims)
-and one run with a prefix: p random keys and values per layer and KV head (seeded, stored in
-tests/fixtures/decoder_<name>_prefix.safetensors as (L, 2, 1, p, kv*D)) put in the cache, so that
-HF runs the input at positions p..p+T-1 (what `positions = shifted` does):
-  prefix_ids, prefix_hidden_last, prefix_logits_last
+and one run with a prefix: p pseudo-random keys and values per layer and KV head put in the
+cache, so that HF runs the input at positions p..p+T-1 (what `positions = shifted` does):
+  prefix_len, prefix_ids, prefix_hidden_last, prefix_logits_last
+The prefix is not stored: tests/decoder_parity.rs builds it from the same formula
+(scripts/reference/formula.py): as our (L, 2, 1, p, kv*D) tensor, the keys (L, p, kv*D) are
+values("<name>.prefix.keys", L*p*kv*D, 2·√3) and the values values("<name>.prefix.values", …,
+0.5·√3), i.e. uniform with standard deviations 2 and 0.5, the scale of the model's own cache.
 
 Usage (needs torch + transformers + gguf; see scripts/reference/venv.sh):
   python scripts/reference/make_decoder_fixture.py
@@ -20,8 +23,9 @@ import json
 import os
 
 import torch
-from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from formula import SQRT3, values
 
 HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -37,7 +41,6 @@ TEXTS = [
 ]
 PREFIX_LEN = 3
 
-torch.manual_seed(0)
 for name, (sub, file) in MODELS.items():
     d = os.path.join(HOME, "models", sub)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=file)
@@ -61,11 +64,15 @@ for name, (sub, file) in MODELS.items():
         layers = cfg.num_hidden_layers
         kvh = cfg.num_key_value_heads
         hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        keys = [torch.randn(1, kvh, PREFIX_LEN, hd) * 2.0 for _ in range(layers)]
-        values = [torch.randn(1, kvh, PREFIX_LEN, hd) * 0.5 for _ in range(layers)]
+        n = layers * PREFIX_LEN * kvh * hd
+        ours_k = torch.from_numpy(values(f"{name}.prefix.keys", n, 2.0 * SQRT3)).view(layers, PREFIX_LEN, kvh * hd)
+        ours_v = torch.from_numpy(values(f"{name}.prefix.values", n, 0.5 * SQRT3)).view(layers, PREFIX_LEN, kvh * hd)
+        # HF's cache: (1, kv, p, D) per layer.
+        keys = [ours_k[i].view(PREFIX_LEN, kvh, hd).transpose(0, 1).unsqueeze(0).contiguous() for i in range(layers)]
+        vals = [ours_v[i].view(PREFIX_LEN, kvh, hd).transpose(0, 1).unsqueeze(0).contiguous() for i in range(layers)]
         cache = DynamicCache(config=cfg)
         for i in range(layers):
-            cache.update(keys[i], values[i], i)
+            cache.update(keys[i], vals[i], i)
         ids = tok(TEXTS[1])["input_ids"]
         t = len(ids)
         r = model(
@@ -74,14 +81,10 @@ for name, (sub, file) in MODELS.items():
             attention_mask=torch.ones(1, PREFIX_LEN + t, dtype=torch.long),
             output_hidden_states=True,
         )
+        out["prefix_len"] = PREFIX_LEN
         out["prefix_ids"] = ids
         out["prefix_hidden_last"] = r.hidden_states[-1][0, -1].tolist()
         out["prefix_logits_last"] = r.logits[0, -1, probe].tolist()
-        ours = torch.stack([
-            torch.stack([k[0].transpose(0, 1).reshape(PREFIX_LEN, kvh * hd), v[0].transpose(0, 1).reshape(PREFIX_LEN, kvh * hd)])
-            for k, v in zip(keys, values)
-        ]).unsqueeze(2).contiguous()  # (L, 2, 1, p, kv*D)
-        save_file({"prefix": ours}, os.path.join(ROOT, "tests", "fixtures", f"decoder_{name}_prefix.safetensors"))
     path = os.path.join(ROOT, "tests", "fixtures", f"decoder_{name}.json")
     with open(path, "w") as f:
         json.dump(out, f)

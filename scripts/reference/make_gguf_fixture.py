@@ -1,19 +1,27 @@
 """Reference values for tests/gguf_reference.rs (src/model/gguf.rs against Python).
 
-Writes
-  tests/fixtures/tiny_quants.gguf     a small GGUF file written with gguf-py's GGUFWriter: one 2 x 256
-                                      tensor per quantisation type (see TINY below), a 3-D F32 tensor,
-                                      metadata of every value type, and a tiny SentencePiece vocabulary
-                                      (architecture "llama", so transformers builds its generic
-                                      LlamaTokenizer from it: Metaspace, merges recovered from scores)
-  tests/fixtures/gguf_reference.json  for each real model and for tiny_quants.gguf:
+Writes tests/fixtures/gguf_reference.json with, for each real model and for a tiny GGUF file:
       metadata   a few keys and their values as gguf-py reads them
       tensors    for some tensors (one per quantisation type present, plus the ones named below):
                  the type, the shape in PyTorch order, and statistics of the values gguf-py's
                  `gguf.quants.dequantize` gives: sum and sum of squares (float64), the first 8
-                 values of row 0 and of the last row (all values for tiny_quants.gguf)
+                 values of row 0 and of the last row (all values for the tiny file)
       tokenizer  token ids from `AutoTokenizer.from_pretrained(dir, gguf_file=name)(text)["input_ids"]`
                  for each of TEXTS, and the tokenizer's add_bos_token / bos / eos / pad ids
+  and for the tiny file its size and sha256.
+
+The tiny file (tiny_quants.gguf) is not stored: the test writes it itself, byte for byte the file
+gguf-py's GGUFWriter writes here (into a temporary folder) from the same formula
+(scripts/reference/formula.py, tests/common/mod.rs `formula_*`):
+  - one 2 x 256 tensor per type of TINY_TYPES (named after the type), its raw bytes
+    raw_bytes(name, n), then in every block the float fields of FIELDS overwritten (see
+    `field_bits`: the f16 scales of the quantised blocks positive in [2^-7, 2^-3), each value of
+    F32 / F16 / BF16 tensors of either sign in [2^-6, 2^6)), so that no value is NaN or infinite;
+  - a 3-D F32 tensor values("f32_3d", 192, √3) and a 1-D F32 tensor 0..31 (`patch_me`, which
+    the Rust test patches to an unsupported type);
+  - metadata of every value type, and a tiny SentencePiece vocabulary built from TEXTS
+    (architecture "llama", so transformers builds its generic LlamaTokenizer from it: Metaspace,
+    merges recovered from scores).
 
 Usage (needs transformers, gguf and numpy; see scripts/reference/venv.sh):
   python scripts/reference/make_gguf_fixture.py
@@ -23,20 +31,24 @@ Raw GGUF order: llama.cpp permutes the rows of attn_q / attn_k of llama-architec
 transformers undoes that when it loads a model. The values here are gguf-py's, i.e. the file's
 order, which is what `Gguf::tensor` returns.
 """
+import hashlib
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as Q
 from transformers import AutoTokenizer
 
+from formula import SQRT3, hashes, raw_bytes, values
+
 HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 OUT = os.path.join(FIXTURES, "gguf_reference.json")
-TINY = os.path.join(FIXTURES, "tiny_quants.gguf")
+TINY_NAME = "tiny_quants.gguf"
 
 # (key in the json, folder under models/, file, tensors always included, metadata keys)
 MODELS = [
@@ -84,10 +96,48 @@ TEXTS = [
     "premise: A man plays a guitar. hypothesis: Someone makes music.",
 ]
 
-# Quantisation types gguf-py can quantise (quantize), and K-quants it can only dequantise: for
-# those the blocks are random bytes with sane float16 scale fields (byte offsets of d / dmin).
-QUANTISED = [Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0]
-K_SCALES = {Q.Q2_K: [80, 82], Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}
+# The tensor types of the tiny file, and the byte offsets and kinds of the float fields of one
+# block of each (the f16 scales d / dmin of the quantised blocks; the value itself for F32, F16
+# and BF16, whose block is one value).
+TINY_TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K]
+FIELDS = {
+    Q.F32: [(0, "f32")], Q.F16: [(0, "f16")], Q.BF16: [(0, "bf16")],
+    Q.Q4_0: [(0, "scale")], Q.Q4_1: [(0, "scale"), (2, "scale")], Q.Q5_0: [(0, "scale")],
+    Q.Q5_1: [(0, "scale"), (2, "scale")], Q.Q8_0: [(0, "scale")],
+    Q.Q2_K: [(80, "scale"), (82, "scale")], Q.Q3_K: [(108, "scale")], Q.Q4_K: [(0, "scale"), (2, "scale")],
+    Q.Q5_K: [(0, "scale"), (2, "scale")], Q.Q6_K: [(208, "scale")],
+}
+
+
+def field_bits(kind, h):
+    """The bits of a float field from a hash h (uint64 array of 32-bit values): sign = bit 31,
+    e = bits 24..30, mantissa = the low bits. `scale`: a positive f16 with exponent field
+    8 + e % 4; `f16`: exponent field 9 + e % 12; `bf16` and `f32`: exponent field 121 + e % 12."""
+    sign = h >> np.uint64(31)
+    e = (h >> np.uint64(24)) & np.uint64(0x7F)
+    if kind == "scale":
+        return ((np.uint64(8) + e % np.uint64(4)) << np.uint64(10)) | (h & np.uint64(0x3FF)), 2
+    if kind == "f16":
+        return (sign << np.uint64(15)) | ((np.uint64(9) + e % np.uint64(12)) << np.uint64(10)) | (h & np.uint64(0x3FF)), 2
+    if kind == "bf16":
+        return (sign << np.uint64(15)) | ((np.uint64(121) + e % np.uint64(12)) << np.uint64(7)) | (h & np.uint64(0x7F)), 2
+    assert kind == "f32"
+    return (sign << np.uint64(31)) | ((np.uint64(121) + e % np.uint64(12)) << np.uint64(23)) | (h & np.uint64(0x7FFFFF)), 4
+
+
+def tiny_blocks(qtype, rows, cols):
+    """The raw bytes (rows, bytes per row) of a tiny tensor of `qtype` named after it."""
+    name = qtype.name.lower()
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    n_blocks = rows * cols // block
+    raw = raw_bytes(name, n_blocks * size).reshape(n_blocks, size)
+    fields = FIELDS[qtype]
+    h = hashes(name + ".fields", n_blocks * len(fields)).reshape(n_blocks, len(fields))
+    for f, (off, kind) in enumerate(fields):
+        bits, width = field_bits(kind, h[:, f])
+        for i in range(width):
+            raw[:, off + i] = ((bits >> np.uint64(8 * i)) & np.uint64(0xFF)).astype(np.uint8)
+    return raw.reshape(rows, -1)
 
 
 def dequantised(t):
@@ -185,9 +235,8 @@ def tiny_vocabulary():
     return tokens, scores, types
 
 
-def write_tiny():
-    rng = np.random.default_rng(20240517)
-    w = gguf.GGUFWriter(TINY, "llama")
+def write_tiny(path):
+    w = gguf.GGUFWriter(path, "llama")
     # llama.* keys so that transformers accepts the file as a llama model for its tokenizer.
     w.add_block_count(1)
     w.add_context_length(64)
@@ -225,21 +274,10 @@ def write_tiny():
     w.add_pad_token_id(3)
     # No add_bos_token key: transformers then adds BOS to a sentencepiece vocabulary.
 
-    for qtype in QUANTISED:
-        x = rng.standard_normal((2, 256)).astype(np.float32)
-        data = gguf.quants.quantize(x, qtype)
-        # Byte rows for the block types are turned into the logical shape by the writer.
-        w.add_tensor(qtype.name.lower(), data, raw_dtype=qtype if qtype != Q.F32 else None)
-    for qtype, offsets in K_SCALES.items():
-        block, size = gguf.GGML_QUANT_SIZES[qtype]
-        n_blocks = 2 * 256 // block
-        raw = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
-        for off in offsets:
-            scale = rng.uniform(0.0002, 0.002, size=n_blocks).astype(np.float16)
-            raw[:, off:off + 2] = scale.view(np.uint8).reshape(n_blocks, 2)
-        w.add_tensor(qtype.name.lower(), raw.reshape(2, -1), raw_dtype=qtype)
+    for qtype in TINY_TYPES:
+        w.add_tensor(qtype.name.lower(), tiny_blocks(qtype, 2, 256), raw_dtype=qtype)
     # A 3-D tensor (dimension order), and a 1-D F32 tensor the Rust test patches to an unsupported type.
-    w.add_tensor("f32_3d", rng.standard_normal((2, 3, 32)).astype(np.float32))
+    w.add_tensor("f32_3d", values("f32_3d", 2 * 3 * 32, SQRT3).reshape(2, 3, 32))
     w.add_tensor("patch_me", np.arange(32, dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -260,12 +298,17 @@ def describe(path, always, keys, tokenizer_args, all_values=False):
 
 
 def main():
-    write_tiny()
     out = {"texts": TEXTS}
     tiny_keys = ["general.architecture", "test.u8", "test.i8", "test.i8_pos", "test.u16", "test.i16", "test.u32",
                  "test.i32", "test.u64_small", "test.u64_big", "test.i64", "test.f32", "test.f64", "test.bool",
                  "test.string"]
-    out["tiny"] = describe(TINY, [], tiny_keys, (FIXTURES, os.path.basename(TINY)), all_values=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = os.path.join(tmp, TINY_NAME)
+        write_tiny(tiny)
+        out["tiny"] = describe(tiny, [], tiny_keys, (tmp, TINY_NAME), all_values=True)
+        data = open(tiny, "rb").read()
+        out["tiny"]["size"] = len(data)
+        out["tiny"]["sha256"] = hashlib.sha256(data).hexdigest()
     for key, folder, name, always, keys in MODELS:
         path = os.path.join(HOME, "models", folder, name)
         if not os.path.isfile(path):
@@ -274,7 +317,7 @@ def main():
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
-    print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes) and {TINY} ({os.path.getsize(TINY)} bytes)")
+    print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes); the tiny file has {out['tiny']['size']} bytes")
     for key in ["tiny"] + [m[0] for m in MODELS]:
         t = out[key]["tokenizer"]
         print(key, t["class"], "add_bos", t["add_bos"], "tensors", {n: v["type"] for n, v in out[key]["tensors"].items()})

@@ -1,15 +1,25 @@
 """Tiny random Hugging Face decoder folders and their transformers outputs, for
 tests/hf_decoder.rs.
 
-Writes tests/fixtures/hf_decoders/<name>/ for each family, a folder as `save_pretrained` writes
-it (config.json, safetensors weights, and for some a tokenizer), plus reference.json:
-  probe_ids    a few vocabulary ids
-  cases        per input (one unpadded sequence each, longer than the sliding window):
-                 ids, hidden (the final hidden states after the final norm, (T, H)),
-                 logits_last (the LM logits at the last position for probe_ids)
-  tokens       (folders with a tokenizer) per string: text, ids (`tokenizer(text)["input_ids"]`),
-               ids_plain (`tokenizer(text, add_special_tokens=False)["input_ids"]`)
-  bos_id, eos_id, pad_id, add_bos   as transformers' tokenizer has them
+No weights are stored in the repo: the test writes each folder's weights itself, from the
+formula of scripts/reference/formula.py (`hf_weight`: a tensor's values from its name and
+shape), in the layout recorded here. For each family this script builds the model, saves it
+with `save_pretrained` into a temporary folder (dtype, shards as listed below), overwrites every
+saved tensor with the formula's values (in the saved dtype), loads that folder with
+`from_pretrained` in float32 and runs it. It writes tests/fixtures/hf_decoders/<name>/:
+  config.json, and for some tokenizer.json + tokenizer_config.json   (text, as saved)
+  reference.json:
+    files        the weights files and, per file, the tensors [name, shape] it holds
+                 (several files: the test also writes model.safetensors.index.json)
+    safetensors_dtype, norm_base   the stored dtype; the formula's norm centre (1, Gemma 0)
+    weights_sha256   sha256 of the stored bytes of every tensor, by sorted name
+    probe_ids    a few vocabulary ids
+    cases        per input (one unpadded sequence each, longer than the sliding window):
+                   ids, hidden (the final hidden states after the final norm, (T, H)),
+                   logits_last (the LM logits at the last position for probe_ids)
+    tokens       (folders with a tokenizer) per string: text, ids (`tokenizer(text)["input_ids"]`),
+                 ids_plain (`tokenizer(text, add_special_tokens=False)["input_ids"]`)
+    bos_id, eos_id, pad_id, add_bos   as transformers' tokenizer has them
 
 The folders:
   llama        GQA (4 query heads, 2 key/value heads), tied embeddings, float32, a tokenizer
@@ -18,20 +28,23 @@ The folders:
                model.safetensors.index.json, a tokenizer without BOS
   mistral      sliding window 4 on every layer, float16
   gemma3_text  QK-norm, sliding window 4, layer_types [sliding, full, sliding], different rotary
-               bases for the two kinds, random norm weights (stored as w, the model uses 1 + w)
-  gemma3       the multimodal Gemma3ForConditionalGeneration (a tiny SigLIP tower); only its
-               text model is compared
-
-Every parameter is drawn at random (seeded) at a scale where the outputs are O(1).
+               bases for the two kinds, norm weights around 0 (stored as w, the model uses 1 + w)
+  gemma3       the multimodal Gemma3ForConditionalGeneration (a tiny SigLIP tower), bfloat16;
+               only its text model is compared
 
 Usage (torch + transformers + safetensors + tokenizers; see scripts/reference/venv.sh):
   python scripts/reference/make_hf_decoder_fixture.py
 """
+import glob
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoTokenizer,
@@ -48,8 +61,11 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from formula import hf_weight
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "fixtures", "hf_decoders")
+
 VOCAB = 300
 PROBE = [0, 1, 2, 7, 42, 150, 256, 299]
 SEQS = [
@@ -71,23 +87,6 @@ TEXTS = [
     "hello </s> world",
     "",
 ]
-
-
-def randomize(model, gemma_norms):
-    """Every parameter at random: matrices ~ N(0, 1/in), norm weights around 1 (Gemma: the
-    stored w around 0, the model multiplies by 1 + w), biases ~ N(0, 0.1²)."""
-    g = torch.Generator().manual_seed(1234)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "vision_tower" in name or "multi_modal" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-            elif p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
-            elif "norm" in name:
-                base = 0.0 if gemma_norms else 1.0
-                p.copy_(base + 0.3 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
 def tiny_tokenizer():
@@ -130,33 +129,63 @@ def reference(model, text_model, tok=None):
     return out
 
 
-def save(name, model, text_of, dtype=torch.float32, tokenizer=None, shard=None):
+ST_DTYPE = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
+def formula_weights(d, norm_base):
+    """Overwrites every tensor save_pretrained wrote in `d` with the formula's values, in the
+    same dtype and file; returns the layout and the sha256 of the stored bytes."""
+    files, stored = [], {}
+    for path in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
+        with safe_open(path, "pt") as f:
+            names = sorted(f.keys())
+            saved = {n: f.get_tensor(n) for n in names}
+        out = {}
+        for n in names:
+            t = saved[n]
+            out[n] = torch.from_numpy(hf_weight(n, list(t.shape), norm_base)).to(t.dtype).contiguous()
+            stored[n] = out[n]
+        save_file(out, path, metadata={"format": "pt"})
+        files.append({"file": os.path.basename(path), "tensors": [[n, list(saved[n].shape)] for n in names]})
+    sha = hashlib.sha256()
+    for n in sorted(stored):
+        sha.update(stored[n].reshape(-1).view(torch.uint8).numpy().tobytes())
+    dtypes = {ST_DTYPE[t.dtype] for t in stored.values()}
+    assert len(dtypes) == 1, dtypes
+    return files, dtypes.pop(), sha.hexdigest()
+
+
+def save(name, model, text_of, dtype=torch.float32, tokenizer=None, shard=None, norm_base=1.0):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
-    kwargs = {"max_shard_size": shard} if shard else {}
-    model.to(dtype).save_pretrained(d, **kwargs)
-    # The reference runs on the folder as saved, loaded in float32 as a user would load it (the
-    # buffers, rotary frequencies and Gemma's embedding scale, computed in float32).
-    model = type(model).from_pretrained(d, dtype=torch.float32).eval()
-    text_model = text_of(model)
-    tok = None
-    if tokenizer is not None:
-        tokenizer.save_pretrained(d)
-        tok = AutoTokenizer.from_pretrained(d)
-    ref = reference(model, text_model, tok)
+    os.makedirs(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        kwargs = {"max_shard_size": shard} if shard else {}
+        model.to(dtype).save_pretrained(tmp, **kwargs)
+        files, st_dtype, sha = formula_weights(tmp, norm_base)
+        # The reference runs on the folder as written, loaded in float32 as a user would load
+        # it (the buffers, rotary frequencies and Gemma's embedding scale, computed in float32).
+        model = type(model).from_pretrained(tmp, dtype=torch.float32).eval()
+        text_model = text_of(model)
+        tok = None
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+            tok = AutoTokenizer.from_pretrained(tmp)
+        ref = reference(model, text_model, tok)
+        for keep in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            if os.path.exists(os.path.join(tmp, keep)):
+                shutil.copy(os.path.join(tmp, keep), os.path.join(d, keep))
     ref["model_class"] = type(model).__name__
-    ref["dtype"] = str(dtype)
+    ref["files"] = files
+    ref["safetensors_dtype"] = st_dtype
+    ref["norm_base"] = norm_base
+    ref["weights_sha256"] = sha
     with open(os.path.join(d, "reference.json"), "w") as f:
         json.dump(ref, f)
-    for junk in ("generation_config.json", "chat_template.jinja"):
-        p = os.path.join(d, junk)
-        if os.path.exists(p):
-            os.remove(p)
-    print(name, sorted(os.listdir(d)))
+    print(name, sorted(os.listdir(d)), [x["file"] for x in files], st_dtype)
 
 
 def main():
-    torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
     bpe = tiny_tokenizer()
 
@@ -168,7 +197,6 @@ def main():
         bos_token_id=1, eos_token_id=2, pad_token_id=3,
     )
     m = LlamaForCausalLM(cfg)
-    randomize(m, False)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
         unk_token="<|endoftext|>", add_bos_token=True,
@@ -183,7 +211,6 @@ def main():
         bos_token_id=None, eos_token_id=0, pad_token_id=0,
     )
     m = Qwen2ForCausalLM(cfg)
-    randomize(m, False)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>", add_bos_token=False,
     )
@@ -196,7 +223,6 @@ def main():
         rms_norm_eps=1e-5, rope_theta=500.0, sliding_window=4, tie_word_embeddings=False,
     )
     m = MistralForCausalLM(cfg)
-    randomize(m, False)
     save("mistral", m, lambda m: m.model, dtype=torch.float16)
 
     # gemma3_text: QK-norm, local and global layers, different rotary bases.
@@ -212,8 +238,7 @@ def main():
         tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=2,
     )
     m = Gemma3ForCausalLM(Gemma3TextConfig(**text))
-    randomize(m, True)
-    save("gemma3_text", m, lambda m: m.model)
+    save("gemma3_text", m, lambda m: m.model, norm_base=0.0)
 
     # gemma3: the multimodal model around the same kind of text model.
     text2 = dict(text, num_hidden_layers=2, layer_types=["sliding_attention", "full_attention"])
@@ -226,8 +251,7 @@ def main():
         mm_tokens_per_image=4, boi_token_index=297, eoi_token_index=298, image_token_index=299,
     )
     m = Gemma3ForConditionalGeneration(cfg)
-    randomize(m, True)
-    save("gemma3", m, lambda m: m.model.language_model, dtype=torch.bfloat16)
+    save("gemma3", m, lambda m: m.model.language_model, dtype=torch.bfloat16, norm_base=0.0)
 
     total = sum(
         os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs

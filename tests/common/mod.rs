@@ -143,3 +143,323 @@ pub fn last_step(run_dir: &Path) -> usize {
         .max()
         .unwrap_or(0) as usize
 }
+
+/// Compares `ours` with reference values: max |a − b| ≤ rel · max |b| + abs. Prints and
+/// returns the max |a − b|.
+pub fn close(what: &str, ours: &Tensor, reference: &[f64], rel: f64, abs: f64) -> f64 {
+    let ours: Vec<f64> = Vec::try_from(ours.to_kind(tch::Kind::Double).reshape([-1])).unwrap();
+    assert_eq!(ours.len(), reference.len(), "{what}: length");
+    let scale = reference.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let diff = ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{what}: max |diff| {diff:.3e} (scale {scale:.3e})");
+    assert!(diff <= rel * scale + abs, "{what}: max |diff| {diff} > {rel} × {scale} + {abs}");
+    diff
+}
+
+// ------------------------------------------------------------------------------------------
+// The pseudo-random formula of the tiny checkpoints the tests write (the reference scripts use
+// the same: scripts/reference/formula.py, which documents it; keep the two in sync).
+
+/// 32-bit FNV-1a of a name.
+pub fn formula_fnv1a(name: &str) -> u32 {
+    name.bytes().fold(0x811C_9DC5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// The "lowbias32" integer hash.
+pub fn formula_mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846C_A68B);
+    x ^ (x >> 16)
+}
+
+/// Element `j` of the hash stream named `name`.
+pub fn formula_hash(name: &str, j: usize) -> u32 {
+    formula_mix32(formula_mix32(formula_fnv1a(name)) ^ (j as u32).wrapping_mul(0x9E37_79B9))
+}
+
+/// `n` values uniform in (-1, 1) (exact in f64).
+pub fn formula_uniform(name: &str, n: usize) -> Vec<f64> {
+    let seed = formula_mix32(formula_fnv1a(name));
+    (0..n)
+        .map(|j| {
+            let h = formula_mix32(seed ^ (j as u32).wrapping_mul(0x9E37_79B9));
+            (f64::from(h) + 0.5) / 2_147_483_648.0 - 1.0
+        })
+        .collect()
+}
+
+/// `base + scale · uniform`, computed in f64 and rounded to f32.
+pub fn formula_values(name: &str, n: usize, scale: f64, base: f64) -> Vec<f32> {
+    formula_uniform(name, n).into_iter().map(|u| (base + scale * u) as f32).collect()
+}
+
+/// `n` bytes: the low byte of each hash.
+pub fn formula_bytes(name: &str, n: usize) -> Vec<u8> {
+    (0..n).map(|j| formula_hash(name, j) as u8).collect()
+}
+
+/// A tiny decoder's weight (f32) by its checkpoint name and shape (formula.py's `hf_weight`):
+/// uniform with the variance of N(0, 1/in) for matrices, norm weights `norm_base` ± 0.3·√3,
+/// other vectors ± 0.1·√3, a multimodal checkpoint's vision tower ± 0.05·√3.
+pub fn formula_hf_weight(name: &str, shape: &[i64], norm_base: f64) -> Tensor {
+    let n = shape.iter().product::<i64>() as usize;
+    let sqrt3 = 3.0f64.sqrt();
+    let v = if name.contains("vision_tower") || name.contains("multi_modal") {
+        formula_values(name, n, 0.05 * sqrt3, 0.0)
+    } else if shape.len() == 2 {
+        formula_values(name, n, (3.0 / shape[1] as f64).sqrt(), 0.0)
+    } else if name.contains("norm") {
+        formula_values(name, n, 0.3 * sqrt3, norm_base)
+    } else {
+        formula_values(name, n, 0.1 * sqrt3, 0.0)
+    };
+    Tensor::from_slice(&v).view(shape)
+}
+
+/// The raw bytes of a CPU tensor, in its own dtype.
+pub fn tensor_bytes(t: &Tensor) -> Vec<u8> {
+    let t = t.contiguous();
+    let numel = t.numel();
+    let mut out = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.copy_data_u8(&mut out, numel);
+    out
+}
+
+/// A minimal GGUF writer (version 3, little-endian, alignment 32) that writes what gguf-py's
+/// `GGUFWriter` writes for the same calls: metadata in insertion order (general.architecture
+/// first), tensor infos in insertion order, every tensor's data padded to 32 bytes.
+pub mod gguf_write {
+    use std::path::Path;
+
+    /// GGML tensor types (`GGMLQuantizationType`), with their block sizes.
+    #[allow(non_camel_case_types)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum GgmlType {
+        F32,
+        F16,
+        Q4_0,
+        Q4_1,
+        Q5_0,
+        Q5_1,
+        Q8_0,
+        Q2_K,
+        Q3_K,
+        Q4_K,
+        Q5_K,
+        Q6_K,
+        BF16,
+    }
+
+    impl GgmlType {
+        /// The type id in the file.
+        pub fn id(self) -> u32 {
+            use GgmlType::*;
+            match self {
+                F32 => 0,
+                F16 => 1,
+                Q4_0 => 2,
+                Q4_1 => 3,
+                Q5_0 => 6,
+                Q5_1 => 7,
+                Q8_0 => 8,
+                Q2_K => 10,
+                Q3_K => 11,
+                Q4_K => 12,
+                Q5_K => 13,
+                Q6_K => 14,
+                BF16 => 30,
+            }
+        }
+
+        /// (values per block, bytes per block).
+        pub fn block(self) -> (usize, usize) {
+            use GgmlType::*;
+            match self {
+                F32 => (1, 4),
+                F16 | BF16 => (1, 2),
+                Q4_0 => (32, 18),
+                Q4_1 => (32, 20),
+                Q5_0 => (32, 22),
+                Q5_1 => (32, 24),
+                Q8_0 => (32, 34),
+                Q2_K => (256, 84),
+                Q3_K => (256, 110),
+                Q4_K => (256, 144),
+                Q5_K => (256, 176),
+                Q6_K => (256, 210),
+            }
+        }
+    }
+
+    /// A metadata value.
+    #[derive(Debug, Clone)]
+    pub enum Meta {
+        U8(u8),
+        I8(i8),
+        U16(u16),
+        I16(i16),
+        U32(u32),
+        I32(i32),
+        U64(u64),
+        I64(i64),
+        F32(f32),
+        F64(f64),
+        Bool(bool),
+        Str(String),
+        Strs(Vec<String>),
+        F32s(Vec<f32>),
+        I32s(Vec<i32>),
+    }
+
+    /// A GGUF file being put together.
+    #[derive(Debug, Default)]
+    pub struct GgufFile {
+        metadata: Vec<(String, Meta)>,
+        /// Name, shape in PyTorch order, type, raw bytes.
+        tensors: Vec<(String, Vec<i64>, GgmlType, Vec<u8>)>,
+    }
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    fn pad(out: &mut Vec<u8>) {
+        while !out.len().is_multiple_of(32) {
+            out.push(0);
+        }
+    }
+
+    impl GgufFile {
+        /// A file of architecture `arch` (its first metadata key).
+        pub fn new(arch: &str) -> Self {
+            let mut f = Self::default();
+            f.meta("general.architecture", Meta::Str(arch.into()));
+            f
+        }
+
+        /// Adds (or replaces, in place) a metadata key.
+        pub fn meta(&mut self, key: &str, v: Meta) -> &mut Self {
+            match self.metadata.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = v,
+                None => self.metadata.push((key.into(), v)),
+            }
+            self
+        }
+
+        /// Adds a tensor of `shape` (PyTorch order) from its raw bytes.
+        pub fn tensor(&mut self, name: &str, shape: &[i64], ty: GgmlType, bytes: Vec<u8>) -> &mut Self {
+            let n = shape.iter().product::<i64>() as usize;
+            let (block, size) = ty.block();
+            assert!(
+                n.is_multiple_of(block) && bytes.len() == n / block * size,
+                "{name}: {} bytes for {n} {ty:?} values",
+                bytes.len()
+            );
+            self.tensors.push((name.into(), shape.to_vec(), ty, bytes));
+            self
+        }
+
+        /// The file's bytes.
+        pub fn to_bytes(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            out.extend(b"GGUF");
+            out.extend(3u32.to_le_bytes());
+            out.extend((self.tensors.len() as u64).to_le_bytes());
+            out.extend((self.metadata.len() as u64).to_le_bytes());
+            for (k, v) in &self.metadata {
+                string(&mut out, k);
+                let (ty, body): (u32, Vec<u8>) = match v {
+                    Meta::U8(x) => (0, x.to_le_bytes().to_vec()),
+                    Meta::I8(x) => (1, x.to_le_bytes().to_vec()),
+                    Meta::U16(x) => (2, x.to_le_bytes().to_vec()),
+                    Meta::I16(x) => (3, x.to_le_bytes().to_vec()),
+                    Meta::U32(x) => (4, x.to_le_bytes().to_vec()),
+                    Meta::I32(x) => (5, x.to_le_bytes().to_vec()),
+                    Meta::F32(x) => (6, x.to_le_bytes().to_vec()),
+                    Meta::Bool(x) => (7, vec![u8::from(*x)]),
+                    Meta::Str(s) => {
+                        let mut b = Vec::new();
+                        string(&mut b, s);
+                        (8, b)
+                    }
+                    Meta::U64(x) => (10, x.to_le_bytes().to_vec()),
+                    Meta::I64(x) => (11, x.to_le_bytes().to_vec()),
+                    Meta::F64(x) => (12, x.to_le_bytes().to_vec()),
+                    Meta::Strs(a) => {
+                        let mut b = 8u32.to_le_bytes().to_vec();
+                        b.extend((a.len() as u64).to_le_bytes());
+                        a.iter().for_each(|s| string(&mut b, s));
+                        (9, b)
+                    }
+                    Meta::F32s(a) => {
+                        let mut b = 6u32.to_le_bytes().to_vec();
+                        b.extend((a.len() as u64).to_le_bytes());
+                        a.iter().for_each(|x| b.extend(x.to_le_bytes()));
+                        (9, b)
+                    }
+                    Meta::I32s(a) => {
+                        let mut b = 5u32.to_le_bytes().to_vec();
+                        b.extend((a.len() as u64).to_le_bytes());
+                        a.iter().for_each(|x| b.extend(x.to_le_bytes()));
+                        (9, b)
+                    }
+                };
+                out.extend(ty.to_le_bytes());
+                out.extend(body);
+            }
+            let mut offset = 0u64;
+            for (name, shape, ty, bytes) in &self.tensors {
+                string(&mut out, name);
+                out.extend((shape.len() as u32).to_le_bytes());
+                for d in shape.iter().rev() {
+                    out.extend((*d as u64).to_le_bytes());
+                }
+                out.extend(ty.id().to_le_bytes());
+                out.extend(offset.to_le_bytes());
+                offset += (bytes.len() as u64).div_ceil(32) * 32;
+            }
+            pad(&mut out);
+            for (_, _, _, bytes) in &self.tensors {
+                out.extend(bytes);
+                pad(&mut out);
+            }
+            out
+        }
+
+        /// Writes the file.
+        pub fn write(&self, path: &Path) {
+            std::fs::write(path, self.to_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}
+
+/// Rounds f32 values to f16 (libtorch's round-to-nearest-even): the f16 bytes and the values
+/// they hold.
+pub fn f16_round(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    let h = Tensor::from_slice(values).to_kind(tch::Kind::Half);
+    (tensor_bytes(&h), Vec::try_from(h.to_kind(tch::Kind::Float)).unwrap())
+}
+
+/// ggml's Q8_0 quantisation of `values` (a multiple of 32, in row-major order): per block of 32,
+/// d = max |x| / 127 stored as f16, q = round(x / d) as i8. Returns the blocks' bytes and the
+/// values they dequantise to (f32(d) · q, as ggml and candle compute them).
+pub fn q8_0(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
+    assert_eq!(values.len() % 32, 0);
+    let (mut bytes, mut deq) = (Vec::new(), Vec::new());
+    for block in values.chunks(32) {
+        let amax = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (dh, dv) = f16_round(&[d]);
+        bytes.extend(&dh);
+        for &x in block {
+            let q = (x * id).round() as i8;
+            bytes.push(q as u8);
+            deq.push(dv[0] * f32::from(q));
+        }
+    }
+    (bytes, deq)
+}
