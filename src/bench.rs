@@ -358,11 +358,16 @@ pub fn summary_md(rows: &[Value]) -> String {
     type Table = BTreeMap<String, BTreeMap<String, BTreeMap<(u64, u64), f64>>>;
     let mut groups: BTreeMap<(String, u64), Table> = BTreeMap::new();
     let mut metric_of: BTreeMap<String, String> = BTreeMap::new();
+    // task -> the majority class's share of its main test set (results.json `majority`), ×100
+    let mut majority: BTreeMap<String, f64> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for r in rows {
         let Some((set, metric, v)) = main_entry(r) else { continue };
         let task = r["task"].as_str().unwrap_or("?").to_string();
         metric_of.insert(task.clone(), metric.clone());
+        if let Some(m) = r.get("majority").and_then(|m| m.get(&set)).and_then(Value::as_f64) {
+            majority.insert(task.clone(), 100.0 * m);
+        }
         let g = groups
             .entry((r["protocol"].as_str().unwrap_or("?").to_string(), r["shots"].as_u64().unwrap_or(0)))
             .or_default();
@@ -441,6 +446,18 @@ pub fn summary_md(rows: &[Value]) -> String {
                 Some(a) => out.push_str(&format!(" {a:.1} |\n")),
                 None => out.push_str(" – |\n"),
             }
+        }
+        if tasks.iter().any(|t| majority.contains_key(t)) {
+            // The score of always answering the test set's most frequent class (its accuracy;
+            // for other metrics, read it as a reminder of the class balance).
+            out.push_str("| *majority class (accuracy)* |");
+            for t in &tasks {
+                match majority.get(t) {
+                    Some(m) => out.push_str(&format!(" *{m:.1}* |")),
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push_str(" |\n");
         }
 
         let seeds: std::collections::BTreeSet<(u64, u64)> =
@@ -1085,5 +1102,15 @@ mod tests {
         // Without the subspace there is nothing to pair with.
         let md = summary_md(&rows[2..]);
         assert!(md.contains("Per split seed") && !md.contains("Paired"), "{md}");
+        // Without a recorded majority rate (older runs) there is no majority row.
+        assert!(!md.contains("majority"), "{md}");
+    }
+
+    #[test]
+    fn summary_shows_each_test_sets_majority_class_rate() {
+        let mut rows = vec![row("sst2", "prefix", 13, 0.70), row("rte", "prefix", 13, 0.55)];
+        rows[0]["majority"] = json!({"test": 0.5092});
+        let md = summary_md(&rows);
+        assert!(md.contains("| *majority class (accuracy)* | – | *50.9* | |"), "{md}");
     }
 }
