@@ -33,11 +33,19 @@ pub enum Method {
     /// and their label word, in front of every input (their keys and values computed once);
     /// nothing trained.
     Icl,
+    /// A linear probe fitted to convergence on frozen, L2-normalised features: multinomial
+    /// logistic regression (ridge regression for a regression task) solved in closed form or by
+    /// Newton's method in f64, its C chosen on the dev split; no gradient steps.
+    Probe,
+    /// SetFit (encoders, classification): contrastive fine-tuning of every encoder weight on
+    /// pairs of train examples (cosine-similarity loss), then the probe's logistic regression
+    /// on the fine-tuned body's L2-normalised embeddings (`src/setfit.rs`).
+    Setfit,
 }
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 11] = [
         Method::Subspace,
         Method::Prefix,
         Method::Lora,
@@ -47,6 +55,8 @@ impl Method {
         Method::Full,
         Method::ZeroShot,
         Method::Icl,
+        Method::Probe,
+        Method::Setfit,
     ];
 
     /// The name used on the command line and in tables.
@@ -61,6 +71,8 @@ impl Method {
             Method::Full => "full",
             Method::ZeroShot => "zero-shot",
             Method::Icl => "icl",
+            Method::Probe => "probe",
+            Method::Setfit => "setfit",
         }
     }
 
@@ -74,11 +86,11 @@ impl Method {
     pub fn default_lr(self) -> f64 {
         match self {
             Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => 5e-3,
-            // Nothing is trained; the value is never used.
-            Method::ZeroShot | Method::Icl => 5e-3,
+            // No gradient step is taken; the value is never used.
+            Method::ZeroShot | Method::Icl | Method::Probe => 5e-3,
             Method::Lora => 5e-4,
             Method::Bitfit => 1e-3,
-            Method::Full => 2e-5,
+            Method::Full | Method::Setfit => 2e-5,
         }
     }
 
@@ -87,14 +99,22 @@ impl Method {
         matches!(self, Method::Subspace | Method::Prefix)
     }
 
-    /// False for the methods that train nothing (zero-shot, in-context learning).
+    /// False for the methods that take no gradient step: zero-shot and in-context learning
+    /// (nothing is trained), and the probe (its head is fitted in one go, to convergence, where
+    /// the others evaluate once on dev).
     pub fn trains(self) -> bool {
-        !matches!(self, Method::ZeroShot | Method::Icl)
+        !matches!(self, Method::ZeroShot | Method::Icl | Method::Probe)
     }
 
     /// True for the methods that only a decoder with label words can run.
     pub fn needs_decoder(self) -> bool {
-        !self.trains()
+        matches!(self, Method::ZeroShot | Method::Icl)
+    }
+
+    /// True for the methods whose point is a trained head (`head`, `probe`): they need a linear
+    /// head, never a decoder's frozen label words.
+    pub fn trains_only_the_head(self) -> bool {
+        matches!(self, Method::Head | Method::Probe)
     }
 }
 
@@ -205,6 +225,28 @@ pub enum PoolingChoice {
     Last,
 }
 
+/// What reads the features: a decoder's label words or a trained linear head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// A decoder's label words: the LM's output rows of their first tokens, frozen (the class
+    /// score is the LM's logit of the word).
+    Words,
+    /// A fresh linear head `(C, H)` + bias on the pooled features (an encoder's only head; on a
+    /// decoder it reads the last real token's final hidden state).
+    Linear,
+}
+
+impl HeadKind {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Words => "words",
+            HeadKind::Linear => "linear",
+        }
+    }
+}
+
 /// How dev examples are scored for checkpoint selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -287,6 +329,9 @@ pub struct RunConfig {
     pub granularity: Granularity,
     /// Give every vertex its own head and mix heads with α (false: one shared head).
     pub head_simplex: bool,
+    /// The head: a decoder's label words (frozen) or a linear head (unset: label words on a
+    /// decoder that has them, except for `head` and `probe`; linear otherwise).
+    pub head: Option<HeadKind>,
     /// Weight β of the cos² regulariser between a random pair of vertices.
     pub beta: f64,
     /// Dropout on the (mixed) prefix while training.
@@ -395,6 +440,7 @@ impl Default for RunConfig {
             prefix_len: 16,
             granularity: Granularity::ExampleLayer,
             head_simplex: true,
+            head: None,
             beta: 1.0,
             prefix_dropout: 0.1,
             head_dropout: 0.1,
@@ -719,8 +765,18 @@ pub const RANGES: &[KeyRange] = &[
 pub const LORA_TARGETS: [&str; 4] = ["query", "key", "value", "output"];
 
 /// Keys that are absent from a serialised config when unset (`None`).
-const OPTIONAL_KEYS: [&str; 9] =
-    ["data_dir", "train_file", "test_file", "text_b", "task_name", "model", "template", "label_words", "init_peft"];
+const OPTIONAL_KEYS: [&str; 10] = [
+    "data_dir",
+    "train_file",
+    "test_file",
+    "text_b",
+    "task_name",
+    "model",
+    "template",
+    "label_words",
+    "head",
+    "init_peft",
+];
 
 /// What `task_name` may be, in words (for messages and the key list).
 const TASK_NAME_RULE: &str = "letters, digits, '.' and '_' (at most 100 characters, not starting with '.'), and not the name of a GLUE task or polarity";
@@ -840,6 +896,7 @@ const POOLINGS: [PoolingChoice; 4] =
     [PoolingChoice::Auto, PoolingChoice::Mean, PoolingChoice::Cls, PoolingChoice::Last];
 const POSITIONS: [Positions; 2] = [Positions::Unshifted, Positions::Shifted];
 const DEV_ATS: [DevAt; 2] = [DevAt::Samples, DevAt::Centroid];
+const HEADS: [HeadKind; 2] = [HeadKind::Words, HeadKind::Linear];
 
 /// Every config key with its default, valid values and meaning, in groups (data, user task,
 /// model, method, training, selection and evaluation): the one source of `prefix-subspace
@@ -911,12 +968,14 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "Number format of the encoder's dense-layer products: `bf16` multiplies bfloat16 inputs and weights with fp32 accumulation (attention, LayerNorm, prefix and head stay fp32); faster on CPUs with AVX512-BF16 or AMX and on GPUs, changes the numbers.".into()),
         ("model", "threads", Number, "Intra-op threads (0 = libtorch's default); does not make it another run.".into()),
         ("method", "method", Names(names(&Method::ALL)),
-            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear probe), `prompt` (a soft prompt) or `full` (every weight); each with a classification head (on a decoder: the label words). Decoders only: `zero-shot` (the template, nothing trained) and `icl` (in-context learning: the train examples as demonstrations, nothing trained).".into()),
+            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear head trained with AdamW on frozen features), `prompt` (a soft prompt) or `full` (every weight); each with a classification head (see `head`). `probe`: logistic regression (ridge for regression) fitted to convergence on frozen, L2-normalised features, C chosen on dev among 0.01, 0.1, 1, 10, 100; no gradient steps. `setfit` (encoders, classification): SetFit, contrastive fine-tuning of every encoder weight on pairs of train examples (20 rounds, batches of 16 pairs, `lr`, warm-up 10%), then `probe`'s logistic regression on the fine-tuned embeddings. Decoders only: `zero-shot` (the template, nothing trained) and `icl` (in-context learning: the train examples as demonstrations, nothing trained).".into()),
         ("method", "vertices", Number, "n: vertices of the simplex, each a per-layer prefix K/V and a head (1 for every method but `subspace`).".into()),
         ("method", "prefix_len", Number, "p: prefix length (`prompt`: soft-prompt vectors).".into()),
         ("method", "granularity", Names(names(&GRANULARITIES)),
             "How many α ~ Dirichlet(1) draws a batch uses: `example-layer` one per example and layer (and one for the head), `example` one per example, `batch` one per batch.".into()),
-        ("method", "head_simplex", boolean(), "Give every vertex its own head, mixed with its own α (false: one shared head).".into()),
+        ("method", "head", Names(names(&HEADS)),
+            "What reads the features: `words` = a decoder's label words (the LM's output rows of their first tokens, frozen; decoders only); `linear` = a fresh trained linear head (on a decoder: on the last real token's final hidden state; `head_simplex` applies to it). Unset: `words` on a decoder with label words, except for methods `head` and `probe`; `linear` otherwise. Encoders accept only `linear`.".into()),
+        ("method", "head_simplex", boolean(), "Give every vertex its own linear head, mixed with its own α (false: one shared head; a label-word head is never mixed).".into()),
         ("method", "beta", Number, "Weight β of the cos² regulariser between a random pair of vertices (0 = off).".into()),
         ("method", "prefix_dropout", Number, "Dropout on the (mixed) prefix while training.".into()),
         ("method", "head_dropout", Number, "Dropout before the head while training.".into()),
@@ -1278,6 +1337,12 @@ mod tests {
                 DevAt::Samples | DevAt::Centroid => DEV_ATS.len() == 2,
             });
         }
+        for v in HEADS {
+            whole(match v {
+                HeadKind::Words | HeadKind::Linear => HEADS.len() == 2,
+            });
+        }
+        assert_eq!(names(&HEADS), HEADS.map(|h| h.name().to_string()));
         assert_eq!(names(&Method::ALL), Method::ALL.map(|m| m.name().to_string()));
         assert_eq!(names(&Precision::ALL), Precision::ALL.map(|p| p.name().to_string()));
         // Each enum key lists exactly its names, and accepts each of them.
@@ -1292,6 +1357,7 @@ mod tests {
             ("init", names(&INITS)),
             ("init_peft_vertices", names(&PEFT_STARTS)),
             ("dev_at", names(&DEV_ATS)),
+            ("head", names(&HEADS)),
         ];
         for (key, listed) in &enums {
             let d = docs.iter().find(|d| d.key == *key).unwrap();

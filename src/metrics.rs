@@ -128,6 +128,19 @@ pub fn compute(metrics: &[Metric], pred: &Predictions, gold: &[Label]) -> BTreeM
 }
 
 /// Fraction of positions where `pred` equals `gold` (over the shorter length); 0.0 when empty.
+/// The share of the most frequent class among `gold` (the accuracy of always answering it);
+/// `None` for regression labels or an empty set.
+pub fn majority_rate(gold: &[Label]) -> Option<f64> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for l in gold {
+        match l {
+            Label::Class(c) => *counts.entry(*c).or_default() += 1,
+            _ => return None,
+        }
+    }
+    counts.values().max().map(|&m| m as f64 / gold.len() as f64)
+}
+
 pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
     let n = pred.len().min(gold.len());
     if n == 0 {
@@ -238,6 +251,14 @@ fn average_ranks(v: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn majority_rate_is_the_most_frequent_class_share() {
+        let gold = [Label::Class(1), Label::Class(0), Label::Class(1), Label::Class(2)];
+        assert_eq!(majority_rate(&gold), Some(0.5));
+        assert_eq!(majority_rate(&[]), None);
+        assert_eq!(majority_rate(&[Label::Score(1.0)]), None);
+    }
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-9, "{a} != {b}");

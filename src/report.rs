@@ -84,5 +84,21 @@ pub fn runs_table(runs: &[Value]) -> String {
             ));
         }
     }
+    // Each test set's majority-class rate once (runs written before it was recorded have none).
+    let mut seen = std::collections::BTreeSet::new();
+    for r in runs {
+        let Some(m) = r.get("majority").and_then(Value::as_object) else { continue };
+        for (set, rate) in m {
+            let task = r["task"].as_str().unwrap_or("?");
+            if let Some(rate) = rate.as_f64().filter(|_| seen.insert((task.to_string(), set.clone()))) {
+                out.push_str(&format!(
+                    "{task:<10} {:<10} {:>2} {:<16} {rate:>9.4}\n",
+                    "majority",
+                    "-",
+                    format!("{set} (accuracy)")
+                ));
+            }
+        }
+    }
     out
 }

@@ -9,7 +9,7 @@ use tch::nn;
 use tch::{Device, Tensor};
 
 use crate::atomic::write_tensors_atomic;
-use crate::config::{Method, PoolingChoice, RunConfig};
+use crate::config::{HeadKind, Method, PoolingChoice, RunConfig};
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::model::{Backbone, Decoder, Encoder, Pooling, TextTokenizer};
@@ -65,12 +65,24 @@ impl Session {
         if crate::model::hf_decoder::is_hf_decoder(&dir) {
             return Self::open_decoder(cfg, task, &dir, device);
         }
-        if !cfg.method.trains() || cfg.calibrate {
+        if cfg.head == Some(HeadKind::Words) {
+            return Err(Error::Input(format!(
+                "head = \"words\": label words are a decoder's (its language-model head); {} is an encoder, whose head is linear (set head = \"linear\" or leave head unset)",
+                dir.display()
+            )));
+        }
+        if cfg.method.needs_decoder() || cfg.calibrate {
             return Err(Error::Input(format!(
                 "method = \"{}\"{}: needs a decoder LLM with label words (e.g. --model smollm2-135m-instruct); {} is an encoder",
                 cfg.method.name(),
                 if cfg.calibrate { " with calibrate = true" } else { "" },
                 dir.display()
+            )));
+        }
+        if cfg.method == Method::Setfit && task.is_regression() {
+            return Err(Error::Input(format!(
+                "method = \"setfit\": classification only; task {} is a regression task",
+                task.name
             )));
         }
         let encoder = Encoder::load(&dir, device)?;
@@ -90,6 +102,12 @@ impl Session {
     /// task's template and label words (or the config's).
     /// `path`: a GGUF file, or a Hugging Face decoder folder.
     fn open_decoder(cfg: RunConfig, task: TaskData, path: &Path, device: Device) -> Result<Self> {
+        if cfg.method == Method::Setfit {
+            return Err(Error::Input(format!(
+                "method = \"setfit\": fine-tunes a sentence encoder (e.g. all-MiniLM-L6-v2); {} is a decoder LLM",
+                path.display()
+            )));
+        }
         let mut gguf = if path.is_file() { Some(crate::model::gguf::Gguf::open(path)?) } else { None };
         let name = match &gguf {
             Some(g) => g.string("general.name").unwrap_or_default(),
@@ -100,12 +118,35 @@ impl Session {
         let classes = task.label_names.len();
         let pairs = task.split.train.iter().any(|e| e.text_b.is_some());
         let default = Prompt::default_for(&task.name, &task.label_names, instruct);
+        let has_words = cfg.label_words.is_some() || default.is_some();
+        // The head: label words when the task has them, except for the methods whose point is
+        // a trained head; a linear head otherwise.
+        let head = cfg.head.unwrap_or(if has_words && !cfg.method.trains_only_the_head() {
+            HeadKind::Words
+        } else {
+            HeadKind::Linear
+        });
+        match head {
+            HeadKind::Words if cfg.method.trains_only_the_head() => {
+                return Err(Error::Input(format!(
+                    "head = \"words\" with method = \"{}\": the label words are the language model's own rows, frozen, so nothing would be fitted; use head = \"linear\" (or leave head unset)",
+                    cfg.method.name()
+                )))
+            }
+            HeadKind::Linear if cfg.method.needs_decoder() && cfg.head.is_some() => {
+                return Err(Error::Input(format!(
+                    "head = \"linear\" with method = \"{}\": it trains nothing, so it needs the label words as its head; use head = \"words\" (or leave head unset)",
+                    cfg.method.name()
+                )))
+            }
+            _ => {}
+        }
         let prompt = match (&cfg.template, &cfg.label_words, default) {
             (Some(t), Some(w), _) => Prompt { template: t.clone(), words: w.clone() },
             (t, w, Some(d)) => {
                 Prompt { template: t.clone().unwrap_or(d.template), words: w.clone().unwrap_or(d.words) }
             }
-            (_, _, None) if cfg.method.trains() && cfg.method != Method::Head => {
+            (_, _, None) if head == HeadKind::Linear && !cfg.method.needs_decoder() => {
                 // A regression task: no label words; a linear head reads the last token.
                 Prompt {
                     template: cfg.template.clone().unwrap_or_else(|| {
@@ -120,13 +161,14 @@ impl Session {
             }
             _ => {
                 return Err(Error::Input(format!(
-                    "task {}: no label words (a regression task, or set template and label_words) for method = \"{}\"",
-                    task.name,
-                    cfg.method.name()
-                )))
+                "task {}: no label words (a regression task, or set template and label_words) for method = \"{}\"{}",
+                task.name,
+                cfg.method.name(),
+                if cfg.head == Some(HeadKind::Words) { " with head = \"words\"" } else { "" }
+            )))
             }
         };
-        let words = !prompt.words.is_empty() && cfg.method != Method::Head;
+        let words = head == HeadKind::Words;
         if !prompt.words.is_empty() {
             prompt.check(pairs, classes)?;
         }
@@ -262,10 +304,16 @@ impl Session {
                     )));
                 }
             }
-            Method::Full => {
+            Method::Full | Method::Setfit => {
                 self.backbone.make_trainable(&root, &|_| true);
             }
-            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt | Method::ZeroShot | Method::Icl => {}
+            Method::Subspace
+            | Method::Prefix
+            | Method::Head
+            | Method::Prompt
+            | Method::ZeroShot
+            | Method::Icl
+            | Method::Probe => {}
         }
         if let Some(encoder) = self.backbone.as_encoder_mut() {
             encoder.set_product_kind(self.cfg.precision.product_kind());

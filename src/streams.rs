@@ -21,6 +21,8 @@ pub enum Stream {
     Dev = 4,
     /// The sampled models of the final evaluation (index 0).
     Test = 5,
+    /// SetFit's pairs (index 0: their generation and shuffle; see `setfit::pairs`).
+    Pairs = 6,
 }
 
 /// The seed of draw `index` of `stream` in a run seeded with `seed` (SplitMix64 mixing).

@@ -137,6 +137,9 @@ pub struct Subspace {
     context: Option<Tensor>,
     /// In-context learning: the demonstrations per class, a (non-trained) checkpoint variable.
     icl_shots: Option<Tensor>,
+    /// The probe: checkpoint variables (not trained) `probe/normalize` (1: the pooled features
+    /// are L2-normalised before the head) and `probe/c` (the C chosen on dev).
+    probe: Option<(Tensor, Tensor)>,
     granularity: Granularity,
     prefix_dropout: f64,
     head_dropout: f64,
@@ -211,6 +214,11 @@ impl Subspace {
                 )
             }
         };
+        let probe = matches!(cfg.method, Method::Probe | Method::Setfit).then(|| {
+            let mut normalize = (vs / "probe").zeros_no_train("normalize", &[1]);
+            let _ = tch::no_grad(|| normalize.fill_(1.0));
+            (normalize, (vs / "probe").zeros_no_train("c", &[1]))
+        });
         Self {
             n: cfg.vertices,
             classes,
@@ -225,6 +233,7 @@ impl Subspace {
             words: words.is_some(),
             context: None,
             icl_shots: None,
+            probe,
             granularity: cfg.granularity,
             prefix_dropout: cfg.prefix_dropout,
             head_dropout: cfg.head_dropout,
@@ -364,7 +373,8 @@ impl Subspace {
         self.head(&pooled, alphas, train)
     }
 
-    /// Pooled features `(B, H)` of the backbone run with the mixed prefix (or prompt).
+    /// Pooled features `(B, H)` of the backbone run with the mixed prefix (or prompt), divided
+    /// by their Euclidean norm when the run says so ([`Subspace::normalizes`]).
     pub fn features(&self, backbone: &dyn Backbone, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
         let opts = Forward { dropout: train && self.backbone_dropout, positions: self.positions };
         let opts = match &self.context {
@@ -386,7 +396,32 @@ impl Subspace {
             // Pool the real tokens only.
             Some(prompt) => backbone.forward_prompted(batch, prompt, prefix.as_ref(), opts),
         };
-        self.pooling.pool(&hidden, &batch.attention_mask)
+        let pooled = self.pooling.pool(&hidden, &batch.attention_mask);
+        if self.normalizes() {
+            // As scikit-learn's `normalize`: a zero vector stays zero.
+            let norm = pooled.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+            pooled / norm
+        } else {
+            pooled
+        }
+    }
+
+    /// Whether the pooled features are L2-normalised before the head: what the checkpoint
+    /// variable `probe/normalize` of a probe run records (no other run normalises).
+    pub fn normalizes(&self) -> bool {
+        self.probe.as_ref().is_some_and(|(n, _)| n.double_value(&[0]) != 0.0)
+    }
+
+    /// Records the probe's chosen C in its checkpoint variable `probe/c`.
+    pub fn record_probe_c(&mut self, c: f64) {
+        if let Some((_, v)) = &mut self.probe {
+            let _ = tch::no_grad(|| v.fill_(c));
+        }
+    }
+
+    /// The C a probe run chose (0: none recorded, or not a probe).
+    pub fn probe_c(&self) -> f64 {
+        self.probe.as_ref().map_or(0.0, |(_, v)| v.double_value(&[0]))
     }
 
     /// Contextual calibration of a label-word head: `bias` `(C,)` is added to the words'

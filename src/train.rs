@@ -185,7 +185,8 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         .then(|| crate::eval::features(enc, &subspace, &train, cfg.eval_batch_size, tok.pad_id()));
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    let total_steps = if !cfg.method.trains() {
+    let total_steps = if !cfg.method.trains() || cfg.method == Method::Setfit {
+        // SetFit's gradient steps are its own (contrastive, `setfit::fine_tune`), below.
         0
     } else if cfg.max_steps > 0 {
         cfg.max_steps
@@ -278,7 +279,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             let value = m[main];
             let improved = pos.best.is_none_or(|b| value > b.0);
             if improved {
-                best = vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
+                best = snapshot(&vs);
                 pos.best = Some((value, step, epoch));
                 save_checkpoint(&vs, &ckpt)?;
                 pos.evals_since_best = 0;
@@ -333,12 +334,41 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         progress
             .line(quiet, format!("icl: {k} demonstrations per class, chosen on dev ({main}: {})", tried.join(", ")));
     }
+    let mut probe = None;
+    let mut setfit = None;
+    if cfg.method == Method::Setfit && !pos.trained {
+        // Contrastive fine-tuning of the body (one line per step in metrics.jsonl); the head
+        // is then the probe's, fitted below on the fine-tuned embeddings.
+        let done = crate::setfit::fine_tune(session, &vs, &subspace, &train, &mut emit, &|m| progress.line(quiet, m))?;
+        (pos.step, pos.seen, pos.step_seconds) = (done.steps, done.seen, done.step_seconds);
+        setfit = Some(done.summary);
+    }
+    if matches!(cfg.method, Method::Probe | Method::Setfit) {
+        let regression = task.is_regression();
+        if pos.trained {
+            // Resumed during the test evaluation: the fitted head is the saved state's.
+            probe = Some(crate::probe::summary_from_log(&subspace, &metrics_path, regression)?);
+        } else {
+            // The probe takes no gradient step: its head is fitted here, to convergence, C
+            // chosen on dev (one line per C in metrics.jsonl), where the methods that train
+            // nothing evaluate once.
+            let choice = crate::probe::fit_run(session, &mut subspace, &train, &dev, &mut emit)?;
+            let m = choice.dev;
+            pos.best = Some((m[main], 0, 0));
+            best = snapshot(&vs);
+            save_checkpoint(&vs, &ckpt)?;
+            emit(json!({"kind": "eval", "step": 0, "epoch": 0, "dev": m, "best": true}))?;
+            progress.line(quiet, format!("probe: C = {} chosen on dev ({})", choice.summary["C"], fmt_metrics(&m)));
+            probe = Some(choice.summary);
+        }
+    }
     if !cfg.method.trains() && pos.best.is_none() {
         // Zero-shot and in-context learning train nothing: one dev evaluation, for the record.
         seed_torch(cfg.seed, Stream::Dev, 0);
         let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
         let m = score(&out, &dev.labels, &task.metrics, true);
         pos.best = Some((m[main], 0, 0));
+        best = snapshot(&vs);
         save_checkpoint(&vs, &ckpt)?;
         emit(json!({"kind": "eval", "step": 0, "epoch": 0, "dev": m, "best": true}))?;
         progress.line(quiet, format!("{} trains nothing: dev {}", cfg.method.name(), fmt_metrics(&m)));
@@ -405,11 +435,30 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         }
     }
     results["test_seconds"] = json!(seconds_before + t_test.elapsed().as_secs_f64());
+    // Beside every score, what always answering the most frequent class would get.
+    let majority: serde_json::Map<String, serde_json::Value> = tests
+        .iter()
+        .filter_map(|(name, data)| crate::metrics::majority_rate(&data.labels).map(|m| (name.clone(), json!(m))))
+        .collect();
+    if !majority.is_empty() {
+        results["majority"] = serde_json::Value::Object(majority);
+    }
+    if let Some(p) = probe {
+        results["probe"] = p;
+    }
+    if let Some(s) = setfit {
+        results["setfit"] = s;
+    }
     let text = serde_json::to_string_pretty(&results).expect("results serialise");
     write_atomic(&dir.join("results.json"), text.as_bytes())?;
     remove_if_exists(&state_path)?;
     remove_if_exists(&partial_path)?;
     Ok(results)
+}
+
+/// A copy of every variable of `vs` (the best weights so far).
+fn snapshot(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect()
 }
 
 /// What a training step reads: a batch of tokenised examples, or (head-only) their cached

@@ -18,7 +18,7 @@ pub struct Args {
     /// Hugging Face encoder folder, GGUF file (decoder LLM), or installed model name such as smollm2-135m-instruct (default: the installed all-MiniLM-L6-v2).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// subspace, prefix, lora, bitfit, head, prompt or full; on a decoder also zero-shot or icl.
+    /// subspace, prefix, lora, bitfit, head, prompt, full, probe or setfit (encoders); on a decoder also zero-shot or icl.
     #[arg(long)]
     method: Option<String>,
     /// K: examples per class (per-class protocol) or in total (--protocol total).
