@@ -39,18 +39,9 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
                 .into(),
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let enc = session.encoder()?;
     let (l, h, p) = (enc.num_layers(), enc.hidden_size(), subspace.prefix_len());
-    let prefix = tch::no_grad(|| subspace.mixed_prefix(&subspace.fixed_alphas(at, enc.device())));
-    // (L, 2, 1, p, H) → (p, L, 2, H) → (p, 2LH)
-    let emb = prefix.squeeze_dim(2).permute([2, 0, 1, 3]).reshape([p, 2 * l * h]).to(Device::Cpu).contiguous();
-    let (w, b) = subspace.head_at(at);
-    save(&[("prompt_embeddings", &emb)], &out.join("adapter_model.safetensors"))?;
-    save(
-        &[("weight", &w.to(Device::Cpu).contiguous()), ("bias", &b.to(Device::Cpu).contiguous())],
-        &out.join("head.safetensors"),
-    )?;
+    write_weights(session, subspace, at, out)?;
     let config = json!({
         "peft_type": "PREFIX_TUNING",
         "task_type": "SEQ_CLS",
@@ -94,17 +85,8 @@ fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -
     let Some(ids) = session.label_ids.as_ref() else {
         return Err(Error::Input("export --format peft: this decoder run has no label words".into()));
     };
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let (l, w, p) = (dec.config.layers, dec.config.kv_heads * dec.config.head_dim, subspace.prefix_len());
-    let prefix = tch::no_grad(|| subspace.mixed_prefix(&subspace.fixed_alphas(at, dec.device())));
-    // (L, 2, 1, p, W) → (p, L, 2, W) → (p, 2LW)
-    let emb = prefix.squeeze_dim(2).permute([2, 0, 1, 3]).reshape([p, 2 * l * w]).to(Device::Cpu).contiguous();
-    let (hw, hb) = subspace.head_at(at);
-    save(&[("prompt_embeddings", &emb)], &out.join("adapter_model.safetensors"))?;
-    save(
-        &[("weight", &hw.to(Device::Cpu).contiguous()), ("bias", &hb.to(Device::Cpu).contiguous())],
-        &out.join("head.safetensors"),
-    )?;
+    write_weights(session, subspace, at, out)?;
     let model = session.cfg.model_dir();
     let gguf = crate::model::decoder::find_gguf(&model)?;
     let config = json!({
@@ -145,4 +127,22 @@ fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -
          (train with --set positions=shifted for an exact match)"
             .to_string()
     }))
+}
+
+/// Creates `out` and writes the prefix at `at` as PEFT's `prompt_embeddings` `(p, 2·L·W)`
+/// (W = the backbone's prefix width: hidden size on an encoder, key/value width on a decoder)
+/// and the head at `at` as `head.safetensors`.
+fn write_weights(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let b = &*session.backbone;
+    let (l, w, p) = (b.num_layers(), b.prefix_width(), subspace.prefix_len());
+    let prefix = tch::no_grad(|| subspace.mixed_prefix(&subspace.fixed_alphas(at, b.device())));
+    // (L, 2, 1, p, W) → (p, L, 2, W) → (p, 2LW)
+    let emb = prefix.squeeze_dim(2).permute([2, 0, 1, 3]).reshape([p, 2 * l * w]).to(Device::Cpu).contiguous();
+    let (hw, hb) = subspace.head_at(at);
+    save(&[("prompt_embeddings", &emb)], &out.join("adapter_model.safetensors"))?;
+    save(
+        &[("weight", &hw.to(Device::Cpu).contiguous()), ("bias", &hb.to(Device::Cpu).contiguous())],
+        &out.join("head.safetensors"),
+    )
 }

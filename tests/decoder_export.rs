@@ -22,6 +22,17 @@ fn run(args: &[&str]) -> std::process::Output {
     o
 }
 
+/// `train --task rte --model MODEL --method METHOD --out DIR` with `max_len=64` and `sets`.
+fn train(method: &str, dir: &std::path::Path, sets: &[&str]) {
+    let glue = common::glue_dir();
+    let mut args = vec!["train", "--task", "rte", "--model", MODEL, "--method", method, "--quiet"];
+    args.extend(["--data-dir", glue.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "max_len=64"]);
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    run(&args);
+}
+
 #[test]
 fn decoder_prefix_exports_as_a_causal_lm_adapter() {
     common::minilm_dir();
@@ -31,37 +42,19 @@ fn decoder_prefix_exports_as_a_causal_lm_adapter() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (rd, out) = (tmp.path().join("run"), tmp.path().join("peft"));
-    let glue = common::glue_dir();
-    run(&[
-        "train",
-        "--task",
-        "rte",
-        "--model",
-        MODEL,
-        "--method",
+    train(
         "subspace",
-        "--quiet",
-        "--data-dir",
-        glue.to_str().unwrap(),
-        "--out",
-        rd.to_str().unwrap(),
-        "--set",
-        "positions=shifted",
-        "--set",
-        "max_steps=2",
-        "--set",
-        "eval_every=2",
-        "--set",
-        "test_limit=4",
-        "--set",
-        "dev_samples=2",
-        "--set",
-        "ensemble_samples=2",
-        "--set",
-        "prefix_len=5",
-        "--set",
-        "max_len=64",
-    ]);
+        &rd,
+        &[
+            "positions=shifted",
+            "max_steps=2",
+            "eval_every=2",
+            "test_limit=4",
+            "dev_samples=2",
+            "ensemble_samples=2",
+            "prefix_len=5",
+        ],
+    );
     let o = run(&["export", "--run", rd.to_str().unwrap(), "--at", "vertex:2", "--out", out.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).is_empty(), "a shifted run exports without a warning");
     let cfg: serde_json::Value =
@@ -92,30 +85,7 @@ fn decoder_prefix_exports_as_a_causal_lm_adapter() {
 
     // An unshifted run exports with a warning that says why PEFT will differ.
     let rd2 = tmp.path().join("run2");
-    run(&[
-        "train",
-        "--task",
-        "rte",
-        "--model",
-        MODEL,
-        "--method",
-        "prefix",
-        "--quiet",
-        "--data-dir",
-        glue.to_str().unwrap(),
-        "--out",
-        rd2.to_str().unwrap(),
-        "--set",
-        "max_steps=1",
-        "--set",
-        "eval_every=1",
-        "--set",
-        "test_limit=2",
-        "--set",
-        "prefix_len=2",
-        "--set",
-        "max_len=64",
-    ]);
+    train("prefix", &rd2, &["max_steps=1", "eval_every=1", "test_limit=2", "prefix_len=2"]);
     let o = run(&["export", "--run", rd2.to_str().unwrap(), "--out", tmp.path().join("peft2").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("positions=shifted"));
 }
