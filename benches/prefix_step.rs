@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
-use prefix_subspace::config::{Method, RunConfig};
+use prefix_subspace::config::RunConfig;
+use prefix_subspace::method;
+use prefix_subspace::method::subspace::Subspace;
 use prefix_subspace::model::{Batch, Encoder, Forward, Pooling};
-use prefix_subspace::subspace::Subspace;
 use rand::SeedableRng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -65,9 +66,10 @@ fn main() {
 
     // (b), (c) The library's methods.
     let mut results = Vec::new();
-    for (name, method, n) in
-        [("prefix tuning (n = 1):", Method::Prefix, 1), ("prefix subspace (n = 3):", Method::Subspace, 3)]
-    {
+    for (name, method, n) in [
+        ("prefix tuning (n = 1):", method::parse("prefix").unwrap(), 1),
+        ("prefix subspace (n = 3):", method::parse("subspace").unwrap(), 3),
+    ] {
         let cfg = RunConfig { method, vertices: n, backbone_dropout: dropout, ..Default::default() }.resolve().unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let s = Subspace::new(&vs.root(), &cfg, &enc, 2, Pooling::Mean, None, None);

@@ -1,5 +1,5 @@
 """Reference fits of scikit-learn's LogisticRegression and Ridge, for tests/probe.rs (the
-`probe` method's solver, src/probe.rs).
+`probe` method's solver, src/method/probe.rs).
 
 Writes tests/fixtures/probe_reference.json: small synthetic problems (L2-normalised features,
 labels from a noisy linear rule), each with

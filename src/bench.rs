@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{Method, Protocol, RunConfig};
+use crate::config::{Protocol, RunConfig};
 use crate::error::{Error, Result};
+use crate::method::Method;
 
 /// One method setting of the grid: a method plus config overrides.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,7 +93,7 @@ impl BenchConfig {
         let mut names = std::collections::BTreeSet::new();
         for v in &variants {
             check_name("variant", &v.name)?;
-            Method::parse(&v.method)?;
+            crate::method::parse(&v.method)?;
             if !names.insert(v.name.clone()) {
                 return Err(Error::Input(format!("bench: variant name \"{}\" is used twice", v.name)));
             }
@@ -113,7 +114,7 @@ impl BenchConfig {
                         c.shots = k;
                         c.split_seed = ss;
                         c.seed = self.seed;
-                        c.method = Method::parse(&v.method)?;
+                        c.method = crate::method::parse(&v.method)?;
                         let proto = match self.protocol {
                             Protocol::PerClass => "k",
                             Protocol::Total => "total",
@@ -391,7 +392,7 @@ pub fn summary_md(rows: &[Value]) -> String {
     // Methods in their usual order (each followed by its ensemble row), then the variants.
     let rank = |v: &String| {
         let base = v.trim_end_matches(" (ensemble)");
-        let i = Method::ALL.iter().position(|m| m.name() == base).unwrap_or(Method::ALL.len());
+        let i = crate::method::ALL.iter().position(|m| m.name() == base).unwrap_or(crate::method::ALL.len());
         (i, base.to_string(), v.ends_with(" (ensemble)"))
     };
     order.sort_by_key(rank);
@@ -489,7 +490,7 @@ pub fn summary_md(rows: &[Value]) -> String {
             out.push('\n');
         }
 
-        let reference = Method::Subspace.name();
+        let reference = crate::method::subspace::PrefixSubspace.name();
         if table.contains_key(reference) && rows.len() > 1 {
             out.push_str(&format!(
                 "\nPaired by split seed, {reference} minus each other row (mean difference; seeds where {reference} is higher, of those both have; range):\n\n{}",

@@ -7,116 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::method::Method;
 use crate::model::Positions;
-
-/// Which parameters are trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// A simplex of `vertices` deep prefixes and heads (the paper's method).
-    Subspace,
-    /// Plain deep prefix tuning (P-tuning v2): the subspace with one vertex.
-    Prefix,
-    /// LoRA (rank `lora_r`, unmerged) on the attention projections in `lora_targets`, + head.
-    Lora,
-    /// BitFit: every bias of the encoder, + head.
-    Bitfit,
-    /// Head only: a linear probe on frozen features (computed once).
-    Head,
-    /// Prompt tuning: `prefix_len` trainable vectors in front of the input embeddings, + head.
-    Prompt,
-    /// Full fine-tuning: every encoder weight, + head.
-    Full,
-    /// Zero-shot (decoders): the template and label words, nothing trained.
-    ZeroShot,
-    /// In-context learning (decoders): the few-shot train examples, written with the template
-    /// and their label word, in front of every input (their keys and values computed once);
-    /// nothing trained.
-    Icl,
-    /// A linear probe fitted to convergence on frozen, L2-normalised features: multinomial
-    /// logistic regression (ridge regression for a regression task) solved in closed form or by
-    /// Newton's method in f64, its C chosen on the dev split; no gradient steps.
-    Probe,
-    /// SetFit (encoders, classification): contrastive fine-tuning of every encoder weight on
-    /// pairs of train examples (cosine-similarity loss), then the probe's logistic regression
-    /// on the fine-tuned body's L2-normalised embeddings (`src/setfit.rs`).
-    Setfit,
-}
-
-impl Method {
-    /// Every method, in table order.
-    pub const ALL: [Method; 11] = [
-        Method::Subspace,
-        Method::Prefix,
-        Method::Lora,
-        Method::Bitfit,
-        Method::Head,
-        Method::Prompt,
-        Method::Full,
-        Method::ZeroShot,
-        Method::Icl,
-        Method::Probe,
-        Method::Setfit,
-    ];
-
-    /// The name used on the command line and in tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Subspace => "subspace",
-            Method::Prefix => "prefix",
-            Method::Lora => "lora",
-            Method::Bitfit => "bitfit",
-            Method::Head => "head",
-            Method::Prompt => "prompt",
-            Method::Full => "full",
-            Method::ZeroShot => "zero-shot",
-            Method::Icl => "icl",
-            Method::Probe => "probe",
-            Method::Setfit => "setfit",
-        }
-    }
-
-    /// Parses a method name.
-    pub fn parse(s: &str) -> Result<Self> {
-        by_name(&Self::ALL, Self::name, s)
-            .map_err(|names| Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", "))))
-    }
-
-    /// The default learning rate of the method's own parameters (docs/method.md).
-    pub fn default_lr(self) -> f64 {
-        match self {
-            Method::Subspace | Method::Prefix | Method::Head | Method::Prompt => 5e-3,
-            // No gradient step is taken; the value is never used.
-            Method::ZeroShot | Method::Icl | Method::Probe => 5e-3,
-            Method::Lora => 5e-4,
-            Method::Bitfit => 1e-3,
-            Method::Full | Method::Setfit => 2e-5,
-        }
-    }
-
-    /// True when the method trains deep prefixes (and so can have several vertices).
-    pub fn uses_prefix(self) -> bool {
-        matches!(self, Method::Subspace | Method::Prefix)
-    }
-
-    /// False for the methods that take no gradient step: zero-shot and in-context learning
-    /// (nothing is trained), and the probe (its head is fitted in one go, to convergence, where
-    /// the others evaluate once on dev).
-    pub fn trains(self) -> bool {
-        !matches!(self, Method::ZeroShot | Method::Icl | Method::Probe)
-    }
-
-    /// True for the methods that only a decoder with label words can run.
-    pub fn needs_decoder(self) -> bool {
-        matches!(self, Method::ZeroShot | Method::Icl)
-    }
-
-    /// True for the methods whose point is a trained head (`head`, `probe`): they need a linear
-    /// head, never a decoder's frozen label words.
-    pub fn trains_only_the_head(self) -> bool {
-        matches!(self, Method::Head | Method::Probe)
-    }
-}
 
 /// The number format of the encoder's dense-layer products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -319,8 +211,8 @@ pub struct RunConfig {
     pub threads: usize,
 
     // --- method ---
-    /// `subspace` or `prefix` (plain prefix tuning = one vertex).
-    pub method: Method,
+    /// What is trained (one of [`crate::method::ALL`], by name in a config).
+    pub method: &'static dyn Method,
     /// Number of vertices n of the simplex.
     pub vertices: usize,
     /// Prefix length p.
@@ -435,7 +327,7 @@ impl Default for RunConfig {
             device: "cpu".into(),
             precision: Precision::Fp32,
             threads: 0,
-            method: Method::Subspace,
+            method: &crate::method::subspace::PrefixSubspace,
             vertices: 3,
             prefix_len: 16,
             granularity: Granularity::ExampleLayer,
@@ -516,9 +408,7 @@ impl RunConfig {
 
     /// Checks value ranges and normalises method-implied settings (prefix ⇒ one vertex).
     pub fn resolve(mut self) -> Result<Self> {
-        if !matches!(self.method, Method::Subspace) {
-            self.vertices = 1;
-        }
+        self.vertices = self.method.vertices(self.vertices);
         if self.lr == 0.0 {
             self.lr = self.method.default_lr();
         }
@@ -918,7 +808,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
     let glue_tasks = crate::data::glue::TASK_NAMES.join(", ");
     // "5e-3 subspace, prefix, head and prompt; 5e-4 lora; ...": methods grouped by default.
     let mut by_lr: Vec<(f64, Vec<String>)> = Vec::new();
-    for m in Method::ALL {
+    for m in crate::method::ALL {
         match by_lr.iter_mut().find(|(lr, _)| *lr == m.default_lr()) {
             Some((_, ms)) => ms.push(m.name().to_string()),
             None => by_lr.push((m.default_lr(), vec![m.name().to_string()])),
@@ -967,8 +857,8 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("model", "precision", Names(names(&Precision::ALL)),
             "Number format of the encoder's dense-layer products: `bf16` multiplies bfloat16 inputs and weights with fp32 accumulation (attention, LayerNorm, prefix and head stay fp32); faster on CPUs with AVX512-BF16 or AMX and on GPUs, changes the numbers.".into()),
         ("model", "threads", Number, "Intra-op threads (0 = libtorch's default); does not make it another run.".into()),
-        ("method", "method", Names(names(&Method::ALL)),
-            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear head trained with AdamW on frozen features), `prompt` (a soft prompt) or `full` (every weight); each with a classification head (see `head`). `probe`: logistic regression (ridge for regression) fitted to convergence on frozen, L2-normalised features, C chosen on dev among 0.01, 0.1, 1, 10, 100; no gradient steps. `setfit` (encoders, classification): SetFit, contrastive fine-tuning of every encoder weight on pairs of train examples (20 rounds, batches of 16 pairs, `lr`, warm-up 10%), then `probe`'s logistic regression on the fine-tuned embeddings. Decoders only: `zero-shot` (the template, nothing trained) and `icl` (in-context learning: the train examples as demonstrations, nothing trained).".into()),
+        ("method", "method", Names(names(&crate::method::ALL)),
+            "What is trained: `subspace` (a simplex of deep prefixes and heads, the paper's method), `prefix` (one deep prefix), `lora`, `bitfit`, `head` (a linear head trained with AdamW on frozen features), `prompt` (a soft prompt) or `full` (every weight); each with a classification head (see `head`). `probe`: logistic regression (ridge for regression) fitted to convergence on frozen, L2-normalised, standardised features, C chosen on dev among 0.01, 0.1, 1, 10, 100, 1000, 10000; no gradient steps. `setfit` (encoders, classification): SetFit, contrastive fine-tuning of every encoder weight on pairs of train examples (20 rounds, batches of 16 pairs, `lr`, warm-up 10%), then `probe`'s logistic regression on the fine-tuned embeddings. Decoders only: `zero-shot` (the template, nothing trained) and `icl` (in-context learning: the train examples as demonstrations, nothing trained).".into()),
         ("method", "vertices", Number, "n: vertices of the simplex, each a per-layer prefix K/V and a head (1 for every method but `subspace`).".into()),
         ("method", "prefix_len", Number, "p: prefix length (`prompt`: soft-prompt vectors).".into()),
         ("method", "granularity", Names(names(&GRANULARITIES)),
@@ -1138,7 +1028,7 @@ mod tests {
 
     #[test]
     fn prefix_method_means_one_vertex() {
-        let c = RunConfig { method: Method::Prefix, ..Default::default() }.resolve().unwrap();
+        let c = RunConfig { method: &crate::method::prefix::PrefixTuning, ..Default::default() }.resolve().unwrap();
         assert_eq!(c.vertices, 1);
     }
 
@@ -1343,7 +1233,7 @@ mod tests {
             });
         }
         assert_eq!(names(&HEADS), HEADS.map(|h| h.name().to_string()));
-        assert_eq!(names(&Method::ALL), Method::ALL.map(|m| m.name().to_string()));
+        assert_eq!(names(&crate::method::ALL), crate::method::ALL.map(|m| m.name().to_string()));
         assert_eq!(names(&Precision::ALL), Precision::ALL.map(|p| p.name().to_string()));
         // Each enum key lists exactly its names, and accepts each of them.
         let docs = key_docs();
@@ -1352,7 +1242,7 @@ mod tests {
             ("pooling", names(&POOLINGS)),
             ("positions", names(&POSITIONS)),
             ("precision", names(&Precision::ALL)),
-            ("method", names(&Method::ALL)),
+            ("method", names(&crate::method::ALL)),
             ("granularity", names(&GRANULARITIES)),
             ("init", names(&INITS)),
             ("init_peft_vertices", names(&PEFT_STARTS)),

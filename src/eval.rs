@@ -9,10 +9,10 @@ use tch::{Kind, Tensor};
 
 use crate::data::{Example, Label};
 use crate::error::Result;
+use crate::method::subspace::{At, Subspace};
 use crate::metrics::{compute, Metric, Predictions};
 use crate::model::tokenizer::pad_batch;
 use crate::model::{Backbone, TextTokenizer};
-use crate::subspace::{At, Subspace};
 
 /// Tokenised inputs, encoded once and reused by every evaluation.
 #[derive(Debug, Clone)]
@@ -87,7 +87,9 @@ pub fn outputs_unless(
         let items: Vec<_> = chunk.iter().flat_map(|&i| std::iter::repeat_n(data.inputs[i].clone(), m)).collect();
         let batch = pad_batch(&items, pad_id, dev);
         let alphas = match &fixed {
-            Some(a) => crate::subspace::Alphas { layers: a.layers.shallow_clone(), head: a.head.shallow_clone() },
+            Some(a) => {
+                crate::method::subspace::Alphas { layers: a.layers.shallow_clone(), head: a.head.shallow_clone() }
+            }
             None => subspace.sample_alphas(batch.len(), dev),
         };
         let logits = subspace.forward(encoder, &batch, &alphas, false);

@@ -16,9 +16,9 @@ use tch::Device;
 
 use crate::atomic::{write_atomic, write_tensors_atomic as save};
 use crate::error::{Error, Result};
+use crate::method::subspace::{At, Subspace};
 use crate::model::{Arch, Positions};
 use crate::session::Session;
-use crate::subspace::{At, Subspace};
 
 /// Writes `adapter_config.json`, `adapter_model.safetensors`, `head.safetensors` and
 /// `head_config.json` into `out`. Returns a warning to print, if any.

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::eval::{outputs, score, Encoded};
+use crate::method::subspace::{At, Subspace};
 use crate::plot;
 use crate::session::Session;
-use crate::subspace::{At, Subspace};
 
 /// Training curves from a run's `metrics.jsonl`: `<out>/training.{png,svg}` (`out` is created
 /// once the log is read). A cell of a bench folder kept without its log (as the committed grids

@@ -8,9 +8,9 @@ use tch::{Device, Tensor};
 
 use crate::config::{PeftStart, RunConfig};
 use crate::error::{Error, Result};
+use crate::method::subspace::Subspace;
 use crate::model::load::Weights;
 use crate::model::Encoder;
-use crate::subspace::Subspace;
 
 /// Starts `subspace` from the PEFT prefix-tuning adapter in `dir` (`adapter_config.json` +
 /// `adapter_model.safetensors`, as PEFT or [`crate::export::peft`] write them): vertex 0, or every vertex

@@ -18,8 +18,8 @@ use tch::Kind;
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, Encoded};
+use crate::method::subspace::{At, Subspace};
 use crate::session::Session;
-use crate::subspace::{At, Subspace};
 use crate::task::TaskData;
 
 /// What a task's inputs look like: one text or a pair.

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
+use crate::method::subspace::Subspace;
 use crate::session::Session;
-use crate::subspace::Subspace;
 
 /// The marker (and lock file) of a run directory.
 pub const RUN_MARKER: &str = ".prefix-subspace-run";

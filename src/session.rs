@@ -9,12 +9,12 @@ use tch::nn;
 use tch::{Device, Tensor};
 
 use crate::atomic::write_tensors_atomic;
-use crate::config::{HeadKind, Method, PoolingChoice, RunConfig};
+use crate::config::{HeadKind, PoolingChoice, RunConfig};
 use crate::data::Label;
 use crate::error::{Error, Result};
+use crate::method::subspace::Subspace;
 use crate::model::{Backbone, Decoder, Encoder, Pooling, TextTokenizer};
 use crate::prompt::Prompt;
-use crate::subspace::Subspace;
 use crate::task::TaskData;
 
 /// A loaded run: config, data, frozen encoder and tokenizer. Everything that can fail on bad
@@ -79,12 +79,7 @@ impl Session {
                 dir.display()
             )));
         }
-        if cfg.method == Method::Setfit && task.is_regression() {
-            return Err(Error::Input(format!(
-                "method = \"setfit\": classification only; task {} is a regression task",
-                task.name
-            )));
-        }
+        cfg.method.check(&task, &dir, false)?;
         let encoder = Encoder::load(&dir, device)?;
         check_model_limits(&cfg, &encoder, &dir)?;
         let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
@@ -102,12 +97,7 @@ impl Session {
     /// task's template and label words (or the config's).
     /// `path`: a GGUF file, or a Hugging Face decoder folder.
     fn open_decoder(cfg: RunConfig, task: TaskData, path: &Path, device: Device) -> Result<Self> {
-        if cfg.method == Method::Setfit {
-            return Err(Error::Input(format!(
-                "method = \"setfit\": fine-tunes a sentence encoder (e.g. all-MiniLM-L6-v2); {} is a decoder LLM",
-                path.display()
-            )));
-        }
+        cfg.method.check(&task, path, true)?;
         let mut gguf = if path.is_file() { Some(crate::model::gguf::Gguf::open(path)?) } else { None };
         let name = match &gguf {
             Some(g) => g.string("general.name").unwrap_or_default(),
@@ -261,16 +251,7 @@ impl Session {
     pub fn load_subspace(&mut self, checkpoint: &Path) -> Result<(nn::VarStore, Subspace)> {
         let (vs, mut s) = self.build_subspace(false)?;
         load_checkpoint(&vs, checkpoint)?;
-        if self.cfg.method == Method::Icl && self.cfg.icl_shots == 0 {
-            let k = s.icl_shots();
-            if k == 0 {
-                return Err(Error::Input(format!(
-                    "{}: this in-context learning run never chose its number of demonstrations (unfinished?)",
-                    checkpoint.display()
-                )));
-            }
-            self.use_demonstrations(&mut s, k)?;
-        }
+        self.cfg.method.loaded(self, &mut s, checkpoint)?;
         Ok((vs, s))
     }
 
@@ -291,30 +272,7 @@ impl Session {
         tch::manual_seed(self.cfg.seed as i64);
         let vs = nn::VarStore::new(self.backbone.device());
         let root = vs.root();
-        match self.cfg.method {
-            Method::Lora => {
-                let (r, alpha) = (self.cfg.lora_r as i64, self.cfg.lora_alpha);
-                self.backbone.add_lora(&root, r, alpha, &self.cfg.lora_targets)?;
-            }
-            Method::Bitfit => {
-                if self.backbone.make_trainable(&root, &|n| n.ends_with(".bias")) == 0 {
-                    return Err(Error::Input(format!(
-                        "method = \"bitfit\": {} has no bias to train",
-                        self.cfg.model_dir().display()
-                    )));
-                }
-            }
-            Method::Full | Method::Setfit => {
-                self.backbone.make_trainable(&root, &|_| true);
-            }
-            Method::Subspace
-            | Method::Prefix
-            | Method::Head
-            | Method::Prompt
-            | Method::ZeroShot
-            | Method::Icl
-            | Method::Probe => {}
-        }
+        self.cfg.method.prepare_backbone(&self.cfg, self.backbone.as_mut(), &root)?;
         if let Some(encoder) = self.backbone.as_encoder_mut() {
             encoder.set_product_kind(self.cfg.precision.product_kind());
         }
@@ -333,17 +291,8 @@ impl Session {
             words,
             text_ids.as_ref(),
         );
-        if self.cfg.method == Method::Icl {
-            // The number of demonstrations per class, a variable of the checkpoint: icl_shots,
-            // or (icl_shots = 0) the one `train` chooses on the dev split.
-            let mut k = root.zeros_no_train("icl_shots", &[1]);
-            let _ = tch::no_grad(|| k.fill_(self.cfg.icl_shots as f64));
-            s.set_icl_shots(k);
-            if self.cfg.icl_shots > 0 {
-                s.set_context(self.demonstrations(self.cfg.icl_shots)?);
-            }
-        }
-        if self.cfg.calibrate && (self.cfg.method != Method::Icl || self.cfg.icl_shots > 0) {
+        self.cfg.method.setup(self, &mut s, &root)?;
+        if self.cfg.calibrate && !self.cfg.method.calibrates_later(&self.cfg) {
             self.calibrate(&mut s)?;
         }
         if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
@@ -419,7 +368,12 @@ impl Session {
         let dev = self.backbone.device();
         let batch = crate::model::tokenizer::pad_batch(&[input], self.tokenizer.pad_id(), dev);
         let logits = tch::no_grad(|| {
-            s.forward(self.backbone.as_ref(), &batch, &s.fixed_alphas(&crate::subspace::At::Centroid, dev), false)
+            s.forward(
+                self.backbone.as_ref(),
+                &batch,
+                &s.fixed_alphas(&crate::method::subspace::At::Centroid, dev),
+                false,
+            )
         });
         s.set_word_bias(&logits.log_softmax(-1, tch::Kind::Float).squeeze_dim(0).neg());
         Ok(())
@@ -489,12 +443,12 @@ fn hash_examples(task: &TaskData) -> String {
 /// so must the `prefix_len` tokens whose keys and values start the vertices (`init = vocab`).
 fn check_model_limits(cfg: &RunConfig, encoder: &Encoder, dir: &Path) -> Result<()> {
     let p = cfg.prefix_len as i64;
-    let (shift, why) = match cfg.method {
-        Method::Prompt => (p, format!(" after the prompt of prefix_len = {p}")),
-        m if m.uses_prefix() && cfg.positions == crate::model::Positions::Shifted => {
-            (p, format!(" with positions = shifted after prefix_len = {p}"))
-        }
-        _ => (0, String::new()),
+    let (shift, why) = if cfg.method.uses_prompt() {
+        (p, format!(" after the prompt of prefix_len = {p}"))
+    } else if cfg.method.uses_prefix() && cfg.positions == crate::model::Positions::Shifted {
+        (p, format!(" with positions = shifted after prefix_len = {p}"))
+    } else {
+        (0, String::new())
     };
     let table = encoder.config.max_position_embeddings;
     let limit = encoder.max_tokens(shift);

@@ -47,17 +47,18 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{DevAt, Method, RunConfig};
+use crate::config::{DevAt, RunConfig};
 use crate::data::fewshot::{FewShotSplit, Protocol};
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, Encoded};
+use crate::method::subspace::{At, Subspace};
+use crate::method::Method;
 use crate::metrics::Metric;
 use crate::model::load::Weights;
 use crate::model::{Config, Encoder, Pooling, TextTokenizer};
 use crate::optim::AdamW;
 use crate::session::Session;
-use crate::subspace::{At, Subspace};
 use crate::task::TaskData;
 
 /// One measured figure.
@@ -124,12 +125,14 @@ impl Figure {
     }
 
     /// The method trained (or evaluated).
-    pub fn method(self) -> Method {
+    pub fn method(self) -> &'static dyn Method {
         match self {
-            Figure::FixedPrefix | Figure::Sst2Prefix | Figure::InferPrefix => Method::Prefix,
-            Figure::FixedSubspace | Figure::Sst2Subspace | Figure::InferSubspace => Method::Subspace,
-            Figure::FixedLora | Figure::Sst2Lora | Figure::InferLora => Method::Lora,
-            Figure::FixedFull => Method::Full,
+            Figure::FixedPrefix | Figure::Sst2Prefix | Figure::InferPrefix => &crate::method::prefix::PrefixTuning,
+            Figure::FixedSubspace | Figure::Sst2Subspace | Figure::InferSubspace => {
+                &crate::method::subspace::PrefixSubspace
+            }
+            Figure::FixedLora | Figure::Sst2Lora | Figure::InferLora => &crate::method::lora::Lora,
+            Figure::FixedFull => &crate::method::full::FullFineTuning,
         }
     }
 
@@ -335,11 +338,9 @@ pub fn base_encoder(seed: i64, device: Device) -> Result<Encoder> {
 
 /// What a step of `session`'s method trains, for counting its products.
 fn trainable(session: &Session) -> Trainable {
-    match session.cfg.method {
-        Method::Lora => {
-            Trainable::Lora { r: session.cfg.lora_r as i64, targets: LoraTargets::of(&session.cfg.lora_targets) }
-        }
-        Method::Full => Trainable::Full,
+    match session.cfg.method.name() {
+        "lora" => Trainable::Lora { r: session.cfg.lora_r as i64, targets: LoraTargets::of(&session.cfg.lora_targets) },
+        "full" => Trainable::Full,
         _ => Trainable::Prefix,
     }
 }
@@ -464,7 +465,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     Ok(v)
 }
 
-fn sst2_config(opts: &Options, method: Method) -> Result<RunConfig> {
+fn sst2_config(opts: &Options, method: &'static dyn Method) -> Result<RunConfig> {
     let mut cfg = RunConfig::default().apply_overrides(&opts.sets)?;
     cfg.task = "sst2".into();
     cfg.data_dir = opts.data_dir.clone().or(cfg.data_dir);

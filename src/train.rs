@@ -14,10 +14,12 @@ use serde_json::json;
 use tch::{Device, Tensor};
 
 use crate::atomic::write_atomic;
-use crate::config::{DevAt, Method, RunConfig};
+use crate::config::{DevAt, RunConfig};
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, outputs_unless, score, Encoded};
+use crate::method::subspace::{At, Subspace};
+use crate::method::AfterSteps;
 use crate::model::tokenizer::pad_batch;
 use crate::optim::AdamW;
 use crate::session::{save_checkpoint, Session};
@@ -26,7 +28,6 @@ use crate::state::{
     TEST_PARTIAL_FILE,
 };
 use crate::streams::{epoch_order, seed_torch, stream_seed, Stream};
-use crate::subspace::{At, Subspace};
 
 /// Progress reporting: a bar on a terminal, plain lines otherwise.
 struct Progress {
@@ -65,7 +66,7 @@ impl Progress {
     }
 }
 
-fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
+pub(crate) fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
     m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
 }
 
@@ -181,12 +182,14 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         |v: serde_json::Value| -> Result<()> { writeln!(log, "{v}").map_err(|e| Error::io(&metrics_path, e)) };
 
     // Head-only: the encoder is frozen and sees no prefix, so its features are computed once.
-    let cached = (cfg.method == Method::Head)
+    let cached = cfg
+        .method
+        .caches_features()
         .then(|| crate::eval::features(enc, &subspace, &train, cfg.eval_batch_size, tok.pad_id()));
 
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    let total_steps = if !cfg.method.trains() || cfg.method == Method::Setfit {
-        // SetFit's gradient steps are its own (contrastive, `setfit::fine_tune`), below.
+    let total_steps = if !cfg.method.loop_steps() {
+        // No step here (SetFit's gradient steps are its own, in `after_steps` below).
         0
     } else if cfg.max_steps > 0 {
         cfg.max_steps
@@ -313,54 +316,30 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             break;
         }
     }
-    if cfg.method == Method::Icl && cfg.icl_shots == 0 {
-        // The number of demonstrations per class is a hyper-parameter: chosen on the dev split
-        // (the fewest among the best), as every other choice.
-        let most = task.split.train.len().div_ceil(task.label_names.len().max(1));
-        let mut best_k: Option<(f64, usize)> = None;
-        let mut tried = Vec::new();
-        for k in [1, 2, 4, 8, 16, 32].into_iter().filter(|&k| k <= most.max(1)) {
-            session.use_demonstrations(&mut subspace, k)?;
-            seed_torch(cfg.seed, Stream::Dev, 0);
-            let out = outputs(enc, &subspace, &dev, &dev_at, dev_m, cfg.eval_batch_size, pad);
-            let v = score(&out, &dev.labels, &task.metrics, true)[main];
-            tried.push(format!("{k}: {v:.4}"));
-            if best_k.is_none_or(|(b, _)| v > b) {
-                best_k = Some((v, k));
-            }
-        }
-        let (_, k) = best_k.expect("at least one demonstration count");
-        session.use_demonstrations(&mut subspace, k)?;
-        progress
-            .line(quiet, format!("icl: {k} demonstrations per class, chosen on dev ({main}: {})", tried.join(", ")));
+    // What the method does besides the loop's steps: SetFit's contrastive phase, the probe's
+    // fit, in-context learning's choice of demonstrations.
+    let fitted = cfg.method.after_steps(&mut AfterSteps {
+        session,
+        vs: &vs,
+        subspace: &mut subspace,
+        train: &train,
+        dev: &dev,
+        dev_at: &dev_at,
+        dev_m,
+        emit: &mut emit,
+        say: &|m| progress.line(quiet, m),
+        resumed_trained: pos.trained,
+        metrics: &metrics_path,
+    })?;
+    if let Some(done) = fitted.steps {
+        (pos.step, pos.seen, pos.step_seconds) = done;
     }
-    let mut probe = None;
-    let mut setfit = None;
-    if cfg.method == Method::Setfit && !pos.trained {
-        // Contrastive fine-tuning of the body (one line per step in metrics.jsonl); the head
-        // is then the probe's, fitted below on the fine-tuned embeddings.
-        let done = crate::setfit::fine_tune(session, &vs, &subspace, &train, &mut emit, &|m| progress.line(quiet, m))?;
-        (pos.step, pos.seen, pos.step_seconds) = (done.steps, done.seen, done.step_seconds);
-        setfit = Some(done.summary);
-    }
-    if matches!(cfg.method, Method::Probe | Method::Setfit) {
-        let regression = task.is_regression();
-        if pos.trained {
-            // Resumed during the test evaluation: the fitted head is the saved state's.
-            probe = Some(crate::probe::summary_from_log(&subspace, &metrics_path, regression)?);
-        } else {
-            // The probe takes no gradient step: its head is fitted here, to convergence, C
-            // chosen on dev (one line per C in metrics.jsonl), where the methods that train
-            // nothing evaluate once.
-            let choice = crate::probe::fit_run(session, &mut subspace, &train, &dev, &mut emit)?;
-            let m = choice.dev;
-            pos.best = Some((m[main], 0, 0));
-            best = snapshot(&vs);
-            save_checkpoint(&vs, &ckpt)?;
-            emit(json!({"kind": "eval", "step": 0, "epoch": 0, "dev": m, "best": true}))?;
-            progress.line(quiet, format!("probe: C = {} chosen on dev ({})", choice.summary["C"], fmt_metrics(&m)));
-            probe = Some(choice.summary);
-        }
+    if let Some(m) = &fitted.dev {
+        // A fit that chose its own weights on dev: the run's checkpoint, at step 0.
+        pos.best = Some((m[main], 0, 0));
+        best = snapshot(&vs);
+        save_checkpoint(&vs, &ckpt)?;
+        emit(json!({"kind": "eval", "step": 0, "epoch": 0, "dev": m, "best": true}))?;
     }
     if !cfg.method.trains() && pos.best.is_none() {
         // Zero-shot and in-context learning train nothing: one dev evaluation, for the record.
@@ -443,11 +422,8 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     if !majority.is_empty() {
         results["majority"] = serde_json::Value::Object(majority);
     }
-    if let Some(p) = probe {
-        results["probe"] = p;
-    }
-    if let Some(s) = setfit {
-        results["setfit"] = s;
+    for (key, value) in fitted.results {
+        results[key] = value;
     }
     let text = serde_json::to_string_pretty(&results).expect("results serialise");
     write_atomic(&dir.join("results.json"), text.as_bytes())?;

@@ -14,8 +14,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use prefix_subspace::config::{HeadKind, Method, RunConfig};
-use prefix_subspace::probe;
+use prefix_subspace::config::{HeadKind, RunConfig};
+use prefix_subspace::method::probe;
+use prefix_subspace::method::{self, Method};
 use serde_json::Value;
 
 const DECODER: &str = "smollm2-135m-instruct";
@@ -105,7 +106,7 @@ fn check_probe_run(dir: &Path) {
     }
     assert_eq!(p["C"].as_f64().unwrap(), best.1, "{p}");
     assert_eq!(r["dev_selection"][main].as_f64().unwrap(), best.0);
-    assert_eq!(p["features"], "l2-normalised");
+    assert_eq!(p["features"], "l2-normalised, standardised for the fit (folded into the head)");
     let log = common::step_log(dir);
     assert_eq!(log.iter().filter(|v| v["kind"] == "probe").count(), probe::CS.len());
     assert!(log.iter().all(|v| v["kind"] != "step"), "no gradient step");
@@ -222,8 +223,12 @@ fn head_words_is_for_decoders_and_linear_trains_a_fresh_head_on_one() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("head = \"words\""));
     assert!(!out.exists());
     // Linear is the encoder's head anyway.
-    let cfg =
-        RunConfig { task: "polarity".into(), head: Some(HeadKind::Linear), method: Method::Head, ..Default::default() };
+    let cfg = RunConfig {
+        task: "polarity".into(),
+        head: Some(HeadKind::Linear),
+        method: method::parse("head").unwrap(),
+        ..Default::default()
+    };
     assert!(prefix_subspace::session::Session::open(cfg).is_ok());
     assert!(RunConfig::default().apply_overrides(&["head=softmax".into()]).is_err());
 
@@ -231,7 +236,7 @@ fn head_words_is_for_decoders_and_linear_trains_a_fresh_head_on_one() {
         return;
     }
     let glue = common::glue_dir().to_string_lossy().into_owned();
-    let decoder = |method: Method, head: Option<HeadKind>| RunConfig {
+    let decoder = |method: &'static dyn Method, head: Option<HeadKind>| RunConfig {
         task: "sst2".into(),
         data_dir: Some(PathBuf::from(&glue)),
         model: Some(DECODER.into()),
@@ -241,31 +246,31 @@ fn head_words_is_for_decoders_and_linear_trains_a_fresh_head_on_one() {
     };
     // Defaults: label words for prefix tuning, a linear head for `head` and `probe`.
     for (method, head, words) in [
-        (Method::Prefix, None, true),
-        (Method::Prefix, Some(HeadKind::Linear), false),
-        (Method::Subspace, Some(HeadKind::Linear), false),
-        (Method::Head, None, false),
-        (Method::Probe, None, false),
-        (Method::ZeroShot, None, true),
+        (method::parse("prefix").unwrap(), None, true),
+        (method::parse("prefix").unwrap(), Some(HeadKind::Linear), false),
+        (method::parse("subspace").unwrap(), Some(HeadKind::Linear), false),
+        (method::parse("head").unwrap(), None, false),
+        (method::parse("probe").unwrap(), None, false),
+        (method::parse("zero-shot").unwrap(), None, true),
     ] {
         let mut s = prefix_subspace::session::Session::open(decoder(method, head)).unwrap();
         assert_eq!(s.label_ids.is_some(), words, "{method:?} {head:?}");
         let (vs, sub) = s.new_subspace().unwrap();
         assert_eq!(sub.label_words(), words);
         let heads = vs.variables().get("head.weight").map(|t| t.size());
-        match (words, method) {
+        match (words, method.name()) {
             (true, _) => assert!(heads.is_none(), "{method:?}: the label words are no variable"),
             // A fresh head per vertex (head_simplex) on the hidden size, trained.
-            (false, Method::Subspace) => assert_eq!(heads, Some(vec![3, 2, 576])),
+            (false, "subspace") => assert_eq!(heads, Some(vec![3, 2, 576])),
             (false, _) => assert_eq!(heads, Some(vec![1, 2, 576])),
         }
     }
     // Refused: label words for the methods that fit a head, a linear head for those that train nothing.
     for (method, head, needle) in [
-        (Method::Head, HeadKind::Words, "head = \"words\" with method = \"head\""),
-        (Method::Probe, HeadKind::Words, "head = \"words\" with method = \"probe\""),
-        (Method::ZeroShot, HeadKind::Linear, "head = \"linear\" with method = \"zero-shot\""),
-        (Method::Icl, HeadKind::Linear, "head = \"linear\" with method = \"icl\""),
+        (method::parse("head").unwrap(), HeadKind::Words, "head = \"words\" with method = \"head\""),
+        (method::parse("probe").unwrap(), HeadKind::Words, "head = \"words\" with method = \"probe\""),
+        (method::parse("zero-shot").unwrap(), HeadKind::Linear, "head = \"linear\" with method = \"zero-shot\""),
+        (method::parse("icl").unwrap(), HeadKind::Linear, "head = \"linear\" with method = \"icl\""),
     ] {
         let e =
             prefix_subspace::session::Session::open(decoder(method, Some(head))).err().expect("refused").to_string();

@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use prefix_subspace::setfit::{pairs, ITERATIONS, PAIR_BATCH};
+use prefix_subspace::method::setfit::{pairs, ITERATIONS, PAIR_BATCH};
 use serde_json::Value;
 
 const DECODER: &str = "smollm2-135m-instruct";
@@ -104,7 +104,7 @@ fn setfit_on_the_default_encoder_and_back() {
     let step_lines: Vec<&Value> = log.iter().filter(|v| v["kind"] == "step").collect();
     assert_eq!(step_lines.len(), steps);
     assert!(step_lines.iter().all(|v| v["loss"].as_f64().unwrap().is_finite()));
-    assert_eq!(log.iter().filter(|v| v["kind"] == "probe").count(), prefix_subspace::probe::CS.len());
+    assert_eq!(log.iter().filter(|v| v["kind"] == "probe").count(), prefix_subspace::method::probe::CS.len());
     assert!(r["probe"]["C"].as_f64().unwrap() > 0.0);
 
     // eval --run: the test numbers of results.json, exactly.

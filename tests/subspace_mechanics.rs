@@ -4,8 +4,8 @@
 mod common;
 
 use prefix_subspace::config::{Granularity, Init, RunConfig};
+use prefix_subspace::method::subspace::{cos_squared, At, Subspace};
 use prefix_subspace::model::Pooling;
-use prefix_subspace::subspace::{cos_squared, At, Subspace};
 use rand::SeedableRng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};

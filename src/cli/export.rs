@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use prefix_subspace::subspace::At;
+use prefix_subspace::method::subspace::At;
 
 /// The flags of `export`.
 #[derive(clap::Args)]

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use prefix_subspace::atomic::write_atomic;
-use prefix_subspace::subspace::At;
+use prefix_subspace::method::subspace::At;
 
 /// The flags of `predict`.
 #[derive(clap::Args)]

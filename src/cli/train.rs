@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use prefix_subspace::config::{Method, Protocol, RunConfig};
+use prefix_subspace::config::{Protocol, RunConfig};
 use prefix_subspace::rundir::Writing;
 
 #[derive(clap::Args)]
@@ -85,7 +85,7 @@ impl Args {
             c.model = Some(m.clone());
         }
         if let Some(m) = &self.method {
-            c.method = Method::parse(m)?;
+            c.method = prefix_subspace::method::parse(m)?;
         }
         if let Some(p) = &self.protocol {
             c.protocol = match p.as_str() {

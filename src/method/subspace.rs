@@ -4,14 +4,38 @@
 //!
 //! With one vertex this is plain deep prefix tuning: α is exactly 1, no random draw is made
 //! and the regulariser is off, so `--method prefix` and `--vertices 1` give the same numbers.
+//!
+//! The [`Subspace`] is also the container of every other method's own vectors (a soft prompt,
+//! a linear head, the probe's variables): the training loop, the evaluation and the export
+//! read all methods through it.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, Init as NnInit};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Granularity, Init, Method, RunConfig};
+use crate::config::{Granularity, Init, RunConfig};
 use crate::model::{Backbone, Batch, Forward, Pooling, Positions};
+
+/// The paper's method, `subspace`: a simplex of `vertices` deep prefixes (and, on an encoder,
+/// heads), trained with one α drawn per example and the cos² regulariser, evaluated at the
+/// centroid.
+pub struct PrefixSubspace;
+
+impl super::Method for PrefixSubspace {
+    fn name(&self) -> &'static str {
+        "subspace"
+    }
+    fn default_lr(&self) -> f64 {
+        5e-3
+    }
+    fn uses_prefix(&self) -> bool {
+        true
+    }
+    fn vertices(&self, configured: usize) -> usize {
+        configured
+    }
+}
 
 /// Mixing weights for a batch: one α per example and layer, and one for the head.
 #[derive(Debug)]
@@ -194,7 +218,7 @@ impl Subspace {
         } else {
             (Some(vs.var_copy("prefix", &init_vertices(cfg, backbone, n, p, text_ids))), None)
         };
-        let prompt = (cfg.method == Method::Prompt).then(|| {
+        let prompt = (cfg.method.uses_prompt()).then(|| {
             // Word embeddings of random vocabulary tokens (PEFT's "random vocabulary" init).
             let vocab = backbone.vocab_size();
             let low = if vocab > 2000 { 1000 } else { 0 };
@@ -214,7 +238,7 @@ impl Subspace {
                 )
             }
         };
-        let probe = matches!(cfg.method, Method::Probe | Method::Setfit).then(|| {
+        let probe = cfg.method.fits_probe().then(|| {
             let mut normalize = (vs / "probe").zeros_no_train("normalize", &[1]);
             let _ = tch::no_grad(|| normalize.fill_(1.0));
             (normalize, (vs / "probe").zeros_no_train("c", &[1]))

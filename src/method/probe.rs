@@ -31,11 +31,53 @@ use tch::{Kind, Tensor};
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{features, outputs, score, Encoded};
+use crate::method::subspace::{At, Subspace};
 use crate::session::Session;
-use crate::subspace::{At, Subspace};
+
+/// The `probe` method: no gradient step; the head is fitted after the (empty) loop.
+pub struct Probe;
+
+impl super::Method for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    /// No gradient step is taken; the value is never used.
+    fn default_lr(&self) -> f64 {
+        5e-3
+    }
+    fn trains(&self) -> bool {
+        false
+    }
+    fn trains_only_the_head(&self) -> bool {
+        true
+    }
+    fn fits_probe(&self) -> bool {
+        true
+    }
+    fn after_steps(&self, ctx: &mut super::AfterSteps) -> Result<super::Fitted> {
+        fit_head(ctx)
+    }
+}
+
+/// The head of `probe` and `setfit`: fitted here, to convergence, C chosen on dev (one line
+/// per C in metrics.jsonl), where the methods that train nothing evaluate once; a run resumed
+/// after its fit reads its summary back from the log.
+pub fn fit_head(ctx: &mut super::AfterSteps) -> Result<super::Fitted> {
+    let regression = ctx.session.task.is_regression();
+    if ctx.resumed_trained {
+        let summary = summary_from_log(ctx.subspace, ctx.metrics, regression)?;
+        return Ok(super::Fitted { results: vec![("probe", summary)], ..Default::default() });
+    }
+    let choice = fit_run(ctx.session, ctx.subspace, ctx.train, ctx.dev, ctx.emit)?;
+    (ctx.say)(format!("probe: C = {} chosen on dev ({})", choice.summary["C"], crate::train::fmt_metrics(&choice.dev)));
+    Ok(super::Fitted { dev: Some(choice.dev), results: vec![("probe", choice.summary)], ..Default::default() })
+}
 
 /// The inverse regularisation strengths tried, in this order (a tie keeps the earlier, smaller C).
-pub const CS: [f64; 5] = [0.01, 0.1, 1.0, 10.0, 100.0];
+/// The grid reaches 10⁴ because a decoder's last-token features have a few dimensions that hold
+/// most of the norm: after L2 normalisation the rest is small, and on SmolLM2 the best C on SST-2
+/// is 10³–10⁴ (at C ≤ 100 the probe under-fits).
+pub const CS: [f64; 7] = [0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4];
 /// Newton's method stops when the gradient's Euclidean norm is at most this.
 pub const GTOL: f64 = 1e-10;
 /// At most this many Newton steps.
@@ -126,6 +168,58 @@ pub fn logistic(x: &[f64], d: usize, y: &[usize], classes: usize, c: f64) -> Fit
         intercept.iter_mut().for_each(|b| *b -= mean);
     }
     Fit { coef, intercept, iterations, gradient_norm, converged }
+}
+
+/// Per-dimension centring and scaling of features, as scikit-learn's `StandardScaler`: the
+/// mean and the population standard deviation of each column of the train rows (a constant
+/// column gets scale 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaler {
+    pub mean: Vec<f64>,
+    pub scale: Vec<f64>,
+}
+
+impl Scaler {
+    /// The scaler of the rows of `x` (n × d, row-major).
+    pub fn fit(x: &[f64], d: usize) -> Self {
+        let n = (x.len() / d).max(1) as f64;
+        let mut mean = vec![0.0; d];
+        for row in x.chunks(d) {
+            axpy(1.0 / n, row, &mut mean);
+        }
+        let mut var = vec![0.0; d];
+        for row in x.chunks(d) {
+            for ((v, xi), m) in var.iter_mut().zip(row).zip(&mean) {
+                *v += (xi - m) * (xi - m) / n;
+            }
+        }
+        let scale = var.into_iter().map(|v| if v > 0.0 { v.sqrt() } else { 1.0 }).collect();
+        Self { mean, scale }
+    }
+
+    /// The standardised rows `(x − mean) / scale`.
+    pub fn transform(&self, x: &[f64]) -> Vec<f64> {
+        let d = self.mean.len();
+        x.chunks(d).flat_map(|row| row.iter().zip(&self.mean).zip(&self.scale).map(|((v, m), s)| (v - m) / s)).collect()
+    }
+
+    /// A fit on standardised rows as the same linear function of the raw rows: `w = w_z / scale`,
+    /// `b = b_z − Σ w_z · mean / scale` (multinomial intercepts re-centred to sum 0, which leaves
+    /// the probabilities unchanged). The head then needs no scaler at evaluation.
+    pub fn unscale(&self, fit: Fit) -> Fit {
+        let mut coef = Vec::with_capacity(fit.coef.len());
+        let mut intercept = Vec::with_capacity(fit.coef.len());
+        for (wz, bz) in fit.coef.iter().zip(&fit.intercept) {
+            let w: Vec<f64> = wz.iter().zip(&self.scale).map(|(w, s)| w / s).collect();
+            intercept.push(bz - dot(&w, &self.mean));
+            coef.push(w);
+        }
+        if coef.len() > 1 {
+            let mean = intercept.iter().sum::<f64>() / intercept.len() as f64;
+            intercept.iter_mut().for_each(|b| *b -= mean);
+        }
+        Fit { coef, intercept, ..fit }
+    }
 }
 
 /// Ridge regression of `y` on the rows of `x` (n × d): minimises `‖y − X w − b‖² + α ‖w‖²`
@@ -503,7 +597,13 @@ pub fn fit_run(
     }
     let feats = features(enc, subspace, train, bs, pad).to_kind(Kind::Double).to(tch::Device::Cpu);
     let d = feats.size()[1] as usize;
-    let x = Vec::<f64>::try_from(feats.flatten(0, -1))?;
+    // Standardised (scikit-learn's StandardScaler) before the fit, so that C means the same on
+    // every backbone: a decoder's last-token features have a few dimensions that hold most of
+    // the norm, and without it the penalty would silence the rest. The scaler is folded into
+    // the head afterwards ([`Scaler::unscale`]), so evaluation needs nothing new.
+    let raw = Vec::<f64>::try_from(feats.flatten(0, -1))?;
+    let scaler = Scaler::fit(&raw, d);
+    let x = scaler.transform(&raw);
     let classes = subspace.classes as usize;
     let main = task.main_metric.name();
     let regression = task.is_regression();
@@ -518,6 +618,7 @@ pub fn fit_run(
             let y: Vec<usize> = train.labels.iter().map(|l| if let Label::Class(k) = l { *k } else { 0 }).collect();
             logistic(&x, d, &y, classes, c)
         };
+        let fit = scaler.unscale(fit);
         set_head(subspace, &fit, classes)?;
         let out = outputs(enc, subspace, dev, &At::Centroid, 1, bs, pad);
         let m = score(&out, &dev.labels, &task.metrics, true);
@@ -543,7 +644,7 @@ fn summary(c: f64, regression: bool, per_c: Vec<Value>) -> Value {
     json!({
         "C": c,
         "objective": if regression { "ridge regression, alpha = 1/C" } else { "logistic regression, C · Σ cross-entropy + ½‖W‖²" },
-        "features": "l2-normalised",
+        "features": "l2-normalised, standardised for the fit (folded into the head)",
         "per_c": per_c,
     })
 }
@@ -693,5 +794,34 @@ mod tests {
         let s: Vec<f64> = w.iter().zip(&b).map(|(r, bi)| dot(r, &x) + bi).collect();
         let p = fit.probabilities(&x, 2);
         assert!((softmax(&s)[1] - p[0][1]).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_standardised_fit_folds_into_the_raw_head() {
+        let (n, d) = (12, 5);
+        let (mut x, y) = data(n, d, 3);
+        // One constant column (scale 1) and one with a large offset and spread.
+        for row in x.chunks_mut(d) {
+            row[1] = 4.0;
+            row[3] = 100.0 + 30.0 * row[3];
+        }
+        let scaler = Scaler::fit(&x, d);
+        assert_eq!(scaler.scale[1], 1.0);
+        let z = scaler.transform(&x);
+        for j in 0..d {
+            let col: Vec<f64> = z.iter().skip(j).step_by(d).copied().collect();
+            assert!(col.iter().sum::<f64>().abs() < 1e-9, "centred");
+            if j != 1 {
+                assert!((col.iter().map(|v| v * v).sum::<f64>() / n as f64 - 1.0).abs() < 1e-9, "unit variance");
+            }
+        }
+        for classes in [2, 3] {
+            let y: Vec<usize> = y.iter().map(|&k| k % classes).collect();
+            let fit = logistic(&z, d, &y, classes, 1.0);
+            let raw = scaler.unscale(fit.clone());
+            let (pz, px) = (fit.probabilities(&z, d), raw.probabilities(&x, d));
+            let gap = pz.iter().flatten().zip(px.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(gap < 1e-12, "{classes} classes: {gap}");
+        }
     }
 }

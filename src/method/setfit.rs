@@ -14,9 +14,9 @@
 //!    step from [`Stream::Step`]. The pooling is the run's (the model's declared one: mean for
 //!    all-MiniLM-L6-v2). A pair task's two texts are one input (the tokenizer's pair encoding,
 //!    as every other method reads them).
-//! 2. **The head.** The probe's logistic regression ([`crate::probe::fit_run`]) on the
+//! 2. **The head.** The probe's logistic regression ([`crate::method::probe::fit_run`]) on the
 //!    L2-normalised embeddings of the fine-tuned body, its C chosen on the dev split among
-//!    [`crate::probe::CS`]. The library uses scikit-learn's default C = 1; choosing C on dev
+//!    [`crate::method::probe::CS`]. The library uses scikit-learn's default C = 1; choosing C on dev
 //!    treats it as every other hyper-parameter here (and as `probe`, so the two compare).
 //!
 //! The checkpoint holds the fine-tuned encoder weights, the head and the probe's variables, so
@@ -32,11 +32,11 @@ use tch::{Kind, Tensor};
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::Encoded;
+use crate::method::subspace::{At, Subspace};
 use crate::model::tokenizer::pad_batch;
 use crate::optim::AdamW;
 use crate::session::Session;
 use crate::streams::{seed_torch, stream_seed, Stream};
-use crate::subspace::{At, Subspace};
 
 /// Rounds of pair generation (the library's `num_iterations`).
 pub const ITERATIONS: usize = 20;
@@ -104,6 +104,64 @@ pub struct Done {
     pub step_seconds: f64,
     /// The `setfit` object of results.json.
     pub summary: Value,
+}
+
+/// The `setfit` method.
+pub struct Setfit;
+
+impl super::Method for Setfit {
+    fn name(&self) -> &'static str {
+        "setfit"
+    }
+    fn default_lr(&self) -> f64 {
+        2e-5
+    }
+    /// Its gradient steps are its own (contrastive, [`fine_tune`]), not the common loop's.
+    fn loop_steps(&self) -> bool {
+        false
+    }
+    fn fits_probe(&self) -> bool {
+        true
+    }
+    fn check(&self, task: &crate::task::TaskData, model: &std::path::Path, decoder: bool) -> Result<()> {
+        if decoder {
+            return Err(Error::Input(format!(
+                "method = \"setfit\": fine-tunes a sentence encoder (e.g. all-MiniLM-L6-v2); {} is a decoder LLM",
+                model.display()
+            )));
+        }
+        if task.is_regression() {
+            return Err(Error::Input(format!(
+                "method = \"setfit\": classification only; task {} is a regression task",
+                task.name
+            )));
+        }
+        Ok(())
+    }
+    fn prepare_backbone(
+        &self,
+        _cfg: &crate::config::RunConfig,
+        backbone: &mut dyn crate::model::Backbone,
+        root: &tch::nn::Path,
+    ) -> Result<()> {
+        backbone.make_trainable(root, &|_| true);
+        Ok(())
+    }
+    fn after_steps(&self, ctx: &mut super::AfterSteps) -> Result<super::Fitted> {
+        let mut steps = None;
+        let mut summary = None;
+        if !ctx.resumed_trained {
+            // Contrastive fine-tuning of the body (one line per step in metrics.jsonl); the
+            // head is then the probe's, fitted on the fine-tuned embeddings.
+            let done = fine_tune(ctx.session, ctx.vs, ctx.subspace, ctx.train, ctx.emit, ctx.say)?;
+            steps = Some((done.steps, done.seen, done.step_seconds));
+            summary = Some(done.summary);
+        }
+        let mut fitted = super::probe::fit_head(ctx)?;
+        fitted.steps = steps;
+        fitted.results.extend(summary.map(|s| ("setfit", s)));
+        Ok(fitted)
+    }
 }
 
 /// Phase 1: fine-tunes the encoder weights in `vs` (trainable: every encoder weight) on the
