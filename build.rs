@@ -6,9 +6,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     if let Ok(dir) = std::env::var("LIBTORCH") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}/lib");
-        println!("cargo:rerun-if-changed={dir}/lib/libtorch_cuda.so");
-        if std::path::Path::new(&dir).join("lib/libtorch_cuda.so").exists() {
+        let cuda = std::path::Path::new(&dir).join("lib/libtorch_cuda.so");
+        if cuda.exists() {
+            println!("cargo:rerun-if-changed={}", cuda.display());
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        } else {
+            // Not `rerun-if-changed` on the missing file: cargo counts a missing file as changed
+            // and would rerun this script, and relink everything, on every build.
+            println!("cargo:rerun-if-changed={dir}/lib");
         }
     }
 }
