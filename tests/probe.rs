@@ -122,30 +122,11 @@ fn check_probe_run(dir: &Path) {
     }
 
     // predict on the test examples: the same accuracy.
-    let cfg = RunConfig::from_file(&dir.join("config.toml")).unwrap();
-    let task = prefix_subspace::task::TaskData::load(&cfg.resolve().unwrap()).unwrap();
-    let (_, test) = &task.tests[0];
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.jsonl");
-    let lines: Vec<String> =
-        test.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b}).to_string()).collect();
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let o =
-        bin().args(["predict", "--strict", "--run", dir.to_str().unwrap(), "--input"]).arg(&input).output().unwrap();
-    ok(&o, "predict");
-    let rows: Vec<Value> =
-        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), test.len());
-    let correct = rows
-        .iter()
-        .zip(test)
-        .filter(|(row, e)| match e.label {
-            prefix_subspace::data::Label::Class(c) => row["label"] == task.label_names[c].as_str(),
-            _ => false,
-        })
-        .count();
-    let acc = r["test"]["centroid"]["accuracy"].as_f64().unwrap();
-    assert_eq!(correct as f64 / test.len() as f64, acc, "predict's accuracy");
+    assert_eq!(
+        common::predict_accuracy(dir),
+        r["test"]["centroid"]["accuracy"].as_f64().unwrap(),
+        "predict's accuracy"
+    );
 }
 
 #[test]

@@ -114,27 +114,7 @@ fn setfit_on_the_default_encoder_and_back() {
     assert_eq!(v["test"], r["test"]["centroid"], "eval --run differs from training's");
 
     // predict --run on the test sentences: the same accuracy.
-    let cfg = prefix_subspace::config::RunConfig::from_file(&dir.join("config.toml")).unwrap();
-    let task = prefix_subspace::task::TaskData::load(&cfg.resolve().unwrap()).unwrap();
-    let (_, test) = &task.tests[0];
-    let input = tmp.path().join("in.jsonl");
-    let lines: Vec<String> = test.iter().map(|e| serde_json::json!({"text_a": e.text_a}).to_string()).collect();
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let o =
-        bin().args(["predict", "--strict", "--run", dir.to_str().unwrap(), "--input"]).arg(&input).output().unwrap();
-    ok(&o, "predict");
-    let rows: Vec<Value> =
-        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), test.len());
-    let correct = rows
-        .iter()
-        .zip(test)
-        .filter(|(row, e)| match e.label {
-            prefix_subspace::data::Label::Class(c) => row["label"] == task.label_names[c].as_str(),
-            _ => false,
-        })
-        .count();
-    assert_eq!(correct as f64 / test.len() as f64, r["test"]["centroid"]["accuracy"].as_f64().unwrap());
+    assert_eq!(common::predict_accuracy(&dir), r["test"]["centroid"]["accuracy"].as_f64().unwrap());
 }
 
 #[test]

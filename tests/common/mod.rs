@@ -463,3 +463,34 @@ pub fn q8_0(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
     }
     (bytes, deq)
 }
+
+/// The accuracy `predict --strict --run` gives on a classification run's first test set (its
+/// examples written as JSON lines), recounted against the gold labels.
+pub fn predict_accuracy(run_dir: &Path) -> f64 {
+    let cfg = prefix_subspace::config::RunConfig::from_file(&run_dir.join("config.toml")).unwrap();
+    let task = prefix_subspace::task::TaskData::load(&cfg.resolve().unwrap()).unwrap();
+    let (_, test) = &task.tests[0];
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let lines: Vec<String> =
+        test.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b}).to_string()).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+        .args(["predict", "--strict", "--run", run_dir.to_str().unwrap(), "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), test.len());
+    let correct = rows
+        .iter()
+        .zip(test)
+        .filter(|(row, e)| match e.label {
+            prefix_subspace::data::Label::Class(c) => row["label"] == task.label_names[c].as_str(),
+            _ => false,
+        })
+        .count();
+    correct as f64 / test.len() as f64
+}
