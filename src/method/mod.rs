@@ -184,10 +184,8 @@ pub struct Fitted {
 
 /// The method named `s`.
 pub fn parse(s: &str) -> Result<&'static dyn Method> {
-    ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
-        let names: Vec<&str> = ALL.iter().map(|m| m.name()).collect();
-        Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", ")))
-    })
+    crate::config::by_name(&ALL, |m| m.name(), s)
+        .map_err(|names| Error::Input(format!("unknown method \"{s}\" (expected one of: {})", names.join(", "))))
 }
 
 /// Two handles name the same method when their names agree.
