@@ -1,6 +1,6 @@
 //! The documented key table is the generated one: the block between `<!-- keys:begin -->` and
 //! `<!-- keys:end -->` in docs/keys.md equals `config::keys_markdown()`, so a key added, renamed
-//! or re-ranged in src/config.rs cannot leave the docs behind.
+//! or re-ranged in src/config/ cannot leave the docs behind.
 //!
 //! To regenerate the block after changing a key:
 //! `PREFIX_SUBSPACE_WRITE_DOCS=1 cargo test --release --test keys_doc`.
