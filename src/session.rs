@@ -255,17 +255,6 @@ impl Session {
         Ok((vs, s))
     }
 
-    /// In-context learning with `per_class` demonstrations per class (recorded in the
-    /// checkpoint variable `icl_shots`), calibrated behind them when `calibrate` is on.
-    pub fn use_demonstrations(&self, s: &mut Subspace, per_class: usize) -> Result<()> {
-        s.set_context(self.demonstrations(per_class)?);
-        s.record_icl_shots(per_class);
-        if self.cfg.calibrate {
-            self.calibrate(s)?;
-        }
-        Ok(())
-    }
-
     /// The model with its seeded initialisation; `import`: apply `init_peft` (a model whose
     /// weights are then overwritten from a checkpoint does not need the adapter).
     fn build_subspace(&mut self, import: bool) -> Result<(nn::VarStore, Subspace)> {
@@ -292,8 +281,8 @@ impl Session {
             text_ids.as_ref(),
         );
         self.cfg.method.setup(self, &mut s, &root)?;
-        if self.cfg.calibrate && !self.cfg.method.calibrates_later(&self.cfg) {
-            self.calibrate(&mut s)?;
+        if self.cfg.calibrate {
+            self.cfg.method.calibrate(self, &mut s)?;
         }
         if let Some(dir) = self.cfg.init_peft.as_ref().filter(|_| import) {
             let encoder = self
@@ -351,69 +340,6 @@ impl Session {
             rows.extend_from_slice(&ids[..p]);
         }
         Ok(Tensor::from_slice(&rows).view([n as i64, p as i64]))
-    }
-
-    /// Contextual calibration (Zhao et al. 2021): the label words' logits get −log p(word |
-    /// content-free input), the input `N/A` (both texts of a pair task) written into the
-    /// template, behind the demonstrations for in-context learning.
-    pub fn calibrate(&self, s: &mut Subspace) -> Result<()> {
-        if self.cfg.method.trains() || !s.label_words() {
-            return Err(Error::Input(format!(
-                "calibrate = true: only for zero-shot and icl on a decoder with label words (method = \"{}\")",
-                self.cfg.method.name()
-            )));
-        }
-        let pairs = self.task.split.train.iter().any(|e| e.text_b.is_some());
-        let input = self.tokenizer.encode("N/A", pairs.then_some("N/A"))?;
-        let dev = self.backbone.device();
-        let batch = crate::model::tokenizer::pad_batch(&[input], self.tokenizer.pad_id(), dev);
-        let logits = tch::no_grad(|| {
-            s.forward(
-                self.backbone.as_ref(),
-                &batch,
-                &s.fixed_alphas(&crate::method::subspace::At::Centroid, dev),
-                false,
-            )
-        });
-        s.set_word_bias(&logits.log_softmax(-1, tch::Kind::Float).squeeze_dim(0).neg());
-        Ok(())
-    }
-
-    /// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the
-    /// few-shot train examples (`per_class` of each class, at most all) written with the template and
-    /// their label word, one per paragraph, in an order drawn with the run's seed.
-    pub fn demonstrations(&self, per_class: usize) -> Result<Tensor> {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let prompt = self.tokenizer.prompt().ok_or_else(|| Error::Input("icl needs a decoder".into()))?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x1c1);
-        let mut chosen: Vec<&crate::data::Example> = Vec::new();
-        for c in 0..self.task.label_names.len() {
-            let mut of_class: Vec<_> = self.task.split.train.iter().filter(|e| e.label == Label::Class(c)).collect();
-            of_class.shuffle(&mut rng);
-            let k = per_class.min(of_class.len());
-            chosen.extend(of_class.into_iter().take(k));
-        }
-        chosen.shuffle(&mut rng);
-        let mut text = String::new();
-        for e in chosen {
-            let Label::Class(c) = e.label else { continue };
-            text.push_str(&prompt.fill(&e.text_a, e.text_b.as_deref()));
-            text.push_str(&prompt.words[c]);
-            text.push_str("\n\n");
-        }
-        let mut ids = self.tokenizer.ids(&text)?;
-        if let Some(bos) = self.tokenizer.bos() {
-            ids.insert(0, bos);
-        }
-        let dev = self.backbone.device();
-        let n = ids.len() as i64;
-        let batch = crate::model::Batch {
-            input_ids: Tensor::from_slice(&ids).view([1, n]).to(dev),
-            attention_mask: Tensor::ones([1, n], (tch::Kind::Int64, dev)),
-            token_type_ids: Tensor::zeros([1, n], (tch::Kind::Int64, dev)),
-        };
-        Ok(tch::no_grad(|| self.backbone.keys_values(&batch)))
     }
 }
 

@@ -8,11 +8,11 @@
 
 use std::path::Path;
 
-use tch::nn;
+use tch::{nn, Tensor};
 
 use super::subspace::Subspace;
 use super::{AfterSteps, Fitted, Method};
-use crate::config::RunConfig;
+use crate::data::{Example, Label};
 use crate::error::{Error, Result};
 use crate::eval::{outputs, score};
 use crate::session::Session;
@@ -38,8 +38,13 @@ impl Method for InContext {
     fn needs_decoder(&self) -> bool {
         true
     }
-    fn calibrates_later(&self, cfg: &RunConfig) -> bool {
-        cfg.icl_shots == 0
+    /// Calibrated behind the demonstrations: now when `icl_shots` fixes them, after the dev
+    /// choice of their number otherwise ([`use_demonstrations`]).
+    fn calibrate(&self, session: &Session, s: &mut Subspace) -> Result<()> {
+        if session.cfg.icl_shots == 0 {
+            return Ok(());
+        }
+        calibrate(session, s)
     }
 
     fn setup(&self, session: &Session, s: &mut Subspace, root: &nn::Path) -> Result<()> {
@@ -49,7 +54,7 @@ impl Method for InContext {
         let _ = tch::no_grad(|| k.fill_(session.cfg.icl_shots as f64));
         s.set_icl_shots(k);
         if session.cfg.icl_shots > 0 {
-            s.set_context(session.demonstrations(session.cfg.icl_shots)?);
+            s.set_context(demonstrations(session, session.cfg.icl_shots)?);
         }
         Ok(())
     }
@@ -63,7 +68,7 @@ impl Method for InContext {
                     checkpoint.display()
                 )));
             }
-            session.use_demonstrations(s, k)?;
+            use_demonstrations(session, s, k)?;
         }
         Ok(())
     }
@@ -80,7 +85,7 @@ impl Method for InContext {
         let mut best_k: Option<(f64, usize)> = None;
         let mut tried = Vec::new();
         for k in SHOTS.into_iter().filter(|&k| k <= most.max(1)) {
-            session.use_demonstrations(ctx.subspace, k)?;
+            use_demonstrations(session, ctx.subspace, k)?;
             seed_torch(cfg.seed, Stream::Dev, 0);
             let out = outputs(enc, ctx.subspace, ctx.dev, ctx.dev_at, ctx.dev_m, cfg.eval_batch_size, pad);
             let v = score(&out, &ctx.dev.labels, &task.metrics, true)[main];
@@ -90,8 +95,82 @@ impl Method for InContext {
             }
         }
         let (_, k) = best_k.expect("at least one demonstration count");
-        session.use_demonstrations(ctx.subspace, k)?;
+        use_demonstrations(session, ctx.subspace, k)?;
         (ctx.say)(format!("icl: {k} demonstrations per class, chosen on dev ({main}: {})", tried.join(", ")));
         Ok(Fitted::default())
     }
+}
+
+/// In-context learning with `per_class` demonstrations per class (recorded in the
+/// checkpoint variable `icl_shots`), calibrated behind them when `calibrate` is on.
+pub fn use_demonstrations(session: &Session, s: &mut Subspace, per_class: usize) -> Result<()> {
+    s.set_context(demonstrations(session, per_class)?);
+    s.record_icl_shots(per_class);
+    if session.cfg.calibrate {
+        calibrate(session, s)?;
+    }
+    Ok(())
+}
+
+/// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the
+/// few-shot train examples (`per_class` of each class, at most all) written with the template and
+/// their label word, one per paragraph, in an order drawn with the run's seed.
+pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let prompt = session.tokenizer.prompt().ok_or_else(|| Error::Input("icl needs a decoder".into()))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(session.cfg.seed ^ 0x1c1);
+    let mut chosen: Vec<&Example> = Vec::new();
+    for c in 0..session.task.label_names.len() {
+        let mut of_class: Vec<_> = session.task.split.train.iter().filter(|e| e.label == Label::Class(c)).collect();
+        of_class.shuffle(&mut rng);
+        let k = per_class.min(of_class.len());
+        chosen.extend(of_class.into_iter().take(k));
+    }
+    chosen.shuffle(&mut rng);
+    let mut text = String::new();
+    for e in chosen {
+        let Label::Class(c) = e.label else { continue };
+        text.push_str(&prompt.fill(&e.text_a, e.text_b.as_deref()));
+        text.push_str(&prompt.words[c]);
+        text.push_str("\n\n");
+    }
+    let mut ids = session.tokenizer.ids(&text)?;
+    if let Some(bos) = session.tokenizer.bos() {
+        ids.insert(0, bos);
+    }
+    let dev = session.backbone.device();
+    let n = ids.len() as i64;
+    let batch = crate::model::Batch {
+        input_ids: Tensor::from_slice(&ids).view([1, n]).to(dev),
+        attention_mask: Tensor::ones([1, n], (tch::Kind::Int64, dev)),
+        token_type_ids: Tensor::zeros([1, n], (tch::Kind::Int64, dev)),
+    };
+    Ok(tch::no_grad(|| session.backbone.keys_values(&batch)))
+}
+
+/// Contextual calibration (Zhao et al. 2021): the label words' logits get −log p(word |
+/// content-free input), the input `N/A` (both texts of a pair task) written into the
+/// template, behind the demonstrations for in-context learning.
+pub fn calibrate(session: &Session, s: &mut Subspace) -> Result<()> {
+    if session.cfg.method.trains() || !s.label_words() {
+        return Err(Error::Input(format!(
+            "calibrate = true: only for zero-shot and icl on a decoder with label words (method = \"{}\")",
+            session.cfg.method.name()
+        )));
+    }
+    let pairs = session.task.split.train.iter().any(|e| e.text_b.is_some());
+    let input = session.tokenizer.encode("N/A", pairs.then_some("N/A"))?;
+    let dev = session.backbone.device();
+    let batch = crate::model::tokenizer::pad_batch(&[input], session.tokenizer.pad_id(), dev);
+    let logits = tch::no_grad(|| {
+        s.forward(
+            session.backbone.as_ref(),
+            &batch,
+            &s.fixed_alphas(&crate::method::subspace::At::Centroid, dev),
+            false,
+        )
+    });
+    s.set_word_bias(&logits.log_softmax(-1, tch::Kind::Float).squeeze_dim(0).neg());
+    Ok(())
 }

@@ -114,10 +114,14 @@ pub trait Method: Sync {
         false
     }
 
-    /// True when `calibrate = true` is applied later than when the run is built (in-context
-    /// learning that chooses its number of demonstrations on dev).
-    fn calibrates_later(&self, _cfg: &RunConfig) -> bool {
-        false
+    /// Contextual calibration (`calibrate = true`), when the run is built (after
+    /// [`Method::setup`]); `icl.rs` holds it ([`icl::calibrate`]), for the methods that train
+    /// nothing and score with label words. The default refuses.
+    fn calibrate(&self, session: &Session, _subspace: &mut Subspace) -> Result<()> {
+        Err(Error::Input(format!(
+            "calibrate = true: only for zero-shot and icl on a decoder with label words (method = \"{}\")",
+            session.cfg.method.name()
+        )))
     }
 
     /// Refuses a task or a backbone the method cannot run, in one line (`model`: the
