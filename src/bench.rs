@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::config::{Protocol, RunConfig};
 use crate::error::{Error, Result};
 use crate::method::Method;
+use crate::results::{Results, TestScores, TEST_SETS};
 
 /// One method setting of the grid: a method plus config overrides.
 #[derive(Debug, Clone, Deserialize)]
@@ -186,14 +187,33 @@ pub fn stale_runs(dirs: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// A finished cell of a bench: its results.json, and its variant (the part of the cell's
+/// folder name after `<task>-<protocol K>-split<S>-`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row {
+    pub variant: String,
+    pub results: Results,
+}
+
+impl Row {
+    /// The row's name in the tables: its variant, or its method when the variant is empty.
+    pub fn name(&self) -> &str {
+        if self.variant.is_empty() {
+            &self.results.method
+        } else {
+            &self.variant
+        }
+    }
+}
+
 /// Finished runs found under `<dir>/cells/*/results.json` of every bench directory, trained
 /// with this build's numerics. A results.json that cannot be read, is not JSON or lacks what the
 /// tables show is an error naming it. A cell name found in two folders is one run merged once
 /// when both are the same run (same numbers-changing settings, split and test scores), and an
 /// error naming both otherwise: one would silently replace the other in the tables.
-pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Value>> {
-    // Cell folder name -> (the cell folder, its results).
-    let mut rows: BTreeMap<String, (PathBuf, Value)> = BTreeMap::new();
+pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Row>> {
+    // Cell folder name -> (the cell folder, its row).
+    let mut rows: BTreeMap<String, (PathBuf, Row)> = BTreeMap::new();
     for d in dirs {
         let cells = d.join("cells");
         let mut entries = Vec::new();
@@ -211,52 +231,31 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Value>> {
                 Err(e) => return Err(Error::io(&p, e)),
                 Ok(_) => {}
             }
-            let mut v = read_row(&p)?;
+            let results = crate::report::read_results(&p)?;
             let name = cell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             // Directory names are `<task>-<protocol K>-split<S>-<variant>`.
             let variant = name.splitn(4, '-').nth(3).unwrap_or("").to_string();
-            v["variant"] = Value::String(variant);
+            let row = Row { variant, results };
             match rows.get(&name) {
-                Some((first, seen)) => check_same_cell(&name, first, seen, &cell, &v)?,
+                Some((first, seen)) => check_same_cell(&name, first, &seen.results, &cell, &row.results)?,
                 None => {
-                    rows.insert(name, (cell, v));
+                    rows.insert(name, (cell, row));
                 }
             }
         }
     }
-    Ok(rows.into_values().map(|(_, v)| v).collect())
-}
-
-/// Reads a cell's results.json with the fields the tables need (those of `report`, and the
-/// protocol, K and seeds of the grid).
-fn read_row(p: &Path) -> Result<Value> {
-    let v = crate::report::read_results(p)?;
-    if !v.get("protocol").is_some_and(Value::is_string) {
-        return Err(Error::Input(format!(
-            "{}: no \"protocol\" string; expected the results.json of a run",
-            p.display()
-        )));
-    }
-    for k in ["shots", "split_seed", "seed"] {
-        if !v.get(k).is_some_and(Value::is_u64) {
-            return Err(Error::Input(format!(
-                "{}: no \"{k}\" (a whole number); expected the results.json of a run",
-                p.display()
-            )));
-        }
-    }
-    Ok(v)
+    Ok(rows.into_values().map(|(_, r)| r).collect())
 }
 
 /// What a finished run's numbers are: its few-shot split and its test scores (not the
 /// wall-clock fields: train and test seconds, samples per second, whether it was resumed).
-fn run_numbers(r: &Value) -> [Option<&Value>; 4] {
-    ["split_hash", "test", "test_matched", "test_mismatched"].map(|k| r.get(k))
+fn run_numbers(r: &Results) -> (&str, [Option<&TestScores>; 3]) {
+    (&r.split_hash, TEST_SETS.map(|k| r.test_set(k)))
 }
 
 /// Checks that the cell `name` found in `first` (results `a`) and again in `second` (results
 /// `b`) is the same run, so that merging keeps it once; one line naming both otherwise.
-fn check_same_cell(name: &str, first: &Path, a: &Value, second: &Path, b: &Value) -> Result<()> {
+fn check_same_cell(name: &str, first: &Path, a: &Results, second: &Path, b: &Results) -> Result<()> {
     let config = |dir: &Path| RunConfig::from_file(&dir.join("config.toml")).map(|c| c.comparable());
     let why = if config(first)? != config(second)? {
         "were run with different settings"
@@ -273,29 +272,34 @@ fn check_same_cell(name: &str, first: &Path, a: &Value, second: &Path, b: &Value
 }
 
 /// The test set and metric a task is summarised by (the main metric, at the centroid).
-pub fn main_entry(r: &Value) -> Option<(String, String, f64)> {
-    let key = if r.get("test_matched").is_some() { "test_matched" } else { "test" };
-    let m = r.get(key)?.get("centroid")?;
-    let task = r["task"].as_str()?;
-    let metric = match task {
+pub fn main_entry(r: &Results) -> Option<(String, String, f64)> {
+    let key = if r.test_matched.is_some() { "test_matched" } else { "test" };
+    let m = r.test_set(key)?.get("centroid")?;
+    let metric = match r.task.as_str() {
         "cola" => "mcc",
         "mrpc" | "qqp" => "f1",
         "stsb" => "pearson",
         _ => "accuracy",
     };
-    Some((key.to_string(), metric.to_string(), m.get(metric)?.as_f64()?))
+    Some((key.to_string(), metric.to_string(), m.get(metric).copied().filter(|v| !v.is_nan())?))
+}
+
+/// A number as results.json writes it (empty when it is not finite, written `null` there).
+fn json_number(x: f64) -> String {
+    match Value::from(x) {
+        Value::Null => String::new(),
+        v => v.to_string(),
+    }
 }
 
 /// `results.csv`: one row per run, every test metric flattened as `<set>.<at>.<metric>`.
-pub fn results_csv(rows: &[Value]) -> String {
+pub fn results_csv(rows: &[Row]) -> String {
     let mut metric_cols = std::collections::BTreeSet::new();
-    for r in rows {
-        for key in ["test", "test_matched", "test_mismatched"] {
-            if let Some(t) = r.get(key).and_then(Value::as_object) {
-                for (at, m) in t {
-                    for k in m.as_object().into_iter().flat_map(|o| o.keys()) {
-                        metric_cols.insert(format!("{key}.{at}.{k}"));
-                    }
+    for row in rows {
+        for (key, t) in row.results.test_sets() {
+            for (at, m) in t {
+                for k in m.keys() {
+                    metric_cols.insert(format!("{key}.{at}.{k}"));
                 }
             }
         }
@@ -318,21 +322,26 @@ pub fn results_csv(rows: &[Value]) -> String {
         out.push_str(c);
     }
     out.push('\n');
-    for r in rows {
-        let cells: Vec<String> = fixed
-            .iter()
-            .map(|k| match &r[*k] {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                v => v.to_string(),
-            })
-            .collect();
+    for row in rows {
+        let r = &row.results;
+        let cells = [
+            r.task.clone(),
+            r.protocol.clone(),
+            r.shots.to_string(),
+            r.split_seed.to_string(),
+            r.seed.to_string(),
+            row.variant.clone(),
+            r.method.clone(),
+            r.vertices.to_string(),
+            json_number(r.train_seconds),
+            r.best_epoch.to_string(),
+        ];
         out.push_str(&cells.join(","));
         for c in &metric_cols {
             let mut parts = c.splitn(3, '.');
             let (a, b, m) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             out.push(',');
-            if let Some(x) = r.get(a).and_then(|v| v.get(b)).and_then(|v| v.get(m)).and_then(Value::as_f64) {
+            if let Some(x) = r.test_set(a).and_then(|t| t.get(b)).and_then(|s| s.get(m)).filter(|x| !x.is_nan()) {
                 out.push_str(&format!("{x:.6}"));
             }
         }
@@ -354,7 +363,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// bold. For subspace variants an extra row reports the ensemble. Then the same scores per
 /// split seed, and, where the grid has the default subspace, the subspace minus every other
 /// row, paired by split seed.
-pub fn summary_md(rows: &[Value]) -> String {
+pub fn summary_md(rows: &[Row]) -> String {
     // (protocol, shots) -> variant -> task -> (split seed, seed) -> value
     type Table = BTreeMap<String, BTreeMap<String, BTreeMap<(u64, u64), f64>>>;
     let mut groups: BTreeMap<(String, u64), Table> = BTreeMap::new();
@@ -362,25 +371,27 @@ pub fn summary_md(rows: &[Value]) -> String {
     // task -> the majority class's share of its main test set (results.json `majority`), ×100
     let mut majority: BTreeMap<String, f64> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
-    for r in rows {
+    for row in rows {
+        let r = &row.results;
         let Some((set, metric, v)) = main_entry(r) else { continue };
-        let task = r["task"].as_str().unwrap_or("?").to_string();
+        let task = r.task.clone();
         metric_of.insert(task.clone(), metric.clone());
-        if let Some(m) = r.get("majority").and_then(|m| m.get(&set)).and_then(Value::as_f64) {
+        if let Some(m) = r.majority.as_ref().and_then(|m| m.get(&set)) {
             majority.insert(task.clone(), 100.0 * m);
         }
-        let g = groups
-            .entry((r["protocol"].as_str().unwrap_or("?").to_string(), r["shots"].as_u64().unwrap_or(0)))
-            .or_default();
-        let variant =
-            r["variant"].as_str().filter(|s| !s.is_empty()).or(r["method"].as_str()).unwrap_or("?").to_string();
+        let g = groups.entry((r.protocol.clone(), r.shots)).or_default();
+        let variant = row.name().to_string();
         if !order.contains(&variant) {
             order.push(variant.clone());
         }
-        let seeds = (r["split_seed"].as_u64().unwrap_or(0), r["seed"].as_u64().unwrap_or(0));
+        let seeds = (r.split_seed, r.seed);
         g.entry(variant.clone()).or_default().entry(task.clone()).or_default().insert(seeds, 100.0 * v);
-        if let Some(e) =
-            r.get(&set).and_then(|t| t.get("ensemble")).and_then(|m| m.get(&metric)).and_then(Value::as_f64)
+        if let Some(e) = r
+            .test_set(&set)
+            .and_then(|t| t.get("ensemble"))
+            .and_then(|m| m.get(&metric))
+            .copied()
+            .filter(|e| !e.is_nan())
         {
             let name = format!("{variant} (ensemble)");
             g.entry(name.clone()).or_default().entry(task).or_default().insert(seeds, 100.0 * e);
@@ -541,7 +552,7 @@ pub fn write_tables(dirs: &[PathBuf], out: &Path) -> Result<usize> {
 
 /// Writes `results.csv` and `summary.md` of `rows`, the runs [`collect`]ed from `dirs`, into
 /// `out` (which exists).
-pub fn write_rows(dirs: &[PathBuf], rows: &[Value], out: &Path) -> Result<usize> {
+pub fn write_rows(dirs: &[PathBuf], rows: &[Row], out: &Path) -> Result<usize> {
     crate::atomic::write_atomic(&out.join("results.csv"), results_csv(rows).as_bytes())?;
     let mut md = String::from("# Benchmark summary\n\nGenerated by `prefix-subspace bench` from the runs under ");
     md.push_str(&dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", "));
@@ -555,12 +566,8 @@ pub fn write_rows(dirs: &[PathBuf], rows: &[Value], out: &Path) -> Result<usize>
         ));
     }
     md.push_str(&summary_md(rows));
-    let notes: std::collections::BTreeSet<String> = rows
-        .iter()
-        .flat_map(|r| r["notes"].as_array().cloned().unwrap_or_default())
-        .filter_map(|n| n.as_str().map(str::to_string))
-        .filter(|n| !n.starts_with("train pool:"))
-        .collect();
+    let notes: std::collections::BTreeSet<String> =
+        rows.iter().flat_map(|r| r.results.notes.iter().cloned()).filter(|n| !n.starts_with("train pool:")).collect();
     if !notes.is_empty() {
         md.push_str("\n### Data caveats\n\n");
         for n in notes {
@@ -602,12 +609,12 @@ pub fn cell_status(run_dir: &Path, config: &RunConfig) -> CellStatus {
     if !same_run(run_dir, config) {
         return CellStatus::Stale;
     }
-    let json =
-        |name: &str| -> Option<Value> { serde_json::from_str(&std::fs::read_to_string(run_dir.join(name)).ok()?).ok() };
     if finished {
-        let r = json("results.json").unwrap_or_default();
-        let secs = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        return CellStatus::Finished { seconds: secs("train_seconds") + secs("test_seconds") };
+        let r: Option<Results> =
+            std::fs::read_to_string(run_dir.join("results.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let secs = |x: f64| if x.is_nan() { 0.0 } else { x };
+        let seconds = r.map_or(0.0, |r| secs(r.train_seconds) + secs(r.test_seconds));
+        return CellStatus::Finished { seconds };
     }
     let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
     let step = log
@@ -617,11 +624,8 @@ pub fn cell_status(run_dir: &Path, config: &RunConfig) -> CellStatus {
         .filter_map(|v| v["step"].as_u64())
         .max()
         .unwrap_or(0) as usize;
-    let test_points = json(crate::state::TEST_PARTIAL_FILE)
-        .and_then(|p| {
-            p["sets"].as_object().map(|sets| sets.values().filter_map(Value::as_object).map(|m| m.len()).sum())
-        })
-        .unwrap_or(0);
+    let test_points = crate::state::TestPartial::read(&run_dir.join(crate::state::TEST_PARTIAL_FILE))
+        .map_or(0, |p| p.sets.values().map(|m| m.len()).sum());
     CellStatus::Interrupted { step, test_points }
 }
 
@@ -1028,15 +1032,25 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::results::Scores;
 
-    fn row(task: &str, variant: &str, split_seed: u64, acc: f64) -> Value {
-        let mut test = json!({ "centroid": { "accuracy": acc } });
+    fn row(task: &str, variant: &str, split_seed: u64, acc: f64) -> Row {
+        let scores = |v: f64| Scores(BTreeMap::from([("accuracy".to_string(), v)]));
+        let mut test = TestScores::from([("centroid".to_string(), scores(acc))]);
         if variant == "subspace" {
-            test["ensemble"] = json!({ "accuracy": acc - 0.01 });
+            test.insert("ensemble".into(), scores(acc - 0.01));
         }
-        json!({ "task": task, "protocol": "per-class", "shots": 16, "split_seed": split_seed, "seed": 1,
-                "variant": variant, "method": variant, "test": test })
+        let results = Results {
+            task: task.into(),
+            protocol: "per-class".into(),
+            shots: 16,
+            split_seed,
+            seed: 1,
+            method: variant.into(),
+            test: Some(test),
+            ..Results::default()
+        };
+        Row { variant: variant.into(), results }
     }
 
     #[test]
@@ -1110,7 +1124,7 @@ mod tests {
     #[test]
     fn summary_shows_each_test_sets_majority_class_rate() {
         let mut rows = vec![row("sst2", "prefix", 13, 0.70), row("rte", "prefix", 13, 0.55)];
-        rows[0]["majority"] = json!({"test": 0.5092});
+        rows[0].results.majority = Some(BTreeMap::from([("test".to_string(), 0.5092)]));
         let md = summary_md(&rows);
         assert!(md.contains("| *majority class (accuracy)* | – | *50.9* | |"), "{md}");
     }

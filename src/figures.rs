@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::eval::{outputs, score, Encoded};
 use crate::method::subspace::{At, Subspace};
 use crate::plot;
+use crate::results::DevSelection;
 use crate::session::Session;
 
 /// Training curves from a run's `metrics.jsonl`: `<out>/training.{png,svg}` (`out` is created
@@ -41,15 +42,13 @@ pub fn finished_main_metric(run: &Path) -> Result<String> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let v: Value =
         serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: invalid JSON ({e})", path.display())))?;
-    v.get("dev_selection")
-        .and_then(Value::as_object)
-        .and_then(|d| d.keys().find(|k| !matches!(k.as_str(), "at" | "samples")).cloned())
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "{}: no \"dev_selection\" naming the main metric; expected the results.json of a run",
-                path.display()
-            ))
-        })
+    let selection = v.get("dev_selection").cloned().and_then(|d| serde_json::from_value::<DevSelection>(d).ok());
+    selection.and_then(|d| d.main().map(|(k, _)| k.to_string())).ok_or_else(|| {
+        Error::Input(format!(
+            "{}: no \"dev_selection\" naming the main metric; expected the results.json of a run",
+            path.display()
+        ))
+    })
 }
 
 /// Accuracy (main metric) along the simplex: for n = 2 the edge vertex 0 → 1 in steps of
@@ -117,12 +116,12 @@ type Cells = BTreeMap<(String, String), Vec<f64>>;
 pub fn bench_methods(bench_dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     let rows = crate::bench::collect(bench_dirs)?;
     let mut groups: BTreeMap<(String, u64), Cells> = BTreeMap::new();
-    for r in &rows {
+    for row in &rows {
+        let r = &row.results;
         let Some((_, metric, v)) = crate::bench::main_entry(r) else { continue };
-        let task = format!("{} ({metric})", r["task"].as_str().unwrap_or("?"));
-        let variant =
-            r["variant"].as_str().filter(|s| !s.is_empty()).or(r["method"].as_str()).unwrap_or("?").to_string();
-        let key = (r["protocol"].as_str().unwrap_or("?").to_string(), r["shots"].as_u64().unwrap_or(0));
+        let task = format!("{} ({metric})", r.task);
+        let variant = row.name().to_string();
+        let key = (r.protocol.clone(), r.shots);
         groups.entry(key).or_default().entry((task, variant)).or_default().push(100.0 * v);
     }
     let mut written = Vec::new();

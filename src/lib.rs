@@ -20,6 +20,7 @@ pub mod plot;
 pub mod predict;
 pub mod prompt;
 pub mod report;
+pub mod results;
 pub mod rundir;
 pub mod session;
 pub mod speed;

@@ -5,9 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-
-/// The test sets a run may have scored.
-const TEST_SETS: [&str; 3] = ["test", "test_matched", "test_mismatched"];
+use crate::results::{Results, Scores, TEST_SETS};
 
 /// The main metric of a `{metric: value}` object: the first of accuracy, mcc, pearson, f1.
 fn main_value(m: &Value) -> Option<(String, f64)> {
@@ -18,8 +16,8 @@ fn main_value(m: &Value) -> Option<(String, f64)> {
 
 /// Reads a run's `results.json`: one line naming the file when it cannot be read, is not JSON,
 /// or lacks what the tables show (the task, the method, and each test set scored at the
-/// centroid, at least one of them).
-pub fn read_results(path: &Path) -> Result<Value> {
+/// centroid, at least one of them), or is not the [`Results`] of a run.
+pub fn read_results(path: &Path) -> Result<Results> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Input(format!("{}: not found (is the run finished?)", path.display())),
         _ => Error::io(path, e),
@@ -51,46 +49,45 @@ pub fn read_results(path: &Path) -> Result<Value> {
     if scored == 0 {
         return bad("no test scores (\"test\": {\"centroid\": {\"accuracy\": ...}})".into());
     }
-    Ok(v)
+    Results::from_value(v, path)
 }
 
 /// One row per run: task, method, n, test set, centroid, ensemble, best vertex, train time.
-pub fn runs_table(runs: &[Value]) -> String {
+pub fn runs_table(runs: &[Results]) -> String {
     let mut out = format!(
         "{:<10} {:<10} {:>2} {:<16} {:>9} {:>9} {:>12} {:>8}\n",
         "task", "method", "n", "test (metric)", "centroid", "ensemble", "best vertex", "train s"
     );
     for r in runs {
-        for key in TEST_SETS {
-            let Some(t) = r.get(key) else { continue };
-            let Some((metric, centroid)) = t.get("centroid").and_then(main_value) else {
+        for (key, t) in r.test_sets() {
+            let Some((metric, centroid)) = t.get("centroid").and_then(Scores::main_value) else {
                 continue;
             };
-            let get = |at: &str| t.get(at).and_then(main_value).map(|(_, v)| v);
+            let get = |at: &str| t.get(at).and_then(Scores::main_value).map(|(_, v)| v);
             let ensemble = get("ensemble");
             let best =
                 (0..64).filter_map(|i| get(&format!("vertex{i}")).map(|v| (i, v))).max_by(|a, b| a.1.total_cmp(&b.1));
             let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
             out.push_str(&format!(
                 "{:<10} {:<10} {:>2} {:<16} {:>9.4} {:>9} {:>12} {:>8.1}\n",
-                r["task"].as_str().unwrap_or("?"),
-                r["method"].as_str().unwrap_or("?"),
-                r["vertices"].as_u64().unwrap_or(0),
+                r.task,
+                r.method,
+                r.vertices,
                 format!("{key} ({metric})"),
                 centroid,
                 fmt(ensemble),
                 best.map_or("-".to_string(), |(i, v)| format!("{v:.4} (v{i})")),
-                r["train_seconds"].as_f64().unwrap_or(f64::NAN),
+                r.train_seconds,
             ));
         }
     }
     // Each test set's majority-class rate once (runs written before it was recorded have none).
     let mut seen = std::collections::BTreeSet::new();
     for r in runs {
-        let Some(m) = r.get("majority").and_then(Value::as_object) else { continue };
+        let Some(m) = &r.majority else { continue };
         for (set, rate) in m {
-            let task = r["task"].as_str().unwrap_or("?");
-            if let Some(rate) = rate.as_f64().filter(|_| seen.insert((task.to_string(), set.clone()))) {
+            let task = &r.task;
+            if seen.insert((task.to_string(), set.clone())) {
                 out.push_str(&format!(
                     "{task:<10} {:<10} {:>2} {:<16} {rate:>9.4}\n",
                     "majority",

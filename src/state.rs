@@ -27,7 +27,7 @@ pub const TEST_PARTIAL_FILE: &str = "test-partial.json";
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TestPartial {
     pub(crate) seconds: f64,
-    pub(crate) sets: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    pub(crate) sets: BTreeMap<String, crate::results::TestScores>,
 }
 
 impl TestPartial {

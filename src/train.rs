@@ -22,6 +22,7 @@ use crate::method::subspace::{At, Subspace};
 use crate::method::AfterSteps;
 use crate::model::tokenizer::pad_batch;
 use crate::optim::AdamW;
+use crate::results::{DevSelection, Results, Scores, TestScores};
 use crate::session::{save_checkpoint, Session};
 use crate::state::{
     check_position, load_state, remove_if_exists, save_state, truncate_log, Position, TestPartial, RESUME_FILE,
@@ -111,17 +112,17 @@ pub fn install_interrupt_handlers() -> Result<()> {
 
 /// Trains a subspace for `session` and writes the run directory `dir` (config.toml,
 /// split.json, metrics.jsonl, checkpoint.safetensors, results.json). Returns results.json.
-pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+pub fn train(session: &mut Session, dir: &Path, quiet: bool) -> Result<Results> {
     run(session, dir, quiet, false)
 }
 
 /// Continues the interrupted run in `dir` from its last saved state (`resume.safetensors`);
 /// the final numbers are bit-identical to an uninterrupted run's.
-pub fn resume(session: &mut Session, dir: &Path, quiet: bool) -> Result<serde_json::Value> {
+pub fn resume(session: &mut Session, dir: &Path, quiet: bool) -> Result<Results> {
     run(session, dir, quiet, true)
 }
 
-fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result<serde_json::Value> {
+fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result<Results> {
     // A resumed run imports `init_peft` too (an input like the data and the model), so its
     // notes are the uninterrupted run's; the saved state then overwrites the weights.
     let (vs, mut subspace) = session.new_subspace()?;
@@ -377,56 +378,62 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     };
     let t_test = Instant::now();
     let seconds_before = partial.seconds;
-    let mut results = json!({
-        "task": task.name,
-        "method": cfg.method.name(),
-        "vertices": cfg.vertices,
-        "protocol": cfg.protocol,
-        "shots": cfg.shots,
-        "split_seed": cfg.split_seed,
-        "seed": cfg.seed,
-        "split_hash": task.split.split_hash(),
-        "train_examples": task.split.train.len(),
-        "dev_examples": task.split.dev.len(),
-        "steps": pos.step,
-        "epochs": pos.epochs(),
-        "best_step": best_step,
-        "best_epoch": best_epoch,
-        "dev_selection": { "at": if dev_m > 1 { "samples" } else { "centroid" }, "samples": dev_m, main: best_dev },
-        "train_seconds": train_seconds,
-        "train_samples_per_second": if pos.step > 0 { pos.seen as f64 / pos.step_seconds } else { 0.0 },
-        "resumed": resuming,
-        "model": cfg.model_dir(),
-        "notes": task.notes,
-    });
+    let mut results = Results {
+        task: task.name.clone(),
+        method: cfg.method.name().to_string(),
+        vertices: cfg.vertices as u64,
+        protocol: serde_json::to_value(cfg.protocol)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .expect("a protocol is a string"),
+        shots: cfg.shots as u64,
+        split_seed: cfg.split_seed,
+        seed: cfg.seed,
+        split_hash: task.split.split_hash(),
+        train_examples: task.split.train.len() as u64,
+        dev_examples: task.split.dev.len() as u64,
+        steps: pos.step as u64,
+        epochs: pos.epochs() as u64,
+        best_step: best_step as u64,
+        best_epoch: best_epoch as u64,
+        dev_selection: DevSelection {
+            at: if dev_m > 1 { "samples" } else { "centroid" }.to_string(),
+            samples: dev_m as u64,
+            score: Scores(BTreeMap::from([(main.to_string(), best_dev)])),
+        },
+        train_seconds,
+        train_samples_per_second: if pos.step > 0 { pos.seen as f64 / pos.step_seconds } else { 0.0 },
+        resumed: resuming,
+        model: cfg.model_dir(),
+        notes: task.notes.clone(),
+        ..Results::default()
+    };
     for (name, data) in &tests {
         let done = partial.sets.get(name).cloned().unwrap_or_default();
-        let mut save_point = |point: &str, scores: &serde_json::Value| -> Result<()> {
+        let mut save_point = |point: &str, scores: &Scores| -> Result<()> {
             partial.sets.entry(name.clone()).or_default().insert(point.to_string(), scores.clone());
             partial.seconds = seconds_before + t_test.elapsed().as_secs_f64();
             partial.write(&partial_path)
         };
         match evaluate_unless(session, &subspace, data, cfg, &done, &mut save_point, &INTERRUPTED)? {
-            Some(r) => results[name.as_str()] = r,
+            Some(r) => results.set_test_set(name, r)?,
             None => {
                 return Err(Error::Interrupted { step: pos.step, total: total_steps, dir: dir.display().to_string() })
             }
         }
     }
-    results["test_seconds"] = json!(seconds_before + t_test.elapsed().as_secs_f64());
+    results.test_seconds = seconds_before + t_test.elapsed().as_secs_f64();
     // Beside every score, what always answering the most frequent class would get.
-    let majority: serde_json::Map<String, serde_json::Value> = tests
+    let majority: BTreeMap<String, f64> = tests
         .iter()
-        .filter_map(|(name, data)| crate::metrics::majority_rate(&data.labels).map(|m| (name.clone(), json!(m))))
+        .filter_map(|(name, data)| crate::metrics::majority_rate(&data.labels).map(|m| (name.clone(), m)))
         .collect();
     if !majority.is_empty() {
-        results["majority"] = serde_json::Value::Object(majority);
+        results.majority = Some(majority);
     }
-    for (key, value) in fitted.results {
-        results[key] = value;
-    }
-    let text = serde_json::to_string_pretty(&results).expect("results serialise");
-    write_atomic(&dir.join("results.json"), text.as_bytes())?;
+    results.probe = fitted.probe;
+    results.setfit = fitted.setfit;
+    write_atomic(&dir.join("results.json"), results.to_json().as_bytes())?;
     remove_if_exists(&state_path)?;
     remove_if_exists(&partial_path)?;
     Ok(results)
@@ -532,13 +539,8 @@ pub fn train_step(
 
 /// The final report on one test set: centroid, every vertex (when `test_vertices`) and the
 /// ensemble of m samples (for one vertex, the centroid alone: they coincide).
-pub fn evaluate_all(
-    session: &Session,
-    subspace: &Subspace,
-    data: &Encoded,
-    cfg: &RunConfig,
-) -> Result<serde_json::Value> {
-    let done = serde_json::Map::new();
+pub fn evaluate_all(session: &Session, subspace: &Subspace, data: &Encoded, cfg: &RunConfig) -> Result<TestScores> {
+    let done = TestScores::new();
     Ok(evaluate_unless(session, subspace, data, cfg, &done, &mut |_, _| Ok(()), &AtomicBool::new(false))?
         .expect("never stopped"))
 }
@@ -552,7 +554,7 @@ pub fn evaluate_at(session: &Session, subspace: &Subspace, data: &Encoded, at: &
     let metrics = &session.task.metrics;
     if at == "all" {
         let cfg = RunConfig { test_vertices: true, ..session.cfg.clone() };
-        return evaluate_all(session, subspace, data, &cfg);
+        return Ok(json!(evaluate_all(session, subspace, data, &cfg)?));
     }
     if let Some(step) = at.strip_prefix("sweep:") {
         let step = At::parse_sweep(step)?;
@@ -585,10 +587,10 @@ fn evaluate_unless(
     subspace: &Subspace,
     data: &Encoded,
     cfg: &RunConfig,
-    done: &serde_json::Map<String, serde_json::Value>,
-    finished: &mut dyn FnMut(&str, &serde_json::Value) -> Result<()>,
+    done: &TestScores,
+    finished: &mut dyn FnMut(&str, &Scores) -> Result<()>,
     stop: &AtomicBool,
-) -> Result<Option<serde_json::Value>> {
+) -> Result<Option<TestScores>> {
     let (enc, pad, bs) = (&*session.backbone, session.tokenizer.pad_id(), cfg.eval_batch_size);
     let metrics = &session.task.metrics;
     let mut points = vec![("centroid".to_string(), At::Centroid, 1)];
@@ -598,7 +600,7 @@ fn evaluate_unless(
         }
         points.push(("ensemble".to_string(), At::Sample, cfg.ensemble_samples));
     }
-    let mut r = serde_json::Map::new();
+    let mut r = TestScores::new();
     seed_torch(cfg.seed, Stream::Test, 0);
     for (name, at, m) in points {
         // Only the ensemble draws from the generator (the fixed points run without dropout), so
@@ -608,11 +610,11 @@ fn evaluate_unless(
             continue;
         }
         let Some(o) = outputs_unless(enc, subspace, data, &at, m, bs, pad, stop) else { return Ok(None) };
-        let scores = json!(score(&o, &data.labels, metrics, false));
+        let scores = Scores(score(&o, &data.labels, metrics, false));
         finished(&name, &scores)?;
         r.insert(name, scores);
     }
-    Ok(Some(serde_json::Value::Object(r)))
+    Ok(Some(r))
 }
 
 fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, device: Device) -> Tensor {

@@ -99,3 +99,33 @@ fn a_committed_subspace_cell_reruns_to_the_same_numbers() {
 fn a_committed_lora_cell_reruns_to_the_same_numbers() {
     rerun("cola-k16-split13-lora");
 }
+
+/// Every results.json committed under `bench/results/` (several versions of the tool) reads
+/// as the typed `Results`, and writing it back gives the same keys and values as the file read
+/// as plain JSON and written back (serde_json's parser may round a float's last bit, alike in
+/// both).
+#[test]
+fn every_committed_results_json_reads_and_writes_back_its_keys_and_values() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+    let mut n = 0;
+    for grid in std::fs::read_dir(&root).unwrap().flatten() {
+        let Ok(cells) = std::fs::read_dir(grid.path().join("cells")) else { continue };
+        for cell in cells.flatten() {
+            let path = cell.path().join("results.json");
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let r: prefix_subspace::results::Results =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(r.test_sets().next().is_some(), "{}: no test set", path.display());
+            let plain: Value = serde_json::from_str(&text).unwrap();
+            let plain = serde_json::to_string_pretty(&plain).unwrap();
+            assert_eq!(r.to_json(), plain, "{}: written back differently", path.display());
+            let again = prefix_subspace::report::read_results(&path).unwrap();
+            assert_eq!(again, r, "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 1000, "only {n} committed results.json found");
+}

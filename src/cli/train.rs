@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use prefix_subspace::config::{Protocol, RunConfig};
+use prefix_subspace::results::{Results, Scores};
 use prefix_subspace::rundir::Writing;
 
 #[derive(clap::Args)]
@@ -129,47 +130,37 @@ pub fn run(args: Args) -> Result<()> {
     };
     let results = results.inspect_err(|e| w.discard_if_unsaved(e))?;
     let session = &w.session;
-    let sel = &results["dev_selection"];
+    let sel = &results.dev_selection;
     let main = session.task.main_metric.name();
-    let how = match sel["samples"].as_u64() {
-        Some(m) if m > 1 => format!("{m} sampled models per example"),
+    let how = match sel.samples {
+        m if m > 1 => format!("{m} sampled models per example"),
         _ => "centroid".to_string(),
     };
     println!(
         "{} {} (n = {}), {} train / {} dev examples, split seed {}, seed {}: best dev {main} {:.4} ({how}) at step {}, trained in {:.1} s",
-        results["task"].as_str().unwrap_or(""),
-        results["method"].as_str().unwrap_or(""),
-        results["vertices"],
-        results["train_examples"],
-        results["dev_examples"],
-        results["split_seed"],
-        results["seed"],
-        sel[main].as_f64().unwrap_or(f64::NAN),
-        results["best_step"],
-        results["train_seconds"].as_f64().unwrap_or(0.0)
+        results.task,
+        results.method,
+        results.vertices,
+        results.train_examples,
+        results.dev_examples,
+        results.split_seed,
+        results.seed,
+        sel.score.get(main).copied().unwrap_or(f64::NAN),
+        results.best_step,
+        results.train_seconds
     );
     print_table(&results);
     println!("run directory: {}", out.display());
     Ok(())
 }
 
-fn print_table(results: &serde_json::Value) {
-    let metrics_of = |v: &serde_json::Value| -> String {
-        v.as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, x)| format!("{k} {:.4}", x.as_f64().unwrap_or(f64::NAN)))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            })
-            .unwrap_or_default()
-    };
-    for key in ["test", "test_matched", "test_mismatched"] {
-        if let Some(t) = results.get(key).and_then(|t| t.as_object()) {
-            println!("{key}:");
-            for (at, m) in t {
-                println!("  {at:<10} {}", metrics_of(m));
-            }
+fn print_table(results: &Results) {
+    let metrics_of =
+        |m: &Scores| -> String { m.iter().map(|(k, x)| format!("{k} {x:.4}")).collect::<Vec<_>>().join("  ") };
+    for (key, t) in results.test_sets() {
+        println!("{key}:");
+        for (at, m) in t {
+            println!("  {at:<10} {}", metrics_of(m));
         }
     }
 }

@@ -182,8 +182,10 @@ pub struct Fitted {
     /// The dev scores of a fit that picked its own weights (the loop's checkpoint is then this
     /// fit, at step 0).
     pub dev: Option<BTreeMap<String, f64>>,
-    /// Objects for results.json, by key.
-    pub results: Vec<(&'static str, Value)>,
+    /// results.json's `probe` object (the probe's head).
+    pub probe: Option<crate::results::ProbeSummary>,
+    /// results.json's `setfit` object (SetFit's contrastive phase).
+    pub setfit: Option<crate::results::SetfitSummary>,
 }
 
 /// The method named `s`.

@@ -32,6 +32,7 @@ use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::eval::{features, outputs, score, Encoded};
 use crate::method::subspace::{At, Subspace};
+use crate::results::{ProbeRow, ProbeSummary};
 use crate::session::Session;
 
 /// The `probe` method: no gradient step; the head is fitted after the (empty) loop.
@@ -66,11 +67,12 @@ pub fn fit_head(ctx: &mut super::AfterSteps) -> Result<super::Fitted> {
     let regression = ctx.session.task.is_regression();
     if ctx.resumed_trained {
         let summary = summary_from_log(ctx.subspace, ctx.metrics, regression)?;
-        return Ok(super::Fitted { results: vec![("probe", summary)], ..Default::default() });
+        return Ok(super::Fitted { probe: Some(summary), ..Default::default() });
     }
     let choice = fit_run(ctx.session, ctx.subspace, ctx.train, ctx.dev, ctx.emit)?;
-    (ctx.say)(format!("probe: C = {} chosen on dev ({})", choice.summary["C"], crate::train::fmt_metrics(&choice.dev)));
-    Ok(super::Fitted { dev: Some(choice.dev), results: vec![("probe", choice.summary)], ..Default::default() })
+    let c = Value::from(choice.summary.c);
+    (ctx.say)(format!("probe: C = {c} chosen on dev ({})", crate::train::fmt_metrics(&choice.dev)));
+    Ok(super::Fitted { dev: Some(choice.dev), probe: Some(choice.summary), ..Default::default() })
 }
 
 /// The inverse regularisation strengths tried, in this order (a tie keeps the earlier, smaller C).
@@ -574,7 +576,7 @@ pub struct Choice {
     /// Dev metrics at the chosen C.
     pub dev: BTreeMap<String, f64>,
     /// `{C, objective, features, per_c: [{C, dev, iterations, converged, gradient_norm}]}`.
-    pub summary: Value,
+    pub summary: ProbeSummary,
 }
 
 /// Fits the probe of a run: frozen features of `train` (through `subspace`, which normalises
@@ -627,7 +629,7 @@ pub fn fit_run(
             "converged": fit.converged, "gradient_norm": fit.gradient_norm});
         // results.json's row is the log line read back, as a resumed run reads it (serde_json's
         // parser may round a float's last bit: both runs then round it alike).
-        per_c.push(row_of(serde_json::from_str(&line.to_string()).expect("a JSON line")));
+        per_c.push(row_of(&line.to_string()).expect("a probe line"));
         emit(line)?;
         if best.as_ref().is_none_or(|(b, _, _, _)| v > *b) {
             best = Some((v, c, fit, m));
@@ -640,25 +642,31 @@ pub fn fit_run(
 }
 
 /// The `probe` object of results.json.
-fn summary(c: f64, regression: bool, per_c: Vec<Value>) -> Value {
-    json!({
-        "C": c,
-        "objective": if regression { "ridge regression, alpha = 1/C" } else { "logistic regression, C · Σ cross-entropy + ½‖W‖²" },
-        "features": "l2-normalised, standardised for the fit (folded into the head)",
-        "per_c": per_c,
-    })
+fn summary(c: f64, regression: bool, per_c: Vec<ProbeRow>) -> ProbeSummary {
+    ProbeSummary {
+        c,
+        objective: if regression {
+            "ridge regression, alpha = 1/C"
+        } else {
+            "logistic regression, C · Σ cross-entropy + ½‖W‖²"
+        }
+        .into(),
+        features: "l2-normalised, standardised for the fit (folded into the head)".into(),
+        per_c,
+    }
 }
 
 /// The `probe` object of results.json of a run resumed after its fit (during its test
 /// evaluation): the chosen C from the restored `subspace`, every C's line from `metrics.jsonl`.
-pub fn summary_from_log(subspace: &Subspace, metrics: &Path, regression: bool) -> Result<Value> {
+pub fn summary_from_log(subspace: &Subspace, metrics: &Path, regression: bool) -> Result<ProbeSummary> {
     let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
-    let per_c: Vec<Value> = text
+    let per_c: Vec<ProbeRow> = text
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "probe")
-        .map(row_of)
-        .collect();
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["kind"] == "probe"))
+        .map(|l| {
+            row_of(l).map_err(|e| Error::Input(format!("{}: a probe line that is not one ({e})", metrics.display())))
+        })
+        .collect::<Result<_>>()?;
     if per_c.len() != CS.len() {
         return Err(Error::Input(format!(
             "{}: {} probe lines, expected one per C ({}): the log was edited",
@@ -674,12 +682,8 @@ pub fn summary_from_log(subspace: &Subspace, metrics: &Path, regression: bool) -
 }
 
 /// A `"kind": "probe"` line of metrics.jsonl as a row of results.json's `per_c`.
-fn row_of(mut line: Value) -> Value {
-    if let Some(o) = line.as_object_mut() {
-        o.remove("kind");
-        o.remove("step");
-    }
-    line
+fn row_of(line: &str) -> serde_json::Result<ProbeRow> {
+    serde_json::from_str(line)
 }
 
 /// Puts the fitted head into the subspace (f32).

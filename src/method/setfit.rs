@@ -27,6 +27,8 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+
+use crate::results::SetfitSummary;
 use tch::{Kind, Tensor};
 
 use crate::data::Label;
@@ -103,7 +105,7 @@ pub struct Done {
     /// Seconds spent in the steps.
     pub step_seconds: f64,
     /// The `setfit` object of results.json.
-    pub summary: Value,
+    pub summary: SetfitSummary,
 }
 
 /// The `setfit` method.
@@ -159,7 +161,7 @@ impl super::Method for Setfit {
         }
         let mut fitted = super::probe::fit_head(ctx)?;
         fitted.steps = steps;
-        fitted.results.extend(summary.map(|s| ("setfit", s)));
+        fitted.setfit = summary;
         Ok(fitted)
     }
 }
@@ -251,17 +253,17 @@ pub fn fine_tune(
         steps: total,
         seen: pairs.len(),
         step_seconds,
-        summary: json!({
-            "iterations": ITERATIONS,
-            "pairs": pairs.len(),
-            "batch_pairs": PAIR_BATCH,
-            "steps": total,
-            "warmup_steps": warmup,
-            "lr": cfg.lr,
-            "loss": "CosineSimilarityLoss: MSE(cos(u, v), 1 same class / 0 otherwise)",
-            "head": "probe: logistic regression on L2-normalised embeddings, C chosen on dev",
-            "last_loss": last,
-        }),
+        summary: SetfitSummary {
+            iterations: ITERATIONS as u64,
+            pairs: pairs.len() as u64,
+            batch_pairs: PAIR_BATCH as u64,
+            steps: total as u64,
+            warmup_steps: warmup as u64,
+            lr: cfg.lr,
+            loss: "CosineSimilarityLoss: MSE(cos(u, v), 1 same class / 0 otherwise)".into(),
+            head: "probe: logistic regression on L2-normalised embeddings, C chosen on dev".into(),
+            last_loss: last,
+        },
     })
 }
 
