@@ -18,9 +18,17 @@ use crate::error::{Error, Result};
 pub const TEST_SETS: [&str; 3] = ["test", "test_matched", "test_mismatched"];
 
 /// Scores by metric name (`accuracy`, `f1`, `mcc`, `pearson`, `spearman`). A score that is not
-/// a number (NaN, written as `null`) reads back as NaN.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// a number (NaN, written as `null`) reads back as NaN, and two NaN scores compare equal (as
+/// their `null`s did), so that identical cells still merge.
+#[derive(Debug, Clone, Default)]
 pub struct Scores(pub BTreeMap<String, f64>);
+
+impl PartialEq for Scores {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|((ka, a), (kb, b))| ka == kb && (a == b || (a.is_nan() && b.is_nan())))
+    }
+}
 
 impl Deref for Scores {
     type Target = BTreeMap<String, f64>;
@@ -216,5 +224,20 @@ impl Results {
                 path.display()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_scores_compare_equal_and_numbers_exactly() {
+        let s = |pairs: &[(&str, f64)]| Scores(pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+        assert_eq!(s(&[("accuracy", 0.5), ("mcc", f64::NAN)]), s(&[("accuracy", 0.5), ("mcc", f64::NAN)]));
+        assert_ne!(s(&[("accuracy", 0.5)]), s(&[("accuracy", 0.5000001)]));
+        assert_ne!(s(&[("accuracy", 0.5)]), s(&[("f1", 0.5)]));
+        assert_ne!(s(&[("accuracy", 0.5)]), s(&[("accuracy", 0.5), ("f1", 0.5)]));
+        assert_ne!(s(&[("mcc", f64::NAN)]), s(&[("mcc", 0.0)]));
     }
 }
