@@ -16,12 +16,7 @@ fn bin() -> Command {
 
 /// Whether the model is installed (scripts/setup.sh installs it; CI runs that first).
 fn installed() -> bool {
-    common::minilm_dir();
-    let ok = prefix_subspace::paths::home().join("models").join(MODEL).is_dir();
-    if !ok {
-        eprintln!("skipped: {MODEL} is not installed (run scripts/setup.sh)");
-    }
-    ok
+    common::decoder_installed(MODEL)
 }
 
 fn train(task: &str, method: &str, out: &Path, extra: &[&str]) -> Output {

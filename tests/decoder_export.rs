@@ -35,9 +35,7 @@ fn train(method: &str, dir: &std::path::Path, sets: &[&str]) {
 
 #[test]
 fn decoder_prefix_exports_as_a_causal_lm_adapter() {
-    common::minilm_dir();
-    if !prefix_subspace::paths::home().join("models").join(MODEL).is_dir() {
-        eprintln!("skipped: {MODEL} is not installed (run scripts/setup.sh)");
+    if !common::decoder_installed(MODEL) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

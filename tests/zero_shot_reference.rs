@@ -15,9 +15,7 @@ const MODEL: &str = "smollm2-135m-instruct";
 
 #[test]
 fn zero_shot_predictions_match_transformers_on_400_sst2_sentences() {
-    common::minilm_dir();
-    if !prefix_subspace::paths::home().join("models").join(MODEL).is_dir() {
-        eprintln!("skipped: {MODEL} is not installed (run scripts/setup.sh)");
+    if !common::decoder_installed(MODEL) {
         return;
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zero_shot_smollm2_sst2.json");

@@ -18,6 +18,17 @@ pub fn minilm_dir() -> PathBuf {
 }
 
 /// The real GLUE data folder: $GLUE_DIR, else ../shared/data/glue beside the repository.
+/// Whether the decoder `name` is installed in the cache (scripts/setup.sh installs SmolLM2;
+/// CI runs it first); says "skipped" when it is not. Sets up the cache like [`minilm_dir`].
+pub fn decoder_installed(name: &str) -> bool {
+    minilm_dir();
+    let ok = prefix_subspace::paths::home().join("models").join(name).is_dir();
+    if !ok {
+        eprintln!("skipped: {name} is not installed (run scripts/setup.sh)");
+    }
+    ok
+}
+
 pub fn glue_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("GLUE_DIR") {
         return PathBuf::from(d);
