@@ -17,7 +17,6 @@ pub fn minilm_dir() -> PathBuf {
     dir
 }
 
-/// The real GLUE data folder: $GLUE_DIR, else ../shared/data/glue beside the repository.
 /// Whether the decoder `name` is installed in the cache (scripts/setup.sh installs SmolLM2;
 /// CI runs it first); says "skipped" when it is not. Sets up the cache like [`minilm_dir`].
 pub fn decoder_installed(name: &str) -> bool {
@@ -29,6 +28,7 @@ pub fn decoder_installed(name: &str) -> bool {
     ok
 }
 
+/// The real GLUE data folder: $GLUE_DIR, else ../shared/data/glue beside the repository.
 pub fn glue_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("GLUE_DIR") {
         return PathBuf::from(d);
