@@ -43,7 +43,8 @@ impl Encoded {
 }
 
 /// Model outputs `(N, m, C)`: class probabilities (classification) or the predicted score
-/// (regression, C = 1), for each example and each of the m models (m = 1 at a fixed point).
+/// (regression, C = 1; [`Subspace::outputs`]), for each example and each of the m models
+/// (m = 1 at a fixed point).
 pub fn outputs(
     encoder: &dyn Backbone,
     subspace: &Subspace,
@@ -73,7 +74,7 @@ pub fn outputs_unless(
     let _guard = tch::no_grad_guard();
     let m = if *at == At::Sample { samples.max(1) } else { 1 };
     let dev = encoder.device();
-    let c = subspace.classes;
+    let c = subspace.output_width();
     let n = data.len();
     let out = Tensor::zeros([n as i64, m as i64, c], (Kind::Float, tch::Device::Cpu));
     let mut order: Vec<usize> = (0..n).collect();
@@ -93,7 +94,7 @@ pub fn outputs_unless(
             None => subspace.sample_alphas(batch.len(), dev),
         };
         let logits = subspace.forward(encoder, &batch, &alphas, false);
-        let y = if c == 1 { logits } else { logits.softmax(-1, Kind::Float) };
+        let y = subspace.outputs(&logits);
         let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
         let mut out_ref = out.shallow_clone();
         let _ = out_ref.index_copy_(0, &idx, &y.view([chunk.len() as i64, m as i64, c]).to(tch::Device::Cpu));

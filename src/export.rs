@@ -62,6 +62,8 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
         "what": "the classification head of this adapter: logits = W · pool(last_hidden_state) + b (not part of the PEFT adapter)",
         "pooling": subspace.pooling(),
         "labels": session.task.label_names,
+        // A regression task: score = lo + (hi - lo) * softmax(class scores)[1].
+        "poles": subspace.poles().map(|(lo, hi)| [lo, hi]),
         "task": session.task.name,
         "at": format!("{at:?}"),
         "positions": session.cfg.positions,
@@ -114,6 +116,8 @@ fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -
         "label_words": prompt.words,
         "label_ids": ids,
         "labels": session.task.label_names,
+        // A regression task: score = lo + (hi - lo) * softmax(class scores)[1].
+        "poles": subspace.poles().map(|(lo, hi)| [lo, hi]),
         "task": session.task.name,
         "gguf_file": gguf.as_ref().and_then(|g| g.file_name()).map(|f| f.to_string_lossy().to_string()),
         "max_len": session.cfg.max_len,

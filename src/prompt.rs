@@ -5,6 +5,10 @@
 //! Templates use `{s}` for the sentence of a single-sentence task, `{s1}` and `{s2}` for the
 //! two texts of a pair task. Words carry their leading space (`" great"`): they are the
 //! continuation of the template.
+//!
+//! A regression task (STS-B) takes two words, its two poles, as in LM-BFF: the predicted score
+//! is `lo + (hi − lo) · P(high word)`, the probability of the second word against the first,
+//! with `lo` and `hi` the lowest and highest score of the train pool (STS-B: 0 and 5).
 
 use crate::error::{Error, Result};
 
@@ -22,7 +26,8 @@ impl Prompt {
     /// `instruct`: an instruction-tuned model, which prefers an instruction-style template on
     /// sentiment (SmolLM2-135M-Instruct, first 200 SST-2 dev sentences, zero-shot: 0.745
     /// against 0.505 for `{s} It was` → terrible / great, which answers "great" 196 times).
-    /// `None` for a regression task (no label words).
+    /// STS-B gets two poles (`" No"`, `" Yes"`: not similar, similar); `None` for a user's
+    /// regression task (no words to guess).
     pub fn default_for(task: &str, label_names: &[String], instruct: bool) -> Option<Prompt> {
         let p =
             |t: &str, w: &[&str]| Prompt { template: t.to_string(), words: w.iter().map(|s| s.to_string()).collect() };
@@ -38,7 +43,8 @@ impl Prompt {
             "rte" | "qnli" => p(pair, &[" Yes", " No"]),
             // contradiction, entailment, neutral
             "mnli" => p(pair, &[" No", " Yes", " Maybe"]),
-            "stsb" => return None,
+            // the low pole (score 0), the high pole (score 5)
+            "stsb" => p(pair, &[" No", " Yes"]),
             _ if label_names.is_empty() => return None,
             // A user task: the class names themselves are the words.
             _ => {
@@ -49,7 +55,7 @@ impl Prompt {
     }
 
     /// Checks the template against the task (`pairs`: a pair task) and the words against
-    /// the number of classes.
+    /// the number of classes (0: a regression task, which takes two words, its poles).
     pub fn check(&self, pairs: bool, classes: usize) -> Result<()> {
         let t = &self.template;
         let err = |m: String| Err(Error::Input(m));
@@ -64,13 +70,32 @@ impl Prompt {
                 "template = {t:?}: a single-sentence task needs {{s}} in the template (e.g. \"{{s}} It was\")"
             ));
         }
-        if self.words.len() != classes {
+        if classes == 0 && self.words.len() != 2 {
+            return err(format!(
+                "label_words = {:?}: a regression task takes two words, the low pole then the high pole (e.g. [\" No\", \" Yes\"])",
+                self.words
+            ));
+        }
+        if classes > 0 && self.words.len() != classes {
             return err(format!("label_words = {:?}: expected one word per class ({classes} classes)", self.words));
         }
         if self.words.iter().any(|w| w.trim().is_empty()) {
             return err(format!("label_words = {:?}: a label word cannot be empty", self.words));
         }
         Ok(())
+    }
+
+    /// The index of the word that a labelled example's answer is written with (in-context
+    /// demonstrations, prefixes started from text): its class, or for a score in `range` the
+    /// nearer pole (the high one from the middle up).
+    pub fn word_index(&self, label: crate::data::Label, range: Option<(f64, f64)>) -> Option<usize> {
+        match (label, range) {
+            (crate::data::Label::Class(c), _) => (c < self.words.len()).then_some(c),
+            (crate::data::Label::Score(s), Some((lo, hi))) if self.words.len() == 2 => {
+                Some(usize::from(s as f64 >= (lo + hi) / 2.0))
+            }
+            _ => None,
+        }
     }
 
     /// The template filled with an input.
@@ -96,7 +121,15 @@ mod tests {
         assert!(p.check(false, 3).is_err());
         let q = Prompt::default_for("rte", &names, false).unwrap();
         assert_eq!(q.fill("A", Some("B")), "A ? B Answer:");
-        assert!(Prompt::default_for("stsb", &[], false).is_none());
+        let sts = Prompt::default_for("stsb", &[], false).unwrap();
+        sts.check(true, 0).unwrap();
+        assert!(Prompt { words: vec![" No".into()], ..sts.clone() }.check(true, 0).is_err());
+        use crate::data::Label;
+        assert_eq!(sts.word_index(Label::Score(2.4), Some((0.0, 5.0))), Some(0));
+        assert_eq!(sts.word_index(Label::Score(2.5), Some((0.0, 5.0))), Some(1));
+        assert_eq!(sts.word_index(Label::Score(2.5), None), None);
+        assert_eq!(q.word_index(Label::Class(1), None), Some(1));
+        assert!(Prompt::default_for("user", &[], false).is_none());
         let u = Prompt::default_for("user", &["spam".into(), "ham".into()], false).unwrap();
         assert_eq!(u.words, vec![" spam", " ham"]);
     }

@@ -271,15 +271,20 @@ impl Session {
             crate::config::Init::Text if self.cfg.method.uses_prefix() => Some(self.text_start_ids()?),
             _ => None,
         };
-        let mut s = Subspace::new(
-            &root,
-            &self.cfg,
-            self.backbone.as_ref(),
-            self.task.num_outputs(),
-            self.pooling,
-            words,
-            text_ids.as_ref(),
-        );
+        // With label words the head has one output per word (two poles for a regression task).
+        let outputs = words.as_ref().map_or(self.task.num_outputs(), |w| w.size()[0]);
+        let poles = match (&words, self.task.is_regression()) {
+            (Some(_), true) => Some(self.task.score_range.ok_or_else(|| {
+                Error::Input(format!(
+                    "task {}: every train score is the same, so its label words have no range to span",
+                    self.task.name
+                ))
+            })?),
+            _ => None,
+        };
+        let mut s =
+            Subspace::new(&root, &self.cfg, self.backbone.as_ref(), outputs, self.pooling, words, text_ids.as_ref());
+        s.set_poles(poles);
         self.cfg.method.setup(self, &mut s, &root)?;
         if self.cfg.calibrate {
             self.cfg.method.calibrate(self, &mut s)?;
@@ -313,15 +318,12 @@ impl Session {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x7e47);
         order.shuffle(&mut rng);
         let text = |e: &crate::data::Example| -> Result<Vec<i64>> {
-            match (self.tokenizer.prompt(), e.label) {
-                (Some(prompt), Label::Class(c)) if c < prompt.words.len() => {
-                    let t = format!("{}{}\n\n", prompt.fill(&e.text_a, e.text_b.as_deref()), prompt.words[c]);
-                    self.tokenizer.ids(&t)
+            match self.tokenizer.prompt() {
+                Some(prompt) => {
+                    let word = prompt.word_index(e.label, self.task.score_range).map_or("", |c| &prompt.words[c]);
+                    self.tokenizer.ids(&format!("{}{word}\n\n", prompt.fill(&e.text_a, e.text_b.as_deref())))
                 }
-                (Some(prompt), _) => {
-                    self.tokenizer.ids(&format!("{}\n\n", prompt.fill(&e.text_a, e.text_b.as_deref())))
-                }
-                (None, _) => self.tokenizer.ids(&e.text_a),
+                None => self.tokenizer.ids(&e.text_a),
             }
         };
         let mut rows = Vec::with_capacity(n * p);

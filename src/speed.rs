@@ -301,6 +301,7 @@ fn no_data_task() -> TaskData {
         metrics: vec![Metric::Accuracy],
         main_metric: Metric::Accuracy,
         split: FewShotSplit { protocol: Protocol::PerClass, k: 0, seed: 0, train: vec![], dev: vec![] },
+        score_range: None,
         tests: vec![],
         notes: vec![],
     }

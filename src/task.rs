@@ -25,6 +25,9 @@ pub struct TaskData {
     pub main_metric: Metric,
     /// The sampled few-shot train and dev sets.
     pub split: FewShotSplit,
+    /// Regression: the lowest and highest score of the train pool (STS-B: 0 and 5), the two
+    /// poles a decoder's label words stand for; `None` for classification.
+    pub score_range: Option<(f64, f64)>,
     /// Test sets by name (`test`, or `test_matched` / `test_mismatched`).
     pub tests: Vec<(String, Vec<Example>)>,
     /// Data caveats, one line each (partial files, held-out test sets, ...).
@@ -116,12 +119,14 @@ impl TaskData {
             Some(given) if name == "user" => given.clone(),
             _ => name,
         };
+        let score_range = label_names.is_empty().then(|| score_range(&pool.examples)).flatten();
         Ok(Self {
             name,
             label_names,
             metrics,
             main_metric,
             split,
+            score_range,
             tests: tests.into_iter().map(|(n, d)| (n, d.examples)).collect(),
             notes,
         })
@@ -135,6 +140,17 @@ impl TaskData {
         }
         self
     }
+}
+
+/// The lowest and highest regression score among `examples` (`None` without scores, or when
+/// every score is the same).
+fn score_range(examples: &[Example]) -> Option<(f64, f64)> {
+    let scores = examples.iter().filter_map(|e| match e.label {
+        crate::data::Label::Score(s) => Some(s as f64),
+        _ => None,
+    });
+    let (lo, hi) = scores.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(s), hi.max(s)));
+    (lo < hi).then_some((lo, hi))
 }
 
 type Loaded = (Dataset, Vec<(String, Dataset)>, Vec<String>, Vec<Metric>, Metric);

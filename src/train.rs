@@ -507,7 +507,7 @@ pub fn train_step(
             subspace.forward(enc, &pad_batch(&items, session.tokenizer.pad_id(), device), &alphas, true)
         }
     };
-    let task_loss = loss(&logits, labels.iter().copied(), device);
+    let task_loss = loss(&logits, labels.iter().copied(), subspace.poles(), device);
     let mut reg_rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, Stream::Regulariser, step as u64));
     let reg = subspace.regulariser(&mut reg_rng);
     let total = match &reg {
@@ -617,16 +617,64 @@ fn evaluate_unless(
     Ok(Some(r))
 }
 
-fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, device: Device) -> Tensor {
+/// The task loss of head logits `(B, C)`: cross-entropy for classes; for scores, the squared
+/// error of a regression head, or with two label-word `poles` (LM-BFF) the cross-entropy
+/// against the soft target `[1 − t, t]`, `t = (y − lo) / (hi − lo)` (the KL divergence LM-BFF
+/// minimises, less the target's entropy, a constant).
+fn loss(logits: &Tensor, labels: impl Iterator<Item = Label>, poles: Option<(f64, f64)>, device: Device) -> Tensor {
     let labels: Vec<Label> = labels.collect();
     match labels.first() {
         Some(Label::Score(_)) => {
             let y: Vec<f32> = labels.iter().map(|l| if let Label::Score(s) = l { *s } else { 0.0 }).collect();
-            logits.select(1, 0).mse_loss(&Tensor::from_slice(&y).to(device), tch::Reduction::Mean)
+            let y = Tensor::from_slice(&y).to(device);
+            match poles {
+                Some((lo, hi)) => {
+                    let t = ((y - lo) / (hi - lo)).clamp(0.0, 1.0);
+                    let target = Tensor::stack(&[1.0 - &t, t], 1);
+                    -(target * logits.log_softmax(-1, tch::Kind::Float)).sum_dim_intlist(1, false, None).mean(None)
+                }
+                None => logits.select(1, 0).mse_loss(&y, tch::Reduction::Mean),
+            }
         }
         _ => {
             let y: Vec<i64> = labels.iter().map(|l| if let Label::Class(c) = l { *c as i64 } else { 0 }).collect();
             logits.cross_entropy_for_logits(&Tensor::from_slice(&y).to(device))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_poles_are_fitted_by_the_soft_target() {
+        let dev = Device::Cpu;
+        let labels = [Label::Score(0.0), Label::Score(3.75), Label::Score(5.0)];
+        let logits = Tensor::from_slice(&[0.3f32, -0.2, 1.0, 2.0, -1.0, 0.5]).view([3, 2]);
+        let l = loss(&logits, labels.into_iter(), Some((0.0, 5.0)), dev).double_value(&[]);
+        // −mean Σ target · log softmax, written out.
+        let ls = |a: f64, b: f64| {
+            let z = (a.exp() + b.exp()).ln();
+            (a - z, b - z)
+        };
+        let rows = [((0.3, -0.2), 0.0), ((1.0, 2.0), 0.75), ((-1.0, 0.5), 1.0)];
+        let want = -rows
+            .iter()
+            .map(|&((a, b), t)| {
+                let (la, lb) = ls(a, b);
+                (1.0 - t) * la + t * lb
+            })
+            .sum::<f64>()
+            / 3.0;
+        assert!((l - want).abs() < 1e-6, "{l} vs {want}");
+        // At the target probabilities the gradient vanishes: log-odds ln(t / (1 − t)).
+        let t = 0.75f64;
+        let at = Tensor::from_slice(&[0.0f32, (t / (1.0 - t)).ln() as f32]).view([1, 2]).set_requires_grad(true);
+        loss(&at, [Label::Score(3.75)].into_iter(), Some((0.0, 5.0)), dev).backward();
+        assert!(f64::try_from(at.grad().abs().max()).unwrap() < 1e-6);
+        // Without poles a score is fitted by its squared error.
+        let one = Tensor::from_slice(&[2.0f32]).view([1, 1]);
+        assert!((loss(&one, [Label::Score(3.0)].into_iter(), None, dev).double_value(&[]) - 1.0).abs() < 1e-6);
     }
 }

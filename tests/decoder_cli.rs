@@ -1,7 +1,8 @@
 //! End-to-end runs of the binary with the decoder LLM SmolLM2-135M-Instruct (GGUF) on real
 //! SST-2 / RTE data: every method trains (or not) and its run directory evaluates back to the
 //! same test numbers; the same seeds give the same numbers; prefix tuning is the subspace with
-//! one vertex; bad prompt settings are one-line errors that leave nothing behind.
+//! one vertex; STS-B is read through two label words; bad prompt settings are one-line errors
+//! that leave nothing behind.
 
 mod common;
 
@@ -92,6 +93,40 @@ fn same_seeds_same_numbers_and_one_vertex_is_prefix_tuning() {
 }
 
 #[test]
+fn stsb_scores_lie_between_the_two_poles() {
+    if !installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sts");
+    let o = train("stsb", "subspace", &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = results(&out);
+    for point in ["centroid", "ensemble"] {
+        let p = r["test"][point]["pearson"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&p), "{point}: pearson {p}");
+    }
+    let e = bin().args(["eval", "--run", out.to_str().unwrap()]).output().unwrap();
+    assert!(e.status.success(), "eval: {}", String::from_utf8_lossy(&e.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(v["test"]["pearson"], r["test"]["centroid"]["pearson"], "eval differs from training's test");
+    // predict gives a score on STS-B's scale, from the words' two probabilities.
+    let input = tmp.path().join("pairs.txt");
+    std::fs::write(&input, "A man is playing a guitar.\tA man plays the guitar.\nA dog runs.\tThe stock fell.\n")
+        .unwrap();
+    let p =
+        bin().args(["predict", "--run", out.to_str().unwrap(), "--input", input.to_str().unwrap()]).output().unwrap();
+    assert!(p.status.success(), "predict: {}", String::from_utf8_lossy(&p.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&p.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let s = row["score"].as_f64().unwrap_or_else(|| panic!("no score: {row}"));
+        assert!((0.0..=5.0).contains(&s), "score {s} outside STS-B's [0, 5]");
+    }
+}
+
+#[test]
 fn bad_prompt_settings_are_one_line_errors_and_leave_nothing() {
     if !installed() {
         return;
@@ -103,7 +138,7 @@ fn bad_prompt_settings_are_one_line_errors_and_leave_nothing() {
         ("sst2", "zero-shot", &["label_words=[\" bad\"]"], "one word per class"),
         ("sst2", "zero-shot", &["label_words=[\" good\", \" good\"]"], "same token"),
         ("sst2", "bitfit", &[], "no bias"),
-        ("stsb", "zero-shot", &[], "label words"),
+        ("stsb", "zero-shot", &["label_words=[\" No\", \" Maybe\", \" Yes\"]"], "two words"),
         ("sst2", "prefix", &["calibrate=true"], "calibrate"),
         ("sst2", "zero-shot", &["precision=bf16"], "bf16"),
     ];

@@ -12,7 +12,7 @@ use tch::{nn, Tensor};
 
 use super::subspace::Subspace;
 use super::{AfterSteps, Fitted, Method};
-use crate::data::{Example, Label};
+use crate::data::Example;
 use crate::error::{Error, Result};
 use crate::eval::{outputs, score};
 use crate::session::Session;
@@ -81,7 +81,8 @@ impl Method for InContext {
         let task = &session.task;
         let main = task.main_metric.name();
         let (enc, pad) = (&*session.backbone, session.tokenizer.pad_id());
-        let most = task.split.train.len().div_ceil(task.label_names.len().max(1));
+        let words = session.tokenizer.prompt().map_or(1, |p| p.words.len());
+        let most = task.split.train.len().div_ceil(words.max(1));
         let mut best_k: Option<(f64, usize)> = None;
         let mut tried = Vec::new();
         for k in SHOTS.into_iter().filter(|&k| k <= most.max(1)) {
@@ -114,15 +115,20 @@ pub fn use_demonstrations(session: &Session, s: &mut Subspace, per_class: usize)
 
 /// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the
 /// few-shot train examples (`per_class` of each class, at most all) written with the template and
-/// their label word, one per paragraph, in an order drawn with the run's seed.
+/// their label word, one per paragraph, in an order drawn with the run's seed. A regression
+/// task's "classes" are its two poles: an example goes with the nearer one
+/// ([`crate::prompt::Prompt::word_index`]).
 pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let prompt = session.tokenizer.prompt().ok_or_else(|| Error::Input("icl needs a decoder".into()))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(session.cfg.seed ^ 0x1c1);
+    // A regression task's examples are written with the nearer pole's word, and chosen per pole.
+    let range = session.task.score_range;
     let mut chosen: Vec<&Example> = Vec::new();
-    for c in 0..session.task.label_names.len() {
-        let mut of_class: Vec<_> = session.task.split.train.iter().filter(|e| e.label == Label::Class(c)).collect();
+    for c in 0..prompt.words.len() {
+        let mut of_class: Vec<_> =
+            session.task.split.train.iter().filter(|e| prompt.word_index(e.label, range) == Some(c)).collect();
         of_class.shuffle(&mut rng);
         let k = per_class.min(of_class.len());
         chosen.extend(of_class.into_iter().take(k));
@@ -130,7 +136,7 @@ pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
     chosen.shuffle(&mut rng);
     let mut text = String::new();
     for e in chosen {
-        let Label::Class(c) = e.label else { continue };
+        let Some(c) = prompt.word_index(e.label, range) else { continue };
         text.push_str(&prompt.fill(&e.text_a, e.text_b.as_deref()));
         text.push_str(&prompt.words[c]);
         text.push_str("\n\n");

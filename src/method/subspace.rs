@@ -139,7 +139,8 @@ impl At {
 pub struct Subspace {
     /// Number of vertices n.
     pub n: usize,
-    /// Number of classes C (1 for regression).
+    /// Number of head outputs C: classes, 1 for a regression head, 2 for a regression task's
+    /// two label words (its poles).
     pub classes: i64,
     layers: i64,
     hidden: i64,
@@ -156,6 +157,9 @@ pub struct Subspace {
     head_b: Tensor,
     /// The head is a decoder's label words (frozen), not trained weights.
     words: bool,
+    /// A regression task through two label words (LM-BFF): the score is
+    /// `lo + (hi − lo) · P(word 1)`, with `(lo, hi)` these poles.
+    poles: Option<(f64, f64)>,
     /// In-context learning: the demonstrations' keys and values `(L, 2, 1, D, W)`, a fixed
     /// prefix after which the inputs continue (positions D..).
     context: Option<Tensor>,
@@ -255,6 +259,7 @@ impl Subspace {
             head_w,
             head_b,
             words: words.is_some(),
+            poles: None,
             context: None,
             icl_shots: None,
             probe,
@@ -480,6 +485,39 @@ impl Subspace {
     /// Whether the head is a decoder's (frozen) label words.
     pub fn label_words(&self) -> bool {
         self.words
+    }
+
+    /// Makes the two outputs of the head the poles `(lo, hi)` of a regression score (see
+    /// [`Subspace::outputs`]); `None` leaves the head as it is.
+    pub fn set_poles(&mut self, poles: Option<(f64, f64)>) {
+        assert!(poles.is_none() || self.classes == 2, "two poles need a head with two outputs");
+        self.poles = poles;
+    }
+
+    /// The poles of a regression task read through two label words.
+    pub fn poles(&self) -> Option<(f64, f64)> {
+        self.poles
+    }
+
+    /// The number of values [`Subspace::outputs`] gives per example: 1 for a regression task,
+    /// else C.
+    pub fn output_width(&self) -> i64 {
+        if self.poles.is_some() {
+            1
+        } else {
+            self.classes
+        }
+    }
+
+    /// What a run reports from head logits `(B, C)`: class probabilities (the softmax), the
+    /// score of a regression head `(B, 1)` as it is, or with two poles the interpolated score
+    /// `lo + (hi − lo) · softmax(logits)[1]` `(B, 1)`.
+    pub fn outputs(&self, logits: &Tensor) -> Tensor {
+        match self.poles {
+            Some((lo, hi)) => logits.softmax(-1, Kind::Float).narrow(1, 1, 1) * (hi - lo) + lo,
+            None if self.classes == 1 => logits.shallow_clone(),
+            None => logits.softmax(-1, Kind::Float),
+        }
     }
 
     /// The mixed head on pooled features, with head dropout while training.
