@@ -115,6 +115,9 @@ fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -
         "template": prompt.template,
         "label_words": prompt.words,
         "label_ids": ids,
+        // Every token of each word: with a word of several tokens, the class scores are the
+        // words' summed log-probabilities (teacher-forced), not the first tokens' logits.
+        "label_tokens": session.label_tokens,
         "labels": session.task.label_names,
         // A regression task: score = lo + (hi - lo) * softmax(class scores)[1].
         "poles": subspace.poles().map(|(lo, hi)| [lo, hi]),

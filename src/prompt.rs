@@ -1,6 +1,8 @@
 //! Prompt-based classification with a decoder (LM-BFF / PET): each input is written into a
 //! template whose answer slot is at the end, and each class has a label word; the class score
-//! is the language model's logit of the word's first token at the last real position.
+//! is the language model's logit of the word at the last real position, or, when a word has
+//! several tokens, the summed log-probability of its tokens
+//! ([`crate::method::subspace::Subspace::forward`]).
 //!
 //! Templates use `{s}` for the sentence of a single-sentence task, `{s1}` and `{s2}` for the
 //! two texts of a pair task. Words carry their leading space (`" great"`): they are the

@@ -33,6 +33,9 @@ pub struct Session {
     /// A decoder's label words: the first token id of each class's word (the head is then the
     /// language model's own output rows of these tokens).
     pub label_ids: Option<Vec<i64>>,
+    /// Every token id of each class's label word; a class scored by several tokens makes the
+    /// class scores summed log-probabilities ([`Subspace::set_word_tokens`]).
+    pub label_tokens: Option<Vec<Vec<i64>>>,
     /// [`Session::data_hash`], computed once when the data is loaded.
     data_hash: String,
 }
@@ -188,20 +191,22 @@ impl Session {
                 path.display()
             )));
         }
-        let label_ids = if words {
-            let mut ids = Vec::new();
+        let label_tokens = if words {
+            let mut all: Vec<Vec<i64>> = Vec::new();
             for w in &prompt.words {
                 let t = tokenizer.ids(w)?;
-                let first = *t.first().ok_or_else(|| Error::Input(format!("label word {w:?} has no tokens")))?;
-                if ids.contains(&first) {
+                if t.is_empty() {
+                    return Err(Error::Input(format!("label word {w:?} has no tokens")));
+                }
+                if all.contains(&t) {
                     return Err(Error::Input(format!(
-                        "label_words = {:?}: two words start with the same token ({first}); the class scores would be equal",
+                        "label_words = {:?}: two words have the same tokens ({t:?}); the class scores would be equal",
                         prompt.words
                     )));
                 }
-                ids.push(first);
+                all.push(t);
             }
-            Some(ids)
+            Some(all)
         } else {
             None
         };
@@ -211,7 +216,8 @@ impl Session {
             PoolingChoice::Cls => Pooling::Cls,
         };
         let mut s = Self::from_parts(cfg, task, Box::new(decoder), tokenizer, pooling);
-        s.label_ids = label_ids;
+        s.label_ids = label_tokens.as_ref().map(|all| all.iter().map(|t| t[0]).collect());
+        s.label_tokens = label_tokens;
         Ok(s)
     }
 
@@ -224,7 +230,7 @@ impl Session {
         pooling: Pooling,
     ) -> Self {
         let data_hash = hash_examples(&task);
-        Self { cfg, task, backbone, tokenizer, pooling, label_ids: None, data_hash }
+        Self { cfg, task, backbone, tokenizer, pooling, label_ids: None, label_tokens: None, data_hash }
     }
 
     /// The encoder, for what only encoders do (PEFT export, the FLOP model).
@@ -285,6 +291,9 @@ impl Session {
         let mut s =
             Subspace::new(&root, &self.cfg, self.backbone.as_ref(), outputs, self.pooling, words, text_ids.as_ref());
         s.set_poles(poles);
+        if let Some(all) = self.label_tokens.as_ref().filter(|all| all.iter().any(|t| t.len() > 1)) {
+            s.set_word_tokens(all.clone());
+        }
         self.cfg.method.setup(self, &mut s, &root)?;
         if self.cfg.calibrate {
             self.cfg.method.calibrate(self, &mut s)?;

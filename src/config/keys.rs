@@ -168,7 +168,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("model", "template", text("a text with {s} (single-sentence tasks) or {s1} and {s2} (pair tasks), answer slot last"),
             "Decoders: the prompt each input is written into; the class score is the LM logit of its label word right after it. Unset: the task's default (docs/method.md).".into()),
         ("model", "label_words", text("a list of words, one per class in class order, each with its leading space"),
-            "Decoders: the label words (their first token is scored); a regression task takes two, the low pole then the high one (STS-B: ` No`, ` Yes`). Unset: the task's default.".into()),
+            "Decoders: the label words (a one-token word is scored by its logit; when a word has several tokens, every class is scored by its word's summed log-probability); a regression task takes two, the low pole then the high one (STS-B: ` No`, ` Yes`). Unset: the task's default.".into()),
         ("model", "max_len", Number, "Truncation length in tokens (at most what the model's position table allows).".into()),
         ("model", "pooling", Names(names(&POOLINGS)),
             "What the head reads: `auto` = the pooling the model folder declares (mean for the default model), else the first token; `mean` over real tokens; `cls` the first token.".into()),

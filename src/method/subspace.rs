@@ -160,6 +160,9 @@ pub struct Subspace {
     /// A regression task through two label words (LM-BFF): the score is
     /// `lo + (hi − lo) · P(word 1)`, with `(lo, hi)` these poles.
     poles: Option<(f64, f64)>,
+    /// Label words of several tokens: every token id of each class's word. The class score is
+    /// then the summed log-probability of the word's tokens ([`Subspace::forward`]).
+    word_tokens: Option<Vec<Vec<i64>>>,
     /// In-context learning: the demonstrations' keys and values `(L, 2, 1, D, W)`, a fixed
     /// prefix after which the inputs continue (positions D..).
     context: Option<Tensor>,
@@ -260,6 +263,7 @@ impl Subspace {
             head_b,
             words: words.is_some(),
             poles: None,
+            word_tokens: None,
             context: None,
             icl_shots: None,
             probe,
@@ -396,8 +400,13 @@ impl Subspace {
         Tensor::einsum("bn,bnc->bc", &[&a, &per_vertex], None::<i64>)
     }
 
-    /// Full forward: mixed prefix → backbone → pooling → mixed head. `(B, C)`.
+    /// Full forward: mixed prefix → backbone → pooling → mixed head. `(B, C)`. With label
+    /// words of several tokens, the summed log-probabilities of the words' tokens instead
+    /// ([`Subspace::word_scores`]).
     pub fn forward(&self, backbone: &dyn Backbone, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
+        if let Some(words) = &self.word_tokens {
+            return self.word_scores(backbone, batch, alphas, train, words) + &self.head_b;
+        }
         let pooled = self.features(backbone, batch, alphas, train);
         self.head(&pooled, alphas, train)
     }
@@ -405,6 +414,105 @@ impl Subspace {
     /// Pooled features `(B, H)` of the backbone run with the mixed prefix (or prompt), divided
     /// by their Euclidean norm when the run says so ([`Subspace::normalizes`]).
     pub fn features(&self, backbone: &dyn Backbone, batch: &Batch, alphas: &Alphas, train: bool) -> Tensor {
+        let hidden = self.hidden_states(backbone, batch, alphas, train, None);
+        let pooled = self.pooling.pool(&hidden, &batch.attention_mask);
+        if self.normalizes() {
+            // As scikit-learn's `normalize`: a zero vector stays zero.
+            let norm = pooled.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+            pooled / norm
+        } else {
+            pooled
+        }
+    }
+
+    /// Label words of several tokens (PET, LM-BFF with multi-token verbalizers): the score of
+    /// class c is `Σⱼ log P(wⱼ | input, w₁ … wⱼ₋₁)` over the tokens of its word, `(B, C)`.
+    /// Each input runs once as it is (the first token of every word is read at its last real
+    /// position) and once more for each word of several tokens, followed by that word's tokens
+    /// but its last; all of an example's rows share one mixed prefix (and its dropout).
+    fn word_scores(
+        &self,
+        backbone: &dyn Backbone,
+        batch: &Batch,
+        alphas: &Alphas,
+        train: bool,
+        words: &[Vec<i64>],
+    ) -> Tensor {
+        let dev = backbone.device();
+        let (b, t) = batch.input_ids.size2().expect("input ids are (B, T)");
+        let ids = Vec::<i64>::try_from(batch.input_ids.to_device(Device::Cpu).reshape([-1])).expect("ids");
+        let mask = Vec::<i64>::try_from(batch.attention_mask.to_device(Device::Cpu).reshape([-1])).expect("mask");
+        let (b, t) = (b as usize, t as usize);
+        let lens: Vec<usize> = (0..b).map(|i| mask[i * t..(i + 1) * t].iter().filter(|&&m| m != 0).count()).collect();
+        // Row group 0: the inputs; then one group per word of several tokens.
+        let mut group_of = vec![0usize; words.len()];
+        let mut tails: Vec<&[i64]> = vec![&[]];
+        for (c, w) in words.iter().enumerate() {
+            if w.len() > 1 {
+                group_of[c] = tails.len();
+                tails.push(&w[..w.len() - 1]);
+            }
+        }
+        let g = tails.len();
+        let t2 = t + tails.iter().map(|x| x.len()).max().unwrap_or(0);
+        let (mut ids2, mut mask2) = (vec![0i64; b * g * t2], vec![0i64; b * g * t2]);
+        for i in 0..b {
+            for (k, tail) in tails.iter().enumerate() {
+                let r = (i * g + k) * t2;
+                ids2[r..r + lens[i]].copy_from_slice(&ids[i * t..i * t + lens[i]]);
+                ids2[r + lens[i]..r + lens[i] + tail.len()].copy_from_slice(tail);
+                mask2[r..r + lens[i] + tail.len()].iter_mut().for_each(|m| *m = 1);
+            }
+        }
+        let shape = [(b * g) as i64, t2 as i64];
+        let expanded = Batch {
+            input_ids: Tensor::from_slice(&ids2).view(shape).to(dev),
+            attention_mask: Tensor::from_slice(&mask2).view(shape).to(dev),
+            token_type_ids: Tensor::zeros(shape, (Kind::Int64, dev)),
+        };
+        let rows = Tensor::arange(b as i64, (Kind::Int64, dev)).repeat_interleave_self_int(g as i64, 0, None);
+        let hidden = self.hidden_states(backbone, &expanded, alphas, train, Some(&rows));
+        // The positions read (row · t2 + position) and, for each scored token, which position,
+        // which token and which (example, class) it counts for.
+        let (mut positions, mut read, mut token, mut owner) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, &len) in lens.iter().enumerate() {
+            let first = positions.len() as i64;
+            positions.push(((i * g) * t2 + len - 1) as i64);
+            for (c, w) in words.iter().enumerate() {
+                for (j, &tok) in w.iter().enumerate() {
+                    let at = if j == 0 {
+                        first
+                    } else {
+                        positions.push(((i * g + group_of[c]) * t2 + len - 1 + j) as i64);
+                        positions.len() as i64 - 1
+                    };
+                    read.push(at);
+                    token.push(tok);
+                    owner.push((i * words.len() + c) as i64);
+                }
+            }
+        }
+        let h = hidden.reshape([(b * g * t2) as i64, -1]).index_select(0, &Tensor::from_slice(&positions).to(dev));
+        let out = backbone.output_weight().expect("label words of several tokens need a language-model head");
+        let logp = h.matmul(&out.tr()).log_softmax(-1, Kind::Float);
+        let v = logp.size()[1];
+        let flat: Vec<i64> = read.iter().zip(&token).map(|(&p, &k)| p * v + k).collect();
+        let picked = logp.reshape([-1]).index_select(0, &Tensor::from_slice(&flat).to(dev));
+        let scores = Tensor::zeros([(b * words.len()) as i64], (Kind::Float, dev));
+        scores.index_add(0, &Tensor::from_slice(&owner).to(dev), &picked).view([b as i64, words.len() as i64])
+    }
+
+    /// Final hidden states `(B, T, H)` of the backbone run with the mixed prefix (or prompt);
+    /// `rows`: the example each row of `batch` belongs to, when an example has several rows
+    /// (the prefix mixed per example is repeated for them).
+    fn hidden_states(
+        &self,
+        backbone: &dyn Backbone,
+        batch: &Batch,
+        alphas: &Alphas,
+        train: bool,
+        rows: Option<&Tensor>,
+    ) -> Tensor {
         let opts = Forward { dropout: train && self.backbone_dropout, positions: self.positions };
         let opts = match &self.context {
             Some(_) => Forward { positions: Positions::Shifted, ..opts },
@@ -413,25 +521,22 @@ impl Subspace {
         let prefix = self.context.as_ref().map(|c| c.shallow_clone()).or_else(|| {
             (self.prefix_len > 0).then(|| {
                 let p = self.mixed_prefix(alphas);
-                if train && self.prefix_dropout > 0.0 {
+                let p = if train && self.prefix_dropout > 0.0 {
                     crate::model::dropout::dropout(&p, self.prefix_dropout)
                 } else {
                     p
+                };
+                // (L, 2, B or 1, p, W): one mixed prefix per example, or one for all.
+                match rows {
+                    Some(r) if p.size()[2] > 1 => p.index_select(2, r),
+                    _ => p,
                 }
             })
         });
-        let hidden = match &self.prompt {
+        match &self.prompt {
             None => backbone.forward(batch, prefix.as_ref(), opts),
-            // Pool the real tokens only.
+            // The real tokens' states only.
             Some(prompt) => backbone.forward_prompted(batch, prompt, prefix.as_ref(), opts),
-        };
-        let pooled = self.pooling.pool(&hidden, &batch.attention_mask);
-        if self.normalizes() {
-            // As scikit-learn's `normalize`: a zero vector stays zero.
-            let norm = pooled.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
-            pooled / norm
-        } else {
-            pooled
         }
     }
 
@@ -492,6 +597,13 @@ impl Subspace {
     pub fn set_poles(&mut self, poles: Option<(f64, f64)>) {
         assert!(poles.is_none() || self.classes == 2, "two poles need a head with two outputs");
         self.poles = poles;
+    }
+
+    /// Scores classes by every token of their label words (summed log-probabilities), for
+    /// label words of which at least one has several tokens.
+    pub fn set_word_tokens(&mut self, tokens: Vec<Vec<i64>>) {
+        assert!(self.words && tokens.len() as i64 == self.classes, "one token list per label word");
+        self.word_tokens = Some(tokens);
     }
 
     /// The poles of a regression task read through two label words.

@@ -37,6 +37,8 @@ pub trait Backbone {
     /// The language-model output rows `(n, H)` of token ids (label words); `None` for an
     /// encoder, which has no language-model head.
     fn output_rows(&self, ids: &[i64]) -> Option<Tensor>;
+    /// The whole language-model output projection `(vocab, H)`; `None` for an encoder.
+    fn output_weight(&self) -> Option<&Tensor>;
     /// The most real tokens one input may have when its positions start `shift` places later.
     fn max_tokens(&self, shift: i64) -> i64;
     /// Adds LoRA updates of rank `r` to the attention projections named in `targets`
@@ -93,6 +95,9 @@ impl Backbone for Encoder {
     fn output_rows(&self, _ids: &[i64]) -> Option<Tensor> {
         None
     }
+    fn output_weight(&self) -> Option<&Tensor> {
+        None
+    }
     fn max_tokens(&self, shift: i64) -> i64 {
         Encoder::max_tokens(self, shift)
     }
@@ -146,6 +151,9 @@ impl Backbone for Decoder {
     fn output_rows(&self, ids: &[i64]) -> Option<Tensor> {
         let idx = Tensor::from_slice(ids).to(self.device());
         Some(self.output_weight().index_select(0, &idx))
+    }
+    fn output_weight(&self) -> Option<&Tensor> {
+        Some(Decoder::output_weight(self))
     }
     fn max_tokens(&self, shift: i64) -> i64 {
         (self.config.context - shift).max(0)
