@@ -54,6 +54,7 @@ use crate::error::{Error, Result};
 use crate::eval::{outputs, Encoded};
 use crate::method::subspace::{At, Subspace};
 use crate::method::Method;
+pub use crate::method::{LoraTargets, Trainable};
 use crate::metrics::Metric;
 use crate::model::load::Weights;
 use crate::model::{Config, Encoder, Pooling, TextTokenizer};
@@ -337,15 +338,6 @@ pub fn base_encoder(seed: i64, device: Device) -> Result<Encoder> {
     Encoder::from_weights(cfg, &mut w, device)
 }
 
-/// What a step of `session`'s method trains, for counting its products.
-fn trainable(session: &Session) -> Trainable {
-    match session.cfg.method.name() {
-        "lora" => Trainable::Lora { r: session.cfg.lora_r as i64, targets: LoraTargets::of(&session.cfg.lora_targets) },
-        "full" => Trainable::Full,
-        _ => Trainable::Prefix,
-    }
-}
-
 /// The shape of a step of `session`'s model with `subspace` on examples of these `lengths`
 /// (padded to the longest), its linear layers on the real tokens only when `packed`.
 fn step_shape(session: &Session, subspace: &Subspace, lengths: &[i64], packed: bool) -> StepShape {
@@ -428,7 +420,7 @@ fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> Result<Value
     }
     let step_s = median(&times);
     let c = &session.encoder().expect("the speed figures run an encoder").config;
-    let trainable = trainable(&session);
+    let trainable = session.cfg.method.trainable(&session.cfg);
     let dims = step_shape(&session, &subspace, &vec![t; b as usize], false);
     let fl = step_flops(&dims, &trainable);
     let gflops = fl.total() / step_s / 1e9;
@@ -523,7 +515,7 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
     }
     // The timed steps' batches, as `train` forms them: its epoch orders, cut into batches,
     // each padded to its longest example.
-    let (trainable, mut products) = (trainable(&session), Vec::new());
+    let (trainable, mut products) = (session.cfg.method.trainable(&session.cfg), Vec::new());
     // Whether the training steps ran on packed rows (not when encoder weights are trained).
     let packed = session.encoder().expect("the speed figures run an encoder").packs();
     let (subspace, n) = (session.new_subspace()?.1, lengths.len());
@@ -569,7 +561,7 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
     // The pass's batches, as `outputs` forms them: length-sorted chunks padded to their longest.
     let mut lengths: Vec<i64> = data.inputs.iter().map(|(ids, _)| ids.len() as i64).collect();
     lengths.sort_unstable();
-    let (trainable, mut products) = (trainable(&session), Vec::new());
+    let (trainable, mut products) = (session.cfg.method.trainable(&session.cfg), Vec::new());
     for chunk in lengths.chunks(bs) {
         // Inference always packs (no weight gradients).
         let dims = step_shape(&session, &subspace, chunk, true);
@@ -751,43 +743,6 @@ pub struct StepShape {
     pub heads: i64,
     /// Attention heads (they split H; the attention products are batched over them).
     pub attention_heads: i64,
-}
-
-/// Which attention projections carry LoRA.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LoraTargets {
-    /// Query.
-    pub query: bool,
-    /// Key.
-    pub key: bool,
-    /// Value.
-    pub value: bool,
-    /// Attention output.
-    pub output: bool,
-}
-
-impl LoraTargets {
-    /// From config names.
-    pub fn of(names: &[String]) -> Self {
-        let has = |n: &str| names.iter().any(|x| x == n);
-        Self { query: has("query"), key: has("key"), value: has("value"), output: has("output") }
-    }
-}
-
-/// What a step trains (the prefix, if `StepShape::prefix > 0`, is trained in every case).
-#[derive(Debug, Clone, Copy)]
-pub enum Trainable {
-    /// Only the prefix (and head): every encoder weight frozen.
-    Prefix,
-    /// LoRA of rank r on the targets (and the head).
-    Lora {
-        /// Rank.
-        r: i64,
-        /// Adapted projections.
-        targets: LoraTargets,
-    },
-    /// Every weight, embeddings included.
-    Full,
 }
 
 /// Matmul FLOPs of one training step.

@@ -2,7 +2,7 @@
 
 use tch::nn;
 
-use super::Method;
+use super::{Method, Trainable};
 use crate::config::RunConfig;
 use crate::error::Result;
 use crate::model::Backbone;
@@ -20,5 +20,8 @@ impl Method for FullFineTuning {
     fn prepare_backbone(&self, _cfg: &RunConfig, backbone: &mut dyn Backbone, root: &nn::Path) -> Result<()> {
         backbone.make_trainable(root, &|_| true);
         Ok(())
+    }
+    fn trainable(&self, _cfg: &RunConfig) -> Trainable {
+        Trainable::Full
     }
 }

@@ -3,7 +3,7 @@
 
 use tch::nn;
 
-use super::Method;
+use super::{LoraTargets, Method, Trainable};
 use crate::config::RunConfig;
 use crate::error::Result;
 use crate::model::Backbone;
@@ -20,5 +20,8 @@ impl Method for Lora {
     }
     fn prepare_backbone(&self, cfg: &RunConfig, backbone: &mut dyn Backbone, root: &nn::Path) -> Result<()> {
         backbone.add_lora(root, cfg.lora_r as i64, cfg.lora_alpha, &cfg.lora_targets)
+    }
+    fn trainable(&self, cfg: &RunConfig) -> Trainable {
+        Trainable::Lora { r: cfg.lora_r as i64, targets: LoraTargets::of(&cfg.lora_targets) }
     }
 }

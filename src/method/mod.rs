@@ -151,6 +151,12 @@ pub trait Method: Sync {
     fn after_steps(&self, _ctx: &mut AfterSteps) -> Result<Fitted> {
         Ok(Fitted::default())
     }
+
+    /// What a training step updates, for `speed`'s FLOP model: the prefix (and heads) by
+    /// default; LoRA and full fine-tuning say otherwise.
+    fn trainable(&self, _cfg: &RunConfig) -> Trainable {
+        Trainable::Prefix
+    }
 }
 
 /// What [`Method::after_steps`] works with.
@@ -188,6 +194,45 @@ pub struct Fitted {
     pub setfit: Option<crate::results::SetfitSummary>,
 }
 
+/// Which attention projections carry LoRA.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoraTargets {
+    /// Query.
+    pub query: bool,
+    /// Key.
+    pub key: bool,
+    /// Value.
+    pub value: bool,
+    /// Attention output.
+    pub output: bool,
+}
+
+impl LoraTargets {
+    /// From config names.
+    pub fn of(names: &[String]) -> Self {
+        let has = |n: &str| names.iter().any(|x| x == n);
+        Self { query: has("query"), key: has("key"), value: has("value"), output: has("output") }
+    }
+}
+
+/// What a training step updates, in the terms of `speed`'s FLOP model
+/// ([`crate::speed::step_products`]; the prefix, if `StepShape::prefix > 0`, is trained in
+/// every case): the answer of [`Method::trainable`].
+#[derive(Debug, Clone, Copy)]
+pub enum Trainable {
+    /// Only the prefix (and head): every encoder weight frozen.
+    Prefix,
+    /// LoRA of rank r on the targets (and the head).
+    Lora {
+        /// Rank.
+        r: i64,
+        /// Adapted projections.
+        targets: LoraTargets,
+    },
+    /// Every weight, embeddings included.
+    Full,
+}
+
 /// The method named `s`.
 pub fn parse(s: &str) -> Result<&'static dyn Method> {
     crate::config::by_name(&ALL, |m| m.name(), s)
@@ -220,5 +265,30 @@ impl<'de> Deserialize<'de> for &'static dyn Method {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let name = String::deserialize(d)?;
         parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lora_and_full_fine_tuning_train_more_than_a_prefix() {
+        let cfg = RunConfig::default();
+        for m in ALL {
+            match (m.name(), m.trainable(&cfg)) {
+                ("lora", Trainable::Lora { r, targets }) => {
+                    assert_eq!(r, cfg.lora_r as i64);
+                    let named = [targets.query, targets.key, targets.value, targets.output];
+                    let names = ["query", "key", "value", "output"];
+                    for (on, n) in named.iter().zip(names) {
+                        assert_eq!(*on, cfg.lora_targets.iter().any(|t| t == n), "{n}");
+                    }
+                }
+                ("full", Trainable::Full) => {}
+                (name, Trainable::Prefix) => assert!(name != "lora" && name != "full"),
+                (name, t) => panic!("{name}: {t:?}"),
+            }
+        }
     }
 }
