@@ -382,10 +382,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         task: task.name.clone(),
         method: cfg.method.name().to_string(),
         vertices: cfg.vertices as u64,
-        protocol: serde_json::to_value(cfg.protocol)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .expect("a protocol is a string"),
+        protocol: cfg.protocol.name().to_string(),
         shots: cfg.shots as u64,
         split_seed: cfg.split_seed,
         seed: cfg.seed,

@@ -110,6 +110,16 @@ pub enum Protocol {
     Total,
 }
 
+impl Protocol {
+    /// The name used in configs and in results.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::PerClass => "per-class",
+            Protocol::Total => "total",
+        }
+    }
+}
+
 /// Pooling choice, `auto` = what the model folder declares, else the first token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -615,6 +625,14 @@ mod tests {
         assert!(e.contains("unknown key \"betta\""), "{e}");
         let e = RunConfig::default().apply_overrides(&["granularity=sideways".into()]).unwrap_err().to_string();
         assert!(e.contains("granularity") || e.contains("sideways"), "{e}");
+    }
+
+    #[test]
+    fn protocol_names_are_the_config_names() {
+        for p in PROTOCOLS {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        assert_eq!(Protocol::PerClass.name(), "per-class");
     }
 
     #[test]
