@@ -239,6 +239,22 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
         (None, Shape::Base) => Figure::ALL.into_iter().filter(|f| f.fixed_shape()).collect(),
         (None, Shape::Model) => Figure::ALL.to_vec(),
     };
+    // A decoder LLM: the training and inference figures of real runs, timed as they are; the
+    // fixed-shape figures and the FLOP model describe an encoder.
+    let decoder = opts.shape == Shape::Model && {
+        let dir = model_dir(opts)?;
+        crate::model::decoder::find_gguf(&dir)?.is_some() || crate::model::hf_decoder::is_hf_decoder(&dir)
+    };
+    let figures: Vec<Figure> = match (decoder, opts.only) {
+        (true, Some(f)) if f.fixed_shape() => {
+            return Err(Error::Input(format!(
+                "--only {}: the fixed-shape figures are for encoders; with a decoder LLM run sst2-prefix, sst2-subspace, sst2-lora, infer-prefix, infer-subspace or infer-lora",
+                f.name()
+            )))
+        }
+        (true, None) => figures.into_iter().filter(|f| !f.fixed_shape()).collect(),
+        _ => figures,
+    };
     let cpu_fixed = device == Device::Cpu && figures.iter().any(|f| f.fixed_shape());
     let peak = match opts.peak_gflops {
         Some(g) => Peak { gflops: g, how: format!("--peak-gflops {g}"), gemm_gflops: None },
@@ -263,9 +279,9 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
 
 fn model_dir(opts: &Options) -> Result<PathBuf> {
     let dir = opts.model.as_deref().map(crate::paths::model).unwrap_or_else(crate::paths::default_model);
-    if !dir.is_dir() {
+    if !dir.exists() {
         return Err(Error::Input(format!(
-            "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",
+            "{}: model not found (run scripts/setup.sh for the default model, or pass --model DIR)",
             dir.display()
         )));
     }
@@ -513,22 +529,24 @@ fn sst2(opts: &Options, f: Figure) -> Result<Value> {
         seconds += dt;
         times.push(dt);
     }
-    // The timed steps' batches, as `train` forms them: its epoch orders, cut into batches,
-    // each padded to its longest example.
-    let (trainable, mut products) = (session.cfg.method.trainable(&session.cfg), Vec::new());
-    // Whether the training steps ran on packed rows (not when encoder weights are trained).
-    let packed = session.encoder().expect("the speed figures run an encoder").packs();
-    let (subspace, n) = (session.new_subspace()?.1, lengths.len());
-    for epoch in 2..=opts.epochs {
-        for chunk in crate::streams::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
-            let ls: Vec<i64> = chunk.iter().map(|&i| lengths[i] as i64).collect();
-            products.extend(step_products(&step_shape(&session, &subspace, &ls, packed), &trainable).all());
-        }
-    }
-    let flops: f64 = products.iter().map(Product::flops).sum();
     let mut v = head(opts, f);
-    v["gflops"] = json!(flops / seconds / 1e9);
-    finish_with_products(&mut v, &products, session.backbone.device(), 1, samples as f64, seconds);
+    // The FLOP model (an encoder's): the timed steps' batches, as `train` forms them: its epoch
+    // orders, cut into batches, each padded to its longest example.
+    if let Some(packed) = session.backbone.as_encoder().map(|e| e.packs()) {
+        let (trainable, mut products) = (session.cfg.method.trainable(&session.cfg), Vec::new());
+        let (subspace, n) = (session.new_subspace()?.1, lengths.len());
+        for epoch in 2..=opts.epochs {
+            for chunk in crate::streams::epoch_order(session.cfg.seed, n, epoch).chunks(batch) {
+                let ls: Vec<i64> = chunk.iter().map(|&i| lengths[i] as i64).collect();
+                products.extend(step_products(&step_shape(&session, &subspace, &ls, packed), &trainable).all());
+            }
+        }
+        let flops: f64 = products.iter().map(Product::flops).sum();
+        v["gflops"] = json!(flops / seconds / 1e9);
+        finish_with_products(&mut v, &products, session.backbone.device(), 1, samples as f64, seconds);
+    } else {
+        v["peak_rss_mb"] = json!(peak_rss_mb());
+    }
     v["samples_per_second"] = json!(samples as f64 / seconds);
     v["step_seconds_median"] = json!(median(&times));
     v["steps"] = json!(times.len());
@@ -558,20 +576,25 @@ fn infer(opts: &Options, f: Figure) -> Result<Value> {
     }
     let pass_s = median(&times);
     let batches = data.len().div_ceil(bs);
-    // The pass's batches, as `outputs` forms them: length-sorted chunks padded to their longest.
-    let mut lengths: Vec<i64> = data.inputs.iter().map(|(ids, _)| ids.len() as i64).collect();
-    lengths.sort_unstable();
-    let (trainable, mut products) = (session.cfg.method.trainable(&session.cfg), Vec::new());
-    for chunk in lengths.chunks(bs) {
-        // Inference always packs (no weight gradients).
-        let dims = step_shape(&session, &subspace, chunk, true);
-        products.extend(step_products(&dims, &trainable).forward);
-    }
-    let flops: f64 = products.iter().map(Product::flops).sum();
     let mut v = head(opts, f);
-    v["gflop_per_pass"] = json!(flops / 1e9);
-    v["gflops"] = json!(flops / pass_s / 1e9);
-    finish_with_products(&mut v, &products, session.backbone.device(), opts.passes, data.len() as f64, pass_s);
+    if session.backbone.as_encoder().is_some() {
+        // The FLOP model (an encoder's): the pass's batches, as `outputs` forms them:
+        // length-sorted chunks padded to their longest.
+        let mut lengths: Vec<i64> = data.inputs.iter().map(|(ids, _)| ids.len() as i64).collect();
+        lengths.sort_unstable();
+        let (trainable, mut products) = (session.cfg.method.trainable(&session.cfg), Vec::new());
+        for chunk in lengths.chunks(bs) {
+            // Inference always packs (no weight gradients).
+            let dims = step_shape(&session, &subspace, chunk, true);
+            products.extend(step_products(&dims, &trainable).forward);
+        }
+        let flops: f64 = products.iter().map(Product::flops).sum();
+        v["gflop_per_pass"] = json!(flops / 1e9);
+        v["gflops"] = json!(flops / pass_s / 1e9);
+        finish_with_products(&mut v, &products, session.backbone.device(), opts.passes, data.len() as f64, pass_s);
+    } else {
+        v["peak_rss_mb"] = json!(peak_rss_mb());
+    }
     v["samples_per_second"] = json!(data.len() as f64 / pass_s);
     v["step_seconds_median"] = json!(pass_s / batches as f64);
     v["step"] = json!(format!("one batch of {bs} (median pass time / {batches} batches)"));

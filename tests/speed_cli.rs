@@ -129,3 +129,27 @@ fn bad_figures_are_refused() {
         assert!(err.contains("not available") && err.contains("0 CUDA device"), "{err}");
     }
 }
+
+#[test]
+fn a_decoder_runs_the_real_run_figures_and_refuses_the_fixed_shape() {
+    if !common::decoder_installed("smollm2-135m-instruct") {
+        return;
+    }
+    let out = speed(&["--model", "smollm2-135m-instruct", "--only", "fixed-prefix"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("for encoders") && err.contains("sst2-prefix"), "{err}");
+    // The training figure is a real run on the decoder (no FLOP model: an encoder's).
+    let glue = common::glue_dir();
+    let args = ["--model", "smollm2-135m-instruct", "--only", "sst2-subspace", "--epochs", "2"];
+    let out = speed(&[&args[..], &["--data-dir", glue.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(v["what"], "sst2-subspace");
+    assert_eq!(v["train_examples"], 32);
+    for k in ["samples_per_second", "step_seconds_median", "peak_rss_mb"] {
+        assert!(v[k].as_f64().is_some_and(|x| x.is_finite() && x > 0.0), "{k}: {v}");
+    }
+    assert!(v.get("gflops").is_none(), "no FLOP model for a decoder: {v}");
+}

@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model folder (default: the installed all-MiniLM-L6-v2).
+    /// A model folder, a .gguf file or an installed model name (default: the installed
+    /// all-MiniLM-L6-v2); a decoder LLM runs the sst2-* and infer-* figures (no FLOP model).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Intra-op threads.
