@@ -52,6 +52,10 @@ pub struct BenchConfig {
     /// Overrides applied to every cell before the variant's own.
     #[serde(default)]
     pub base: toml::Table,
+    /// Overrides of one task's cells (`[task_set.qqp]`), applied after `base` and before the
+    /// variant's own, e.g. a stratified `test_limit` for the tasks with large test sets.
+    #[serde(default)]
+    pub task_set: BTreeMap<String, toml::Table>,
 }
 
 fn default_protocol() -> Protocol {
@@ -91,6 +95,12 @@ impl BenchConfig {
         for t in &self.tasks {
             check_name("task", t)?;
         }
+        if let Some(t) = self.task_set.keys().find(|t| !self.tasks.contains(t)) {
+            return Err(Error::Input(format!(
+                "bench: [task_set.{t}] names a task that is not in `tasks` ({})",
+                self.tasks.join(", ")
+            )));
+        }
         let mut names = std::collections::BTreeSet::new();
         for v in &variants {
             check_name("variant", &v.name)?;
@@ -108,8 +118,12 @@ impl BenchConfig {
         for &ss in &self.split_seeds {
             for task in &self.tasks {
                 for &k in &self.shots {
+                    let task_base = match self.task_set.get(task) {
+                        Some(t) => base.apply_overrides(&to_sets(t))?,
+                        None => base.clone(),
+                    };
                     for v in &variants {
-                        let mut c = base.apply_overrides(&to_sets(&v.set))?;
+                        let mut c = task_base.apply_overrides(&to_sets(&v.set))?;
                         c.task = task.clone();
                         c.protocol = self.protocol;
                         c.shots = k;
@@ -1092,6 +1106,26 @@ mod tests {
         }
         // The cells' configs without a name are those of before the key existed.
         assert!(!grid("").unwrap()[0].config.to_toml().contains("task_name"));
+    }
+
+    #[test]
+    fn task_set_overrides_one_tasks_cells_and_variants_still_win() {
+        let grid = |extra: &str| {
+            let text = format!(
+                "tasks = [\"sst2\", \"qnli\"]\nshots = [16]\nsplit_seeds = [13]\nmethods = [\"prefix\"]\n\
+                 [base]\ntest_limit = 500\n[[variant]]\nname = \"v\"\nmethod = \"prefix\"\nset = {{ test_limit = 7 }}\n{extra}"
+            );
+            toml::from_str::<BenchConfig>(&text).unwrap().cells()
+        };
+        let cells = grid("[task_set.qnli]\ntest_limit = 1000\n").unwrap();
+        let limit = |id: &str| cells.iter().find(|c| c.id == id).unwrap().config.test_limit;
+        assert_eq!(limit("sst2-k16-split13-prefix"), 500);
+        assert_eq!(limit("qnli-k16-split13-prefix"), 1000);
+        assert_eq!(limit("qnli-k16-split13-v"), 7);
+        let e = grid("[task_set.rte]\ntest_limit = 1\n").unwrap_err().to_string();
+        assert!(e.contains("task_set.rte") && e.contains("sst2, qnli"), "{e}");
+        let e = grid("[task_set.qnli]\nno_such_key = 1\n").unwrap_err().to_string();
+        assert!(e.contains("no_such_key"), "{e}");
     }
 
     #[test]
