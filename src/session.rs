@@ -165,9 +165,6 @@ impl Session {
         if !prompt.words.is_empty() {
             prompt.check(pairs, classes)?;
         }
-        if cfg.precision != crate::config::Precision::Fp32 {
-            return Err(Error::Input("precision = \"bf16\" is for encoders only; use fp32 with a decoder".into()));
-        }
         let (decoder, tokenizer) = match &mut gguf {
             Some(g) => (Decoder::from_gguf(g, device)?, TextTokenizer::from_gguf(g, cfg.max_len, prompt.clone())?),
             None => (
@@ -268,9 +265,7 @@ impl Session {
         let vs = nn::VarStore::new(self.backbone.device());
         let root = vs.root();
         self.cfg.method.prepare_backbone(&self.cfg, self.backbone.as_mut(), &root)?;
-        if let Some(encoder) = self.backbone.as_encoder_mut() {
-            encoder.set_product_kind(self.cfg.precision.product_kind());
-        }
+        self.backbone.set_product_kind(self.cfg.precision.product_kind());
         let words =
             self.label_ids.as_ref().map(|ids| self.backbone.output_rows(ids).expect("a decoder has output rows"));
         let text_ids = match self.cfg.init {

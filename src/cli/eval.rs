@@ -18,7 +18,7 @@ pub struct Args {
     /// dev or test.
     #[arg(long, default_value = "test")]
     split: String,
-    /// fp32 or bf16: the number format of the encoder's dense-layer products for this
+    /// fp32 or bf16: the number format of the backbone's dense-layer products for this
     /// evaluation (default: the run's own `precision`). bf16 is about 1.5-2x faster on
     /// CPUs with AVX512-BF16 or AMX; scores can differ from fp32's by a few examples.
     #[arg(long)]

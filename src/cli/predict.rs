@@ -30,7 +30,7 @@ pub struct Args {
     /// centroid | vertex:I | ensemble:M | alpha:A,B,...
     #[arg(long, default_value = "centroid")]
     at: String,
-    /// fp32 or bf16: the number format of the encoder's dense-layer products (default:
+    /// fp32 or bf16: the number format of the backbone's dense-layer products (default:
     /// the run's own `precision`); see `eval --help`.
     #[arg(long)]
     precision: Option<String>,

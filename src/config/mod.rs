@@ -17,7 +17,7 @@ use keys::*;
 pub use keys::{key_docs, keys_markdown, keys_text, KeyDoc};
 pub use ranges::{KeyRange, Range, LORA_TARGETS, MAX_SAMPLES, MAX_SEED, RANGES};
 
-/// The number format of the encoder's dense-layer products.
+/// The number format of the backbone's dense-layer products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {

@@ -47,12 +47,11 @@ pub trait Backbone {
     /// Makes the weights whose checkpoint name passes `select` trainable (variables of
     /// `path`); returns how many.
     fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize;
+    /// Runs the dense layers' products in `kind` (bf16), or in fp32 again (`None`); call it
+    /// after choosing what is trained.
+    fn set_product_kind(&mut self, kind: Option<Kind>);
     /// The encoder, for what only encoders have (PEFT export, the FLOP model).
     fn as_encoder(&self) -> Option<&Encoder> {
-        None
-    }
-    /// Mutable [`Backbone::as_encoder`].
-    fn as_encoder_mut(&mut self) -> Option<&mut Encoder> {
         None
     }
     /// The decoder, for what only decoders have.
@@ -107,10 +106,10 @@ impl Backbone for Encoder {
     fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
         Encoder::make_trainable(self, path, select)
     }
-    fn as_encoder(&self) -> Option<&Encoder> {
-        Some(self)
+    fn set_product_kind(&mut self, kind: Option<Kind>) {
+        Encoder::set_product_kind(self, kind)
     }
-    fn as_encoder_mut(&mut self) -> Option<&mut Encoder> {
+    fn as_encoder(&self) -> Option<&Encoder> {
         Some(self)
     }
 }
@@ -163,6 +162,9 @@ impl Backbone for Decoder {
     }
     fn make_trainable(&mut self, path: &tch::nn::Path, select: &dyn Fn(&str) -> bool) -> usize {
         Decoder::make_trainable(self, path, select)
+    }
+    fn set_product_kind(&mut self, kind: Option<Kind>) {
+        Decoder::set_product_kind(self, kind)
     }
     fn as_decoder(&self) -> Option<&Decoder> {
         Some(self)

@@ -18,6 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::bert::{Batch, Forward, Lora, Positions};
 use super::gguf::Gguf;
+use super::packing::Packing;
 use crate::error::{Error, Result};
 
 /// The two decoder families this module runs.
@@ -159,6 +160,9 @@ pub struct DLinear {
     pub bias: Option<Tensor>,
     /// LoRA: `y += scale · (x Aᵀ) Bᵀ`.
     pub lora: Option<Lora>,
+    /// Multiply in this lower precision (bf16) instead of fp32, with `weight` rounded once
+    /// when it is frozen (`Some`) or at every call when it is trained (`None`).
+    low: Option<(Kind, Option<Tensor>)>,
 }
 
 impl DLinear {
@@ -166,12 +170,27 @@ impl DLinear {
     fn load(g: &mut dyn Weights, name: &str, out_dim: i64, in_dim: i64, device: Device) -> Result<Self> {
         let bias_name = name.replace(".weight", ".bias");
         let bias = if g.has(&bias_name) { Some(take(g, &bias_name, &[out_dim], device)?) } else { None };
-        Ok(Self { weight: take(g, name, &[out_dim, in_dim], device)?, bias, lora: None })
+        Ok(Self { weight: take(g, name, &[out_dim, in_dim], device)?, bias, lora: None, low: None })
+    }
+
+    /// Multiply in `kind` (e.g. bf16) from now on, or in fp32 again (`None`).
+    pub fn set_product_kind(&mut self, kind: Option<Kind>) {
+        self.low = kind.map(|k| (k, (!self.weight.requires_grad()).then(|| self.weight.to_kind(k))));
     }
 
     /// Applies the layer.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let y = x.linear(&self.weight, self.bias.as_ref());
+        let y = match &self.low {
+            None => x.linear(&self.weight, self.bias.as_ref()),
+            Some((k, frozen)) => {
+                let w = frozen.as_ref().map_or_else(|| self.weight.to_kind(*k), |w| w.shallow_clone());
+                let y = x.to_kind(*k).linear::<Tensor>(&w, None).to_kind(x.kind());
+                match &self.bias {
+                    Some(b) => y + b,
+                    None => y,
+                }
+            }
+        };
         match &self.lora {
             Some(l) => y + x.linear::<Tensor>(&l.a, None).linear::<Tensor>(&l.b, None) * l.scale,
             None => y,
@@ -240,13 +259,61 @@ pub struct Block {
 /// Per-forward constants shared by the layers.
 struct Ctx<'a> {
     cfg: &'a DecoderConfig,
-    /// `(cos, sin)` each `(1, 1, T, D)` for the full-attention rotary base.
+    /// Batch size and padded length.
+    b: i64,
+    t: i64,
+    /// The real-token rows, when the batch has padding: the blocks then work on `(N, H)` rows
+    /// and only attention sees the padded layout (see [`Packing`]).
+    pack: Option<Packing>,
+    /// `(cos, sin)` for the full-attention rotary base: each `(1, 1, T, D)`, or `(N, 1, D)`
+    /// (one row per real token) with `pack`.
     rope_global: (Tensor, Tensor),
     /// The same for the local base (Gemma 3), else a copy of the global one.
     rope_local: (Tensor, Tensor),
     /// Additive masks `(B, 1, T, p+T)`.
     mask_global: Tensor,
     mask_local: Tensor,
+}
+
+impl Ctx<'_> {
+    /// The rows `y` `(N or B·T, n·D)` of n heads as `(B, n, T, D)`, each head normalised by
+    /// `norm` and rotated by `rope` first when given (zeros at padded positions with `pack`).
+    fn heads(&self, y: Tensor, n: i64, norm: Option<&RmsNorm>, rope: Option<&(Tensor, Tensor)>) -> Tensor {
+        let d = self.cfg.head_dim;
+        match &self.pack {
+            Some(pk) => {
+                let rows = y.size()[0];
+                let mut y = y.view([rows, n, d]);
+                if let Some(nrm) = norm {
+                    y = nrm.forward(&y);
+                }
+                if let Some((cos, sin)) = rope {
+                    y = rotate(&y, cos, sin);
+                }
+                pk.unpack(&y.reshape([rows, n * d])).view([self.b, self.t, n, d]).transpose(1, 2)
+            }
+            None => {
+                let mut y = y.view([self.b, self.t, n, d]);
+                if let Some(nrm) = norm {
+                    y = nrm.forward(&y);
+                }
+                let y = y.transpose(1, 2);
+                match rope {
+                    Some((cos, sin)) => rotate(&y, cos, sin),
+                    None => y,
+                }
+            }
+        }
+    }
+
+    /// `(B, n, T, D)` → the rows `(N or B·T, n·D)` (the inverse of [`Ctx::heads`]).
+    fn rows(&self, y: &Tensor) -> Tensor {
+        let y = y.transpose(1, 2).reshape([self.b, self.t, -1]);
+        match &self.pack {
+            Some(pk) => pk.pack(&y),
+            None => y,
+        }
+    }
 }
 
 impl Block {
@@ -288,39 +355,27 @@ impl Block {
         })
     }
 
-    /// Keys and values of `x` `(B, T, kv·D)` each, as a cache holds them (normalised, rotated).
+    /// Keys and values of the rows `x` `(B, T, kv·D)` each, as a cache holds them
+    /// (normalised, rotated); `ctx` without packing.
     fn keys_values(&self, x: &Tensor, ctx: &Ctx, local: bool) -> (Tensor, Tensor) {
         let c = ctx.cfg;
-        let (b, t, _) = x.size3().expect("(B, T, H)");
         let h = self.attn_norm.forward(x);
-        let k = self.attn.k.forward(&h).view([b, t, c.kv_heads, c.head_dim]);
-        let k = match &self.attn.k_norm {
-            Some(nrm) => nrm.forward(&k),
-            None => k,
-        };
-        let (cos, sin) = if local { &ctx.rope_local } else { &ctx.rope_global };
-        let k = rotate(&k.transpose(1, 2), cos, sin).transpose(1, 2).reshape([b, t, -1]);
-        (k, self.attn.v.forward(&h))
+        let rope = if local { &ctx.rope_local } else { &ctx.rope_global };
+        let k = ctx.heads(self.attn.k.forward(&h), c.kv_heads, self.attn.k_norm.as_ref(), Some(rope));
+        (ctx.rows(&k), self.attn.v.forward(&h))
     }
 
-    /// `x: (B, T, H)`; `prefix`: keys and values `(B, p, kv·D)` each.
+    /// `x`: the rows `(N, H)` with `ctx.pack`, else `(B, T, H)`; `prefix`: keys and values
+    /// `(B, p, kv·D)` each.
     fn forward(&self, x: &Tensor, ctx: &Ctx, local: bool, prefix: Option<(&Tensor, &Tensor)>) -> Tensor {
         let c = ctx.cfg;
-        let (b, t, _) = x.size3().expect("(B, T, H)");
         let h = self.attn_norm.forward(x);
-        let heads = |y: Tensor, n: i64| y.view([b, t, n, c.head_dim]);
-        let mut q = heads(self.attn.q.forward(&h), c.heads);
-        let mut k = heads(self.attn.k.forward(&h), c.kv_heads);
-        if let (Some(qn), Some(kn)) = (&self.attn.q_norm, &self.attn.k_norm) {
-            q = qn.forward(&q);
-            k = kn.forward(&k);
-        }
-        let (cos, sin) = if local { &ctx.rope_local } else { &ctx.rope_global };
-        let q = rotate(&q.transpose(1, 2), cos, sin);
-        let mut k = rotate(&k.transpose(1, 2), cos, sin);
-        let mut v = self.attn.v.forward(&h).view([b, t, c.kv_heads, c.head_dim]).transpose(1, 2);
+        let rope = if local { &ctx.rope_local } else { &ctx.rope_global };
+        let q = ctx.heads(self.attn.q.forward(&h), c.heads, self.attn.q_norm.as_ref(), Some(rope));
+        let mut k = ctx.heads(self.attn.k.forward(&h), c.kv_heads, self.attn.k_norm.as_ref(), Some(rope));
+        let mut v = ctx.heads(self.attn.v.forward(&h), c.kv_heads, None, None);
         if let Some((pk, pv)) = prefix {
-            let p = pk.size()[1];
+            let (b, p) = (ctx.b, pk.size()[1]);
             let split = |y: &Tensor| y.view([b, p, c.kv_heads, c.head_dim]).transpose(1, 2);
             k = Tensor::cat(&[split(pk), k], 2);
             v = Tensor::cat(&[split(pv), v], 2);
@@ -328,7 +383,7 @@ impl Block {
         let mask = if local { &ctx.mask_local } else { &ctx.mask_global };
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let a = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, Some(scale), true);
-        let a = self.attn.o.forward(&a.transpose(1, 2).reshape([b, t, c.heads * c.head_dim]));
+        let a = self.attn.o.forward(&ctx.rows(&a));
         let a = match &self.post_attn_norm {
             Some(nrm) => nrm.forward(&a),
             None => a,
@@ -482,6 +537,18 @@ impl Decoder {
         Ok(())
     }
 
+    /// Runs every linear layer's product of the blocks in `kind` (bf16), or in fp32 again
+    /// (`None`). Call it after choosing what is trained: frozen weights are rounded once, here.
+    /// The label words' output rows stay in fp32.
+    pub fn set_product_kind(&mut self, kind: Option<Kind>) {
+        for b in &mut self.blocks {
+            for lin in [&mut b.attn.q, &mut b.attn.k, &mut b.attn.v, &mut b.attn.o, &mut b.gate, &mut b.up, &mut b.down]
+            {
+                lin.set_product_kind(kind);
+            }
+        }
+    }
+
     /// The output projection `(vocab, H)` (the embedding when tied).
     pub fn output_weight(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed)
@@ -534,7 +601,7 @@ impl Decoder {
             );
         }
         let start = if opts.positions == Positions::Shifted { p } else { 0 };
-        let ctx = self.context(attention_mask, t, p, start);
+        let ctx = self.context(attention_mask, t, p, start, true);
         let layer_prefixes: Vec<Option<(Tensor, Tensor)>> = match prefix {
             Some(pr) if p > 0 => pr
                 .unbind(0)
@@ -546,11 +613,18 @@ impl Decoder {
                 .collect(),
             _ => self.blocks.iter().map(|_| None).collect(),
         };
-        let mut h = x.shallow_clone();
+        let mut h = match &ctx.pack {
+            Some(pk) => pk.pack(x),
+            None => x.shallow_clone(),
+        };
         for (i, (blk, pl)) in self.blocks.iter().zip(layer_prefixes).enumerate() {
             h = blk.forward(&h, &ctx, self.config.is_local(i as i64), pl.as_ref().map(|(k, v)| (k, v)));
         }
-        self.norm.forward(&h)
+        let h = self.norm.forward(&h);
+        match &ctx.pack {
+            Some(pk) => pk.unpack(&h),
+            None => h,
+        }
     }
 
     /// Per-layer keys and values of `batch` `(L, 2, B, T, kv·D)`, as a cache holds them: run
@@ -558,7 +632,7 @@ impl Decoder {
     /// `batch` (in-context demonstrations, computed once), up to the padding of `batch`.
     pub fn keys_values(&self, batch: &Batch) -> Tensor {
         let (_, t) = batch.input_ids.size2().expect("(B, T)");
-        let ctx = self.context(&batch.attention_mask, t, 0, 0);
+        let ctx = self.context(&batch.attention_mask, t, 0, 0, false);
         let mut h = self.embed_ids(&batch.input_ids);
         let mut out = Vec::with_capacity(self.blocks.len());
         for (i, blk) in self.blocks.iter().enumerate() {
@@ -570,11 +644,17 @@ impl Decoder {
         Tensor::stack(&out, 0)
     }
 
-    /// Rotary tables and masks for T real tokens at positions `start..start+T` after p prefix
-    /// positions.
-    fn context(&self, attention_mask: &Tensor, t: i64, p: i64, start: i64) -> Ctx<'_> {
+    /// Rotary tables and masks for T tokens at positions `start..start+T` after p prefix
+    /// positions; the blocks work on the real-token rows only when `pack` and the batch has
+    /// padding.
+    fn context(&self, attention_mask: &Tensor, t: i64, p: i64, start: i64, pack: bool) -> Ctx<'_> {
         let c = &self.config;
-        let pos = Tensor::arange_start(start, start + t, (Kind::Float, self.device));
+        let pack = if pack { Packing::new(attention_mask) } else { None };
+        let pos = match &pack {
+            Some(pk) => (pk.columns() + start).to_kind(Kind::Float),
+            None => Tensor::arange_start(start, start + t, (Kind::Float, self.device)),
+        };
+        let n = pos.size()[0];
         let rope = |base: f64| {
             // 1 / base^(2i/D), as transformers computes it in float32.
             let exponent = Tensor::arange_start_step(0, c.head_dim, 2, (Kind::Int64, self.device)).to_kind(Kind::Float)
@@ -582,7 +662,8 @@ impl Decoder {
             let inv = Tensor::pow_scalar(base, &exponent).reciprocal();
             let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
             let emb = Tensor::cat(&[&freqs, &freqs], -1);
-            (emb.cos().view([1, 1, t, c.head_dim]), emb.sin().view([1, 1, t, c.head_dim]))
+            let shape: &[i64] = if pack.is_some() { &[n, 1, c.head_dim] } else { &[1, 1, t, c.head_dim] };
+            (emb.cos().view(shape), emb.sin().view(shape))
         };
         let rope_global = rope(c.rope_base);
         let rope_local = if c.sliding_window.is_some() { rope(c.rope_local_base) } else { rope(c.rope_base) };
@@ -607,7 +688,7 @@ impl Decoder {
             }
             None => mask_global.shallow_clone(),
         };
-        Ctx { cfg: c, rope_global, rope_local, mask_global, mask_local }
+        Ctx { cfg: c, b, t, pack, rope_global, rope_local, mask_global, mask_local }
     }
 }
 
@@ -637,12 +718,12 @@ pub fn find_gguf(path: &Path) -> Result<Option<std::path::PathBuf>> {
     }
 }
 
-/// Hugging Face's `rotate_half` rotary embedding of `x: (B, heads, T, D)`.
+/// Hugging Face's `rotate_half` rotary embedding of `x: (…, D)`.
 fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    let d = x.size()[3];
-    let x1 = x.narrow(3, 0, d / 2);
-    let x2 = x.narrow(3, d / 2, d / 2);
-    let rotated = Tensor::cat(&[x2.neg(), x1], 3);
+    let d = *x.size().last().expect("rotary input has a head dimension");
+    let x1 = x.narrow(-1, 0, d / 2);
+    let x2 = x.narrow(-1, d / 2, d / 2);
+    let rotated = Tensor::cat(&[x2.neg(), x1], -1);
     x * cos + rotated * sin
 }
 

@@ -9,6 +9,7 @@ pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hf_decoder;
 pub mod load;
+pub mod packing;
 pub mod tokenizer;
 
 pub use backbone::Backbone;

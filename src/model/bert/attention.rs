@@ -6,9 +6,9 @@ use tch::{Device, Kind, Tensor};
 use super::config::Config;
 use super::linear::Linear;
 use super::names::LayerNames;
-use super::packing::Packing;
 use crate::error::Result;
 use crate::model::load::Weights;
+use crate::model::packing::Packing;
 
 /// Buckets MPNet's relative positions fall into (Hugging Face uses 32 whatever the config says).
 pub(super) const MPNET_BUCKETS: i64 = 32;

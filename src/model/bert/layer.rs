@@ -7,9 +7,9 @@ use super::attention::SelfAttention;
 use super::config::Config;
 use super::linear::{LayerNorm, Linear};
 use super::names::LayerNames;
-use super::packing::Packing;
 use crate::error::{Error, Result};
 use crate::model::load::Weights;
+use crate::model::packing::Packing;
 
 /// A layer's six linear maps and two LayerNorms, each with its checkpoint name.
 type Parts<L, N> = ([(&'static str, L); 6], [(&'static str, N); 2]);

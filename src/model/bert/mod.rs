@@ -18,7 +18,6 @@ mod embeddings;
 mod layer;
 mod linear;
 mod names;
-mod packing;
 mod pooling;
 mod trainable;
 
@@ -26,13 +25,13 @@ use std::path::Path;
 
 use tch::{Device, Tensor};
 
+pub use super::packing::Packing;
 pub use attention::{additive, prefixed_additive_mask, SelfAttention};
 pub use config::{Arch, Config, MAX_LAYERS};
 pub use embeddings::Embeddings;
 pub use layer::Layer;
 pub use linear::{LayerNorm, Linear, Lora};
 pub use names::{LayerNames, Names, MPNET_RELATIVE_BIAS};
-pub use packing::Packing;
 pub use pooling::Pooling;
 
 use layer::Dropout;

@@ -3,10 +3,10 @@
 use tch::{Device, Kind, Tensor};
 
 /// The real-token rows of a padded `(B, T)` batch. With it, every part of a layer that works
-/// token by token (the six linear maps, dropout, GELU, LayerNorm, the residuals) runs on the
-/// `N` real tokens only, `(N, H)`, and only attention sees the padded `(B, T, H)` layout: the
-/// padding's rows are never computed (on short, unevenly long few-shot batches they are
-/// half of the work). Attention gets zero keys and values at padded positions, which its
+/// token by token (the linear maps, dropout, activations, normalisation, rotary positions, the
+/// residuals) runs on the `N` real tokens only, `(N, H)`, and only attention sees the padded
+/// `(B, T, H)` layout: the padding's rows are never computed (on short, unevenly long
+/// few-shot batches they are half of the work). Used by the encoder and the decoder. Attention gets zero keys and values at padded positions, which its
 /// mask gives a probability of exactly 0, as it does to the keys of padding tokens without
 /// packing; the final hidden states have zeros in padded rows.
 #[derive(Debug)]
@@ -31,6 +31,11 @@ impl Packing {
         let host_rows: Vec<i64> = (0..b * t).filter(|&i| mask[i as usize] != 0).collect();
         let rows = Tensor::from_slice(&host_rows).to_device(attention_mask.device());
         (host_rows.len() < mask.len()).then_some(Self { rows, host_rows, b, t })
+    }
+
+    /// `(N,)` int64: the position `t` in its row of every real token.
+    pub fn columns(&self) -> Tensor {
+        self.rows.remainder(self.t)
     }
 
     /// `(B, T, H)` → `(N, H)`: the real tokens' rows.
