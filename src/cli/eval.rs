@@ -19,8 +19,9 @@ pub struct Args {
     #[arg(long, default_value = "test")]
     split: String,
     /// fp32 or bf16: the number format of the backbone's dense-layer products for this
-    /// evaluation (default: the run's own `precision`). bf16 is about 1.5-2x faster on
-    /// CPUs with AVX512-BF16 or AMX; scores can differ from fp32's by a few examples.
+    /// evaluation (default: the run's own `precision`). bf16 was 1.5-2x faster on
+    /// CPUs with AMX or Zen 4's AVX512-BF16, slower on one without AMX (`speed` measures it);
+    /// scores can differ from fp32's by a few examples.
     #[arg(long)]
     precision: Option<String>,
 }

@@ -24,10 +24,10 @@ pub enum Precision {
     /// Everything in fp32 (default).
     #[default]
     Fp32,
-    /// The encoder's dense layers (attention projections, feed-forward) multiply bfloat16
+    /// The backbone's dense layers (attention projections, feed-forward) multiply bfloat16
     /// inputs and weights with fp32 accumulation and return fp32; attention scores, softmax,
     /// LayerNorm, the prefix, LoRA's update and the head stay fp32. About twice the matrix
-    /// throughput on CPUs with AVX512-BF16 or AMX, and on GPUs.
+    /// throughput on GPUs and on CPUs with AMX or Zen 4's AVX512-BF16 (slower on some others).
     Bf16,
 }
 
