@@ -23,40 +23,17 @@ fn summed_log_probabilities_match_transformers_on_100_rte_pairs() {
     if !common::decoder_installed(MODEL) {
         return;
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/multi_token_smollm2_rte.json");
-    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = common::zero_shot::json_fixture("multi_token_smollm2_rte.json");
     let pairs: Vec<(&str, &str)> =
         fixture["pairs"].as_array().unwrap().iter().map(|p| (p[0].as_str().unwrap(), p[1].as_str().unwrap())).collect();
-    let scores: Vec<(f64, f64)> = fixture["scores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s[0].as_f64().unwrap(), s[1].as_f64().unwrap()))
-        .collect();
+    let scores = common::zero_shot::number_pairs(&fixture["scores"]);
     assert_eq!(pairs.len(), 100);
     assert!(fixture["tokens"].as_array().unwrap().iter().all(|t| t.as_array().unwrap().len() > 1));
 
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("zero-shot");
     // max_len 512: no pair is cut (the reference runs them whole).
-    let glue = common::glue_dir();
-    let o = bin()
-        .args(["train", "--task", "rte", "--model", MODEL, "--method", "zero-shot", "--quiet"])
-        .args(["--data-dir", glue.to_str().unwrap(), "--out", run.to_str().unwrap()])
-        .args(["--set", "test_limit=8", "--set", "threads=2", "--set", "max_len=512", "--set", WORDS])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "train: {}", String::from_utf8_lossy(&o.stderr));
-    let input = tmp.path().join("pairs.txt");
     let lines: Vec<String> = pairs.iter().map(|(a, b)| format!("{a}\t{b}")).collect();
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let p = bin()
-        .args(["predict", "--strict", "--run", run.to_str().unwrap(), "--input", input.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(p.status.success(), "predict: {}", String::from_utf8_lossy(&p.stderr));
-    let rows: Vec<serde_json::Value> =
-        String::from_utf8(p.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = common::zero_shot::zero_shot_predict(tmp.path(), MODEL, "rte", &["max_len=512", WORDS], &lines);
     assert_eq!(rows.len(), 100);
     // The words' probabilities are far apart here (P(not_entailment) is 1e-7 … 1e-13), so the
     // check is on the log-odds, ln P(not_entailment) − ln P(entailment) = s₁ − s₀, which every
@@ -73,6 +50,7 @@ fn summed_log_probabilities_match_transformers_on_100_rte_pairs() {
     assert_eq!(agree, 100, "predictions differ from transformers'");
 
     // Training with these words: a few prefix-tuning steps, evaluated back.
+    let glue = common::glue_dir();
     let trained = tmp.path().join("prefix");
     let o = bin()
         .args(["train", "--task", "rte", "--model", MODEL, "--method", "prefix", "--quiet"])

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::process::Command;
-
 const MODEL: &str = "smollm2-135m-instruct";
 
 #[test]
@@ -18,37 +16,15 @@ fn zero_shot_predictions_match_transformers_on_400_sst2_sentences() {
     if !common::decoder_installed(MODEL) {
         return;
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zero_shot_smollm2_sst2.json");
-    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = common::zero_shot::json_fixture("zero_shot_smollm2_sst2.json");
     let sentences: Vec<&str> = fixture["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     let labels: Vec<u64> = fixture["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    let logits: Vec<(f64, f64)> = fixture["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| (l[0].as_f64().unwrap(), l[1].as_f64().unwrap()))
-        .collect();
+    let logits = common::zero_shot::number_pairs(&fixture["logits"]);
     assert_eq!(sentences.len(), 400);
 
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("zero-shot");
-    let glue = common::glue_dir();
-    let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
-        .args(["train", "--task", "sst2", "--model", MODEL, "--method", "zero-shot", "--quiet"])
-        .args(["--data-dir", glue.to_str().unwrap(), "--out", run.to_str().unwrap()])
-        .args(["--set", "test_limit=8", "--set", "threads=2"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "train: {}", String::from_utf8_lossy(&o.stderr));
-    let input = tmp.path().join("sentences.txt");
-    std::fs::write(&input, sentences.join("\n") + "\n").unwrap();
-    let p = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
-        .args(["predict", "--strict", "--run", run.to_str().unwrap(), "--input", input.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(p.status.success(), "predict: {}", String::from_utf8_lossy(&p.stderr));
-    let rows: Vec<serde_json::Value> =
-        String::from_utf8(p.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<String> = sentences.iter().map(|s| s.to_string()).collect();
+    let rows = common::zero_shot::zero_shot_predict(tmp.path(), MODEL, "sst2", &[], &lines);
     assert_eq!(rows.len(), 400);
 
     let (mut worst, mut agree, mut correct) = (0.0f64, 0, 0);

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tch::Tensor;
 
+pub mod zero_shot;
+
 /// The installed default model; the tests need it (scripts/setup.sh installs it).
 pub fn minilm_dir() -> PathBuf {
     let dir = prefix_subspace::paths::default_model();
@@ -475,6 +477,16 @@ pub fn q8_0(values: &[f32]) -> (Vec<u8>, Vec<f32>) {
     (bytes, deq)
 }
 
+/// The JSON lines `predict --strict --run <run_dir> --input <input>` prints.
+pub fn predict_rows(run_dir: &Path, input: &Path) -> Vec<serde_json::Value> {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+        .args(["predict", "--strict", "--run", run_dir.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "predict: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// The accuracy `predict --strict --run` gives on a classification run's first test set (its
 /// examples written as JSON lines), recounted against the gold labels.
 pub fn predict_accuracy(run_dir: &Path) -> f64 {
@@ -486,14 +498,7 @@ pub fn predict_accuracy(run_dir: &Path) -> f64 {
     let lines: Vec<String> =
         test.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b}).to_string()).collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
-        .args(["predict", "--strict", "--run", run_dir.to_str().unwrap(), "--input"])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
-    let rows: Vec<serde_json::Value> =
-        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = predict_rows(run_dir, &input);
     assert_eq!(rows.len(), test.len());
     let correct = rows
         .iter()
