@@ -27,15 +27,15 @@ peak). Usage:
   $PY bench/peft_decoder_reference.py --only infer-prefix
 """
 import argparse
-import csv
 import json
 import os
 import random
-import resource
 import statistics
 import time
 
-HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
+# HOME, the peak RSS and the SST-2 reader are those of the encoder reference (same folder).
+from peft_reference import HOME, peak_rss_mb, read_tsv
+
 TEMPLATE = "Review: {s}\nSentiment (positive or negative):"
 WORDS = [" negative", " positive"]
 
@@ -56,17 +56,6 @@ def parse_args():
     if a.only == "sst2-prefix" and not a.split_json:
         ap.error("sst2-prefix needs --split-json (from `prefix-subspace speed --split-out`)")
     return a
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def read_tsv(path):
-    """(line number, sentence, label) of an SST-2 TSV (header on line 1, as our ids count)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [(n, s, int(y)) for n, (s, y) in enumerate(rows[1:], start=2)]
 
 
 def load(args):

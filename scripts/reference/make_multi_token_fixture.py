@@ -17,30 +17,22 @@ Writes tests/fixtures/multi_token_smollm2_rte.json:
 Usage (needs torch + transformers + gguf; see scripts/reference/venv.sh):
   GLUE_DIR=... python scripts/reference/make_multi_token_fixture.py
 """
-import csv
 import json
 import os
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
-MODEL_DIR = os.path.join(HOME, "models", "smollm2-135m-instruct")
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from glue_gguf import FIXTURES, GGUF, glue_dev_rows, load_gguf
+
 N = 100
 WORDS = [" entailment", " not_entailment"]
-OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "multi_token_smollm2_rte.json")
+OUT = os.path.join(FIXTURES, "multi_token_smollm2_rte.json")
 
 
 def main():
     torch.set_num_threads(2)
-    glue = os.environ["GLUE_DIR"]
-    with open(os.path.join(glue, "RTE", "dev.tsv"), newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header, rows = rows[0], rows[1 : N + 1]
-    assert header == ["index", "sentence1", "sentence2", "label"], header
-    tok = AutoTokenizer.from_pretrained(MODEL_DIR, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_pretrained(MODEL_DIR, gguf_file=GGUF, dtype=torch.float32).eval()
+    rows = glue_dev_rows("RTE", ["index", "sentence1", "sentence2", "label"], N)
+    tok, model = load_gguf()
     tokens = [tok(w, add_special_tokens=False).input_ids for w in WORDS]
     assert all(len(t) > 1 for t in tokens), tokens
     pairs, labels, scores = [], [], []

@@ -16,29 +16,21 @@ tests/fixtures/zero_shot_smollm2_sst2.json:
 Usage (needs torch + transformers + gguf; see scripts/reference/venv.sh):
   GLUE_DIR=... python scripts/reference/make_zero_shot_fixture.py
 """
-import csv
 import json
 import os
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-HOME = os.environ.get("PREFIX_SUBSPACE_HOME", os.path.expanduser("~/.cache/prefix-subspace"))
-MODEL_DIR = os.path.join(HOME, "models", "smollm2-135m-instruct")
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from glue_gguf import FIXTURES, GGUF, glue_dev_rows, load_gguf
+
 N = 400
-OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "zero_shot_smollm2_sst2.json")
+OUT = os.path.join(FIXTURES, "zero_shot_smollm2_sst2.json")
 
 
 def main():
     torch.set_num_threads(1)
-    glue = os.environ["GLUE_DIR"]
-    with open(os.path.join(glue, "SST-2", "dev.tsv"), newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header, rows = rows[0], rows[1 : N + 1]
-    assert header == ["sentence", "label"], header
-    tok = AutoTokenizer.from_pretrained(MODEL_DIR, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_pretrained(MODEL_DIR, gguf_file=GGUF, dtype=torch.float32).eval()
+    rows = glue_dev_rows("SST-2", ["sentence", "label"], N)
+    tok, model = load_gguf()
     words = [tok(w, add_special_tokens=False).input_ids[0] for w in [" negative", " positive"]]
     sentences, labels, logits = [], [], []
     for s, y in rows:
