@@ -84,7 +84,7 @@ fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -
     let Some(prompt) = session.tokenizer.prompt() else {
         return Err(Error::Input("export --format peft: this decoder run has no template and label words".into()));
     };
-    let Some(ids) = session.label_ids.as_ref() else {
+    let Some(ids) = session.label_ids() else {
         return Err(Error::Input("export --format peft: this decoder run has no label words".into()));
     };
     let (l, w, p) = (dec.config.layers, dec.config.kv_heads * dec.config.head_dim, subspace.prefix_len());

@@ -30,9 +30,6 @@ pub struct Session {
     pub tokenizer: TextTokenizer,
     /// The pooling the head reads.
     pub pooling: Pooling,
-    /// A decoder's label words: the first token id of each class's word (the head is then the
-    /// language model's own output rows of these tokens).
-    pub label_ids: Option<Vec<i64>>,
     /// Every token id of each class's label word; a class scored by several tokens makes the
     /// class scores summed log-probabilities ([`Subspace::set_word_tokens`]).
     pub label_tokens: Option<Vec<Vec<i64>>>,
@@ -213,7 +210,6 @@ impl Session {
             PoolingChoice::Cls => Pooling::Cls,
         };
         let mut s = Self::from_parts(cfg, task, Box::new(decoder), tokenizer, pooling);
-        s.label_ids = label_tokens.as_ref().map(|all| all.iter().map(|t| t[0]).collect());
         s.label_tokens = label_tokens;
         Ok(s)
     }
@@ -227,7 +223,14 @@ impl Session {
         pooling: Pooling,
     ) -> Self {
         let data_hash = hash_examples(&task);
-        Self { cfg, task, backbone, tokenizer, pooling, label_ids: None, label_tokens: None, data_hash }
+        Self { cfg, task, backbone, tokenizer, pooling, label_tokens: None, data_hash }
+    }
+
+    /// A decoder's label words: the first token id of each class's word (the head is then the
+    /// language model's own output rows of these tokens); the first of each of
+    /// [`Session::label_tokens`].
+    pub fn label_ids(&self) -> Option<Vec<i64>> {
+        self.label_tokens.as_ref().map(|all| all.iter().map(|t| t[0]).collect())
     }
 
     /// The encoder, for what only encoders do (PEFT export, the FLOP model).
@@ -266,8 +269,7 @@ impl Session {
         let root = vs.root();
         self.cfg.method.prepare_backbone(&self.cfg, self.backbone.as_mut(), &root)?;
         self.backbone.set_product_kind(self.cfg.precision.product_kind());
-        let words =
-            self.label_ids.as_ref().map(|ids| self.backbone.output_rows(ids).expect("a decoder has output rows"));
+        let words = self.label_ids().map(|ids| self.backbone.output_rows(&ids).expect("a decoder has output rows"));
         let text_ids = match self.cfg.init {
             crate::config::Init::Text if self.cfg.method.uses_prefix() => Some(self.text_start_ids()?),
             _ => None,

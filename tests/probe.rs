@@ -235,7 +235,7 @@ fn head_words_is_for_decoders_and_linear_trains_a_fresh_head_on_one() {
         (method::parse("zero-shot").unwrap(), None, true),
     ] {
         let mut s = prefix_subspace::session::Session::open(decoder(method, head)).unwrap();
-        assert_eq!(s.label_ids.is_some(), words, "{method:?} {head:?}");
+        assert_eq!(s.label_ids().is_some(), words, "{method:?} {head:?}");
         let (vs, sub) = s.new_subspace().unwrap();
         assert_eq!(sub.label_words(), words);
         let heads = vs.variables().get("head.weight").map(|t| t.size());
