@@ -59,11 +59,8 @@ impl Session {
                 task.name
             )));
         }
-        if let Some(gguf) = crate::model::decoder::find_gguf(&dir)? {
-            return Self::open_decoder(cfg, task, &gguf, device);
-        }
-        if crate::model::hf_decoder::is_hf_decoder(&dir) {
-            return Self::open_decoder(cfg, task, &dir, device);
+        if let Some(source) = crate::model::decoder_source(&dir)? {
+            return Self::open_decoder(cfg, task, &source, device);
         }
         if cfg.head == Some(HeadKind::Words) {
             return Err(Error::Input(format!(

@@ -243,10 +243,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
     };
     // A decoder LLM: the training and inference figures of real runs, timed as they are; the
     // fixed-shape figures and the FLOP model describe an encoder.
-    let decoder = opts.shape == Shape::Model && {
-        let dir = model_dir(opts)?;
-        crate::model::decoder::find_gguf(&dir)?.is_some() || crate::model::hf_decoder::is_hf_decoder(&dir)
-    };
+    let decoder = opts.shape == Shape::Model && crate::model::is_decoder(&model_dir(opts)?)?;
     let figures: Vec<Figure> = match (decoder, opts.only) {
         (true, Some(f)) if f.fixed_shape() => {
             return Err(Error::Input(format!(
