@@ -18,7 +18,6 @@ OUT="${DEMO_DIR:-$ROOT/runs/demo}"
 MODEL=smollm2-135m-instruct
 mkdir -p "$OUT"
 RECIPE=(--set max_steps=200 --set eval_every=20 --set patience=0 --set test_limit=500 --set threads=1)
-PREFIX=(--set init=text --set positions=shifted)
 
 run() { # method, extra flags...
     local method="$1"
@@ -36,9 +35,9 @@ run() { # method, extra flags...
 
 echo "== training and testing zero-shot, icl, lora, prefix and subspace (logs: $OUT/<method>.log)"
 start=$(date +%s)
-run subspace "${PREFIX[@]}" "$@" &
+run subspace "$@" &
 lane=$!
-run zero-shot "$@" && run icl "$@" && run lora "$@" && run prefix "${PREFIX[@]}" "$@" || {
+run zero-shot "$@" && run icl "$@" && run lora "$@" && run prefix "$@" || {
     wait "$lane" || true
     exit 1
 }

@@ -66,10 +66,10 @@ pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Resu
         "poles": subspace.poles().map(|(lo, hi)| [lo, hi]),
         "task": session.task.name,
         "at": format!("{at:?}"),
-        "positions": session.cfg.positions,
+        "positions": session.cfg.positions.get(),
     });
     write_atomic(&out.join("head_config.json"), serde_json::to_string_pretty(&head).expect("json").as_bytes())?;
-    Ok((session.cfg.positions == Positions::Unshifted).then(|| {
+    Ok((session.cfg.positions.get() == Positions::Unshifted).then(|| {
         "this run was trained with unshifted positions (0..T-1 for the real tokens); Hugging Face BERT with a \
          prefix shifts them to p..p+T-1, so predictions in PEFT will differ from ours (train with \
          --set positions=shifted for an exact match)"
@@ -125,10 +125,10 @@ fn peft_causal_lm(session: &Session, subspace: &Subspace, at: &At, out: &Path) -
         "gguf_file": gguf.as_ref().and_then(|g| g.file_name()).map(|f| f.to_string_lossy().to_string()),
         "max_len": session.cfg.max_len,
         "at": format!("{at:?}"),
-        "positions": session.cfg.positions,
+        "positions": session.cfg.positions.get(),
     });
     write_atomic(&out.join("head_config.json"), serde_json::to_string_pretty(&head).expect("json").as_bytes())?;
-    Ok((session.cfg.positions == Positions::Unshifted).then(|| {
+    Ok((session.cfg.positions.get() == Positions::Unshifted).then(|| {
         "this run was trained with unshifted positions (0..T-1 for the real tokens); PEFT puts the prefix \
          in the cache, so the real tokens start at p there, and predictions in PEFT will differ from ours \
          (train with --set positions=shifted for an exact match)"

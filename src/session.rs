@@ -376,7 +376,7 @@ fn check_model_limits(cfg: &RunConfig, encoder: &Encoder, dir: &Path) -> Result<
     let p = cfg.prefix_len as i64;
     let (shift, why) = if cfg.method.uses_prompt() {
         (p, format!(" after the prompt of prefix_len = {p}"))
-    } else if cfg.method.uses_prefix() && cfg.positions == crate::model::Positions::Shifted {
+    } else if cfg.method.uses_prefix() && cfg.positions.get() == crate::model::Positions::Shifted {
         (p, format!(" with positions = shifted after prefix_len = {p}"))
     } else {
         (0, String::new())
@@ -392,7 +392,7 @@ fn check_model_limits(cfg: &RunConfig, encoder: &Encoder, dir: &Path) -> Result<
         )));
     }
     if cfg.method.uses_prefix()
-        && matches!(cfg.init, crate::config::Init::Vocab | crate::config::Init::Text)
+        && matches!(cfg.init, crate::config::Init::Auto | crate::config::Init::Vocab | crate::config::Init::Text)
         && p > encoder.max_tokens(0)
     {
         return Err(Error::Input(format!(

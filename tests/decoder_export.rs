@@ -43,15 +43,7 @@ fn decoder_prefix_exports_as_a_causal_lm_adapter() {
     train(
         "subspace",
         &rd,
-        &[
-            "positions=shifted",
-            "max_steps=2",
-            "eval_every=2",
-            "test_limit=4",
-            "dev_samples=2",
-            "ensemble_samples=2",
-            "prefix_len=5",
-        ],
+        &["max_steps=2", "eval_every=2", "test_limit=4", "dev_samples=2", "ensemble_samples=2", "prefix_len=5"],
     );
     let o = run(&["export", "--run", rd.to_str().unwrap(), "--at", "vertex:2", "--out", out.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).is_empty(), "a shifted run exports without a warning");
@@ -81,9 +73,10 @@ fn decoder_prefix_exports_as_a_causal_lm_adapter() {
     let want = vertices.get(2).permute([2, 0, 1, 3]).reshape([5, 2 * 30 * 192]);
     assert_eq!(common::max_abs_diff(emb, &want), 0.0);
 
-    // An unshifted run exports with a warning that says why PEFT will differ.
+    // An unshifted run (not a decoder's default) exports with a warning that says why PEFT
+    // will differ.
     let rd2 = tmp.path().join("run2");
-    train("prefix", &rd2, &["max_steps=1", "eval_every=1", "test_limit=2", "prefix_len=2"]);
+    train("prefix", &rd2, &["positions=unshifted", "max_steps=1", "eval_every=1", "test_limit=2", "prefix_len=2"]);
     let o = run(&["export", "--run", rd2.to_str().unwrap(), "--out", tmp.path().join("peft2").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("positions=shifted"));
 }

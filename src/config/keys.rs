@@ -101,12 +101,13 @@ fn and_or(items: &[String], word: &str) -> String {
 /// Every value of the enums without a list of their own (the tests check each list is whole).
 pub(super) const GRANULARITIES: [Granularity; 3] =
     [Granularity::ExampleLayer, Granularity::Example, Granularity::Batch];
-pub(super) const INITS: [Init; 3] = [Init::Vocab, Init::Normal, Init::Text];
+pub(super) const INITS: [Init; 4] = [Init::Auto, Init::Vocab, Init::Normal, Init::Text];
 pub(super) const PEFT_STARTS: [PeftStart; 2] = [PeftStart::One, PeftStart::All];
 pub(super) const PROTOCOLS: [Protocol; 2] = [Protocol::PerClass, Protocol::Total];
 pub(super) const POOLINGS: [PoolingChoice; 4] =
     [PoolingChoice::Auto, PoolingChoice::Mean, PoolingChoice::Cls, PoolingChoice::Last];
-pub(super) const POSITIONS: [Positions; 2] = [Positions::Unshifted, Positions::Shifted];
+pub(super) const POSITIONS: [PositionsChoice; 3] =
+    [PositionsChoice::Auto, PositionsChoice::Unshifted, PositionsChoice::Shifted];
 pub(super) const DEV_ATS: [DevAt; 2] = [DevAt::Samples, DevAt::Centroid];
 pub(super) const HEADS: [HeadKind; 2] = [HeadKind::Words, HeadKind::Linear];
 
@@ -173,7 +174,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("model", "pooling", Names(names(&POOLINGS)),
             "What the head reads: `auto` = the pooling the model folder declares (mean for the default model), else the first token; `mean` over real tokens; `cls` the first token.".into()),
         ("model", "positions", Names(names(&POSITIONS)),
-            "Position ids of the real tokens after a prefix: `unshifted` 0..T-1; `shifted` p..p+T-1, as Hugging Face BERT and PEFT do (train with it to export to PEFT).".into()),
+            "Position ids of the real tokens after a prefix: `unshifted` 0..T-1; `shifted` p..p+T-1, as Hugging Face models and PEFT do (train with it to export to PEFT); `auto` = `shifted` for `subspace` and `prefix` on a decoder, `unshifted` otherwise.".into()),
         ("model", "backbone_dropout", boolean(), "Apply the frozen model's own dropout while training (as Hugging Face's train mode does).".into()),
         ("model", "device", text("cpu, cuda or cuda:N"), "Where the run computes (does not make it another run).".into()),
         ("model", "precision", Names(names(&Precision::ALL)),
@@ -193,7 +194,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         ("method", "head_dropout", Number, "Dropout before the head while training.".into()),
         ("method", "reparam", Number, "MLP reparameterisation width r (0 = off): embedding → Linear(H→r) → tanh → Linear(r→2LH).".into()),
         ("method", "init", Names(names(&INITS)),
-            "Vertex initialisation: `vocab` = the backbone's own keys and values of `prefix_len` random vocabulary tokens (different tokens for every vertex); `text` = the keys and values of the first `prefix_len` tokens of a different few-shot train example per vertex (on a decoder written with the template and its label word, as a demonstration); `normal` = N(0, `init_std`²).".into()),
+            "Vertex initialisation: `auto` = `text` for `subspace` and `prefix` on a decoder (an untrained random-token prefix throws away much of its zero-shot behaviour, docs/models.md), `vocab` otherwise; `vocab` = the backbone's own keys and values of `prefix_len` random vocabulary tokens (different tokens for every vertex); `text` = the keys and values of the first `prefix_len` tokens of a different few-shot train example per vertex (on a decoder written with the template and its label word, as a demonstration); `normal` = N(0, `init_std`²).".into()),
         ("method", "init_std", Number, "Standard deviation of `init = \"normal\"`.".into()),
         ("method", "init_peft", text("a PEFT prefix-tuning adapter folder"),
             "Start from this adapter (method `subspace` or `prefix`, no `reparam`); see `init_peft_vertices`.".into()),

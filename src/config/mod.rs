@@ -78,6 +78,11 @@ pub enum Granularity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Init {
+    /// Resolved per backbone by [`RunConfig::resolve`]: [`Init::Text`] for a prefix method on a
+    /// decoder (an untrained random-token prefix moves a decoder away from its zero-shot
+    /// behaviour, docs/models.md), [`Init::Vocab`] otherwise. An unresolved config reads it as
+    /// `Vocab`.
+    Auto,
     /// The backbone's own keys and values of `prefix_len` random vocabulary tokens
     /// (different tokens for every vertex).
     Vocab,
@@ -88,6 +93,30 @@ pub enum Init {
     /// template and its label word, as an in-context demonstration), so that the untrained
     /// prefix reads as text the model has seen.
     Text,
+}
+
+/// Position ids of the real tokens after a prefix, as configured ([`Positions`] once resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionsChoice {
+    /// Resolved per backbone by [`RunConfig::resolve`]: `shifted` for a prefix method on a
+    /// decoder (the prefix then reads as text before the input, as a cache of demonstrations
+    /// does), `unshifted` otherwise. An unresolved config reads it as `unshifted`.
+    Auto,
+    /// Positions 0..T-1.
+    Unshifted,
+    /// Positions p..p+T-1 (as Hugging Face models do after `past_key_values`, and PEFT).
+    Shifted,
+}
+
+impl PositionsChoice {
+    /// The positions a model runs with.
+    pub fn get(self) -> Positions {
+        match self {
+            PositionsChoice::Shifted => Positions::Shifted,
+            PositionsChoice::Auto | PositionsChoice::Unshifted => Positions::Unshifted,
+        }
+    }
 }
 
 /// Which vertices an imported PEFT adapter initialises.
@@ -216,8 +245,9 @@ pub struct RunConfig {
     pub max_len: usize,
     /// Pooling for the head.
     pub pooling: PoolingChoice,
-    /// Position ids of the real tokens (`unshifted` 0..T-1, or `shifted` p..p+T-1 as PEFT).
-    pub positions: Positions,
+    /// Position ids of the real tokens (`unshifted` 0..T-1, or `shifted` p..p+T-1 as PEFT;
+    /// `auto` per backbone, see [`PositionsChoice::Auto`]).
+    pub positions: PositionsChoice,
     /// Apply the backbone's own dropout while training (as Hugging Face's train mode does).
     pub backbone_dropout: bool,
     /// `cpu`, `cuda` or `cuda:N`.
@@ -249,7 +279,7 @@ pub struct RunConfig {
     pub head_dropout: f64,
     /// MLP reparameterisation width r (0 = off): embedding → Linear(H→r) → tanh → Linear(r→2LH).
     pub reparam: usize,
-    /// Vertex initialisation.
+    /// Vertex initialisation (`auto` per backbone, see [`Init::Auto`]).
     pub init: Init,
     /// Standard deviation for `init = "normal"`.
     pub init_std: f64,
@@ -339,7 +369,7 @@ impl Default for RunConfig {
             calibrate: false,
             max_len: 128,
             pooling: PoolingChoice::Auto,
-            positions: Positions::Unshifted,
+            positions: PositionsChoice::Auto,
             backbone_dropout: true,
             device: "cpu".into(),
             precision: Precision::Fp32,
@@ -354,7 +384,7 @@ impl Default for RunConfig {
             prefix_dropout: 0.1,
             head_dropout: 0.1,
             reparam: 0,
-            init: Init::Vocab,
+            init: Init::Auto,
             init_std: 0.02,
             init_peft: None,
             init_peft_vertices: PeftStart::One,
@@ -426,6 +456,16 @@ impl RunConfig {
     /// Checks value ranges and normalises method-implied settings (prefix ⇒ one vertex).
     pub fn resolve(mut self) -> Result<Self> {
         self.vertices = self.method.vertices(self.vertices);
+        if self.init == Init::Auto || self.positions == PositionsChoice::Auto {
+            // A decoder's prefix starts as text read after position p; anything else as before.
+            let text = self.method.uses_prefix() && crate::model::is_decoder(&self.model_dir())?;
+            if self.init == Init::Auto {
+                self.init = if text { Init::Text } else { Init::Vocab };
+            }
+            if self.positions == PositionsChoice::Auto {
+                self.positions = if text { PositionsChoice::Shifted } else { PositionsChoice::Unshifted };
+            }
+        }
         if self.lr == 0.0 {
             self.lr = self.method.default_lr();
         }
@@ -641,6 +681,37 @@ mod tests {
         assert_eq!(c.vertices, 1);
     }
 
+    #[test]
+    fn auto_start_is_text_for_a_decoder_prefix_and_vocab_elsewhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gguf = tmp.path().join("tiny.gguf");
+        std::fs::write(&gguf, b"").unwrap(); // the name decides that it is a decoder
+        let encoder = Some(tmp.path().join("no-such-encoder"));
+        let resolved = |model: &Option<PathBuf>, method: &'static dyn Method, sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let c = RunConfig { model: model.clone(), method, ..Default::default() }.apply_overrides(&sets).unwrap();
+            let c = c.resolve().unwrap();
+            assert_eq!(c.clone().resolve().unwrap(), c, "resolving twice changes nothing");
+            (c.init, c.positions)
+        };
+        use crate::method::{lora::Lora, prefix::PrefixTuning, subspace::PrefixSubspace};
+        let (text, vocab) = ((Init::Text, PositionsChoice::Shifted), (Init::Vocab, PositionsChoice::Unshifted));
+        let decoder = Some(gguf);
+        assert_eq!(resolved(&decoder, &PrefixSubspace, &[]), text);
+        assert_eq!(resolved(&decoder, &PrefixTuning, &[]), text);
+        assert_eq!(resolved(&decoder, &Lora, &[]), vocab);
+        assert_eq!(resolved(&encoder, &PrefixSubspace, &[]), vocab);
+        // A value the user sets is kept, each key on its own.
+        assert_eq!(resolved(&decoder, &PrefixSubspace, &["init=vocab"]), (Init::Vocab, PositionsChoice::Shifted));
+        assert_eq!(
+            resolved(&decoder, &PrefixTuning, &["positions=unshifted"]),
+            (Init::Text, PositionsChoice::Unshifted)
+        );
+        assert_eq!(resolved(&encoder, &PrefixSubspace, &["init=text", "positions=shifted"]), text);
+        // Unresolved, `auto` reads as the encoder default.
+        assert_eq!(PositionsChoice::Auto.get(), Positions::Unshifted);
+    }
+
     /// Every key of a serialised config (those absent when unset included).
     fn all_keys() -> Vec<String> {
         let keys = config_keys();
@@ -806,7 +877,7 @@ mod tests {
         }
         for v in INITS {
             whole(match v {
-                Init::Vocab | Init::Normal | Init::Text => INITS.len() == 3,
+                Init::Auto | Init::Vocab | Init::Normal | Init::Text => INITS.len() == 4,
             });
         }
         for v in PEFT_STARTS {
@@ -828,7 +899,7 @@ mod tests {
         }
         for v in POSITIONS {
             whole(match v {
-                Positions::Unshifted | Positions::Shifted => POSITIONS.len() == 2,
+                PositionsChoice::Auto | PositionsChoice::Unshifted | PositionsChoice::Shifted => POSITIONS.len() == 3,
             });
         }
         for v in DEV_ATS {

@@ -272,7 +272,7 @@ impl Subspace {
             head_dropout: cfg.head_dropout,
             beta: cfg.beta,
             backbone_dropout: cfg.backbone_dropout,
-            positions: cfg.positions,
+            positions: cfg.positions.get(),
             pooling,
         }
     }
@@ -680,7 +680,7 @@ fn init_vertices(cfg: &RunConfig, encoder: &dyn Backbone, n: i64, p: i64, text_i
             encoder.keys_values(&batch).permute([2, 0, 1, 3, 4]).contiguous()
         }
         Init::Text => Tensor::zeros([n, l, 2, 0, h], (Kind::Float, dev)),
-        Init::Vocab => {
+        Init::Vocab | Init::Auto => {
             // Keys and values the backbone itself computes for p random vocabulary tokens.
             let vocab = encoder.vocab_size();
             let low = if vocab > 2000 { 1000 } else { 0 }; // skip BERT's [unused]/special ids
