@@ -16,8 +16,9 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use super::bert::{Batch, Forward, Lora, Positions};
+use super::bert::{Batch, Forward, Positions};
 use super::gguf::Gguf;
+use super::linear::{Linear, Lora};
 use super::packing::Packing;
 use crate::error::{Error, Result};
 
@@ -150,52 +151,12 @@ impl DecoderConfig {
     }
 }
 
-/// `y = x Wᵀ (+ b)`, with an optional LoRA update. Llama and Gemma have no biases; Qwen2 has
-/// them on the query, key and value projections (`blk.N.attn_q.bias`, ...).
-#[derive(Debug)]
-pub struct DLinear {
-    /// `(out, in)`.
-    pub weight: Tensor,
-    /// `(out,)`, when the checkpoint has one.
-    pub bias: Option<Tensor>,
-    /// LoRA: `y += scale · (x Aᵀ) Bᵀ`.
-    pub lora: Option<Lora>,
-    /// Multiply in this lower precision (bf16) instead of fp32, with `weight` rounded once
-    /// when it is frozen (`Some`) or at every call when it is trained (`None`).
-    low: Option<(Kind, Option<Tensor>)>,
-}
-
-impl DLinear {
-    /// Loads `name` (`blk.N.attn_q.weight`) and its bias when the file has one.
-    fn load(g: &mut dyn Weights, name: &str, out_dim: i64, in_dim: i64, device: Device) -> Result<Self> {
-        let bias_name = name.replace(".weight", ".bias");
-        let bias = if g.has(&bias_name) { Some(take(g, &bias_name, &[out_dim], device)?) } else { None };
-        Ok(Self { weight: take(g, name, &[out_dim, in_dim], device)?, bias, lora: None, low: None })
-    }
-
-    /// Multiply in `kind` (e.g. bf16) from now on, or in fp32 again (`None`).
-    pub fn set_product_kind(&mut self, kind: Option<Kind>) {
-        self.low = kind.map(|k| (k, (!self.weight.requires_grad()).then(|| self.weight.to_kind(k))));
-    }
-
-    /// Applies the layer.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let y = match &self.low {
-            None => x.linear(&self.weight, self.bias.as_ref()),
-            Some((k, frozen)) => {
-                let w = frozen.as_ref().map_or_else(|| self.weight.to_kind(*k), |w| w.shallow_clone());
-                let y = x.to_kind(*k).linear::<Tensor>(&w, None).to_kind(x.kind());
-                match &self.bias {
-                    Some(b) => y + b,
-                    None => y,
-                }
-            }
-        };
-        match &self.lora {
-            Some(l) => y + x.linear::<Tensor>(&l.a, None).linear::<Tensor>(&l.b, None) * l.scale,
-            None => y,
-        }
-    }
+/// The linear layer `name` (`blk.N.attn_q.weight`) with its bias when the file has one (Llama
+/// and Gemma have none; Qwen2 has them on the query, key and value projections).
+fn linear(g: &mut dyn Weights, name: &str, out_dim: i64, in_dim: i64, device: Device) -> Result<Linear> {
+    let bias_name = name.replace(".weight", ".bias");
+    let bias = if g.has(&bias_name) { Some(take(g, &bias_name, &[out_dim], device)?) } else { None };
+    Ok(Linear::new(take(g, name, &[out_dim, in_dim], device)?, bias))
 }
 
 /// RMSNorm: `x / √(mean(x²) + eps) · w` (Gemma's `1 + w` is stored as such in GGUF files).
@@ -222,13 +183,13 @@ impl RmsNorm {
 #[derive(Debug)]
 pub struct Attention {
     /// `attn_q`.
-    pub q: DLinear,
+    pub q: Linear,
     /// `attn_k`.
-    pub k: DLinear,
+    pub k: Linear,
     /// `attn_v`.
-    pub v: DLinear,
+    pub v: Linear,
     /// `attn_output`.
-    pub o: DLinear,
+    pub o: Linear,
     /// Gemma 3: `attn_q_norm` over each head.
     pub q_norm: Option<RmsNorm>,
     /// Gemma 3: `attn_k_norm` over each head.
@@ -247,11 +208,11 @@ pub struct Block {
     /// `ffn_norm` (before the FFN).
     pub ffn_norm: RmsNorm,
     /// `ffn_gate`.
-    pub gate: DLinear,
+    pub gate: Linear,
     /// `ffn_up`.
-    pub up: DLinear,
+    pub up: Linear,
     /// `ffn_down`.
-    pub down: DLinear,
+    pub down: Linear,
     /// Gemma 3: `post_ffw_norm`.
     pub post_ffn_norm: Option<RmsNorm>,
 }
@@ -265,8 +226,8 @@ struct Ctx<'a> {
     /// The real-token rows, when the batch has padding: the blocks then work on `(N, H)` rows
     /// and only attention sees the padded layout (see [`Packing`]).
     pack: Option<Packing>,
-    /// `(cos, sin)` for the full-attention rotary base: each `(1, 1, T, D)`, or `(N, 1, D)`
-    /// (one row per real token) with `pack`.
+    /// `(cos, sin)` for the full-attention rotary base, shaped to the rows of [`Ctx::heads`]:
+    /// each `(1, T, 1, D)`, or `(N, 1, D)` (one row per real token) with `pack`.
     rope_global: (Tensor, Tensor),
     /// The same for the local base (Gemma 3), else a copy of the global one.
     rope_local: (Tensor, Tensor),
@@ -280,30 +241,22 @@ impl Ctx<'_> {
     /// `norm` and rotated by `rope` first when given (zeros at padded positions with `pack`).
     fn heads(&self, y: Tensor, n: i64, norm: Option<&RmsNorm>, rope: Option<&(Tensor, Tensor)>) -> Tensor {
         let d = self.cfg.head_dim;
-        match &self.pack {
-            Some(pk) => {
-                let rows = y.size()[0];
-                let mut y = y.view([rows, n, d]);
-                if let Some(nrm) = norm {
-                    y = nrm.forward(&y);
-                }
-                if let Some((cos, sin)) = rope {
-                    y = rotate(&y, cos, sin);
-                }
-                pk.unpack(&y.reshape([rows, n * d])).view([self.b, self.t, n, d]).transpose(1, 2)
-            }
-            None => {
-                let mut y = y.view([self.b, self.t, n, d]);
-                if let Some(nrm) = norm {
-                    y = nrm.forward(&y);
-                }
-                let y = y.transpose(1, 2);
-                match rope {
-                    Some((cos, sin)) => rotate(&y, cos, sin),
-                    None => y,
-                }
-            }
+        // Token-wise work on the rows: `(N, n, D)` with packing, else `(B, T, n, D)`.
+        let mut y = match &self.pack {
+            Some(_) => y.view([-1, n, d]),
+            None => y.view([self.b, self.t, n, d]),
+        };
+        if let Some(nrm) = norm {
+            y = nrm.forward(&y);
         }
+        if let Some((cos, sin)) = rope {
+            y = rotate(&y, cos, sin);
+        }
+        let y = match &self.pack {
+            Some(pk) => pk.unpack(&y.reshape([-1, n * d])).view([self.b, self.t, n, d]),
+            None => y,
+        };
+        y.transpose(1, 2)
     }
 
     /// `(B, n, T, D)` → the rows `(N or B·T, n·D)` (the inverse of [`Ctx::heads`]).
@@ -321,8 +274,8 @@ impl Block {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
         let (h, hd) = (c.hidden, c.head_dim);
         let gemma = c.family == Family::Gemma3;
-        let mut q = DLinear::load(g, &n("attn_q"), c.heads * hd, h, device)?;
-        let mut k = DLinear::load(g, &n("attn_k"), c.kv_heads * hd, h, device)?;
+        let mut q = linear(g, &n("attn_q"), c.heads * hd, h, device)?;
+        let mut k = linear(g, &n("attn_k"), c.kv_heads * hd, h, device)?;
         if c.permuted_qk {
             // llama.cpp's converter permutes Q and K rows of llama-architecture files for its
             // rotary layout; undo it so that Hugging Face's rotate-half convention applies.
@@ -341,39 +294,42 @@ impl Block {
             attn: Attention {
                 q,
                 k,
-                v: DLinear::load(g, &n("attn_v"), c.kv_heads * hd, h, device)?,
-                o: DLinear::load(g, &n("attn_output"), h, c.heads * hd, device)?,
+                v: linear(g, &n("attn_v"), c.kv_heads * hd, h, device)?,
+                o: linear(g, &n("attn_output"), h, c.heads * hd, device)?,
                 q_norm: opt_norm(g, "attn_q_norm", hd)?,
                 k_norm: opt_norm(g, "attn_k_norm", hd)?,
             },
             post_attn_norm: opt_norm(g, "post_attention_norm", h)?,
             ffn_norm: RmsNorm::load(g, &n("ffn_norm"), h, c.eps, device)?,
-            gate: DLinear::load(g, &n("ffn_gate"), c.ffn, h, device)?,
-            up: DLinear::load(g, &n("ffn_up"), c.ffn, h, device)?,
-            down: DLinear::load(g, &n("ffn_down"), h, c.ffn, device)?,
+            gate: linear(g, &n("ffn_gate"), c.ffn, h, device)?,
+            up: linear(g, &n("ffn_up"), c.ffn, h, device)?,
+            down: linear(g, &n("ffn_down"), h, c.ffn, device)?,
             post_ffn_norm: opt_norm(g, "post_ffw_norm", h)?,
         })
     }
 
-    /// Keys and values of the rows `x` `(B, T, kv·D)` each, as a cache holds them
-    /// (normalised, rotated); `ctx` without packing.
-    fn keys_values(&self, x: &Tensor, ctx: &Ctx, local: bool) -> (Tensor, Tensor) {
-        let c = ctx.cfg;
-        let h = self.attn_norm.forward(x);
-        let rope = if local { &ctx.rope_local } else { &ctx.rope_global };
-        let k = ctx.heads(self.attn.k.forward(&h), c.kv_heads, self.attn.k_norm.as_ref(), Some(rope));
-        (ctx.rows(&k), self.attn.v.forward(&h))
-    }
-
     /// `x`: the rows `(N, H)` with `ctx.pack`, else `(B, T, H)`; `prefix`: keys and values
-    /// `(B, p, kv·D)` each.
-    fn forward(&self, x: &Tensor, ctx: &Ctx, local: bool, prefix: Option<(&Tensor, &Tensor)>) -> Tensor {
+    /// `(B, p, kv·D)` each. `cache`: receives this layer's keys and values of `x` as a cache
+    /// holds them (normalised, rotated) `(2, B, T, kv·D)`; `ctx` without packing.
+    fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &Ctx,
+        local: bool,
+        prefix: Option<(&Tensor, &Tensor)>,
+        cache: Option<&mut Vec<Tensor>>,
+    ) -> Tensor {
         let c = ctx.cfg;
         let h = self.attn_norm.forward(x);
         let rope = if local { &ctx.rope_local } else { &ctx.rope_global };
         let q = ctx.heads(self.attn.q.forward(&h), c.heads, self.attn.q_norm.as_ref(), Some(rope));
         let mut k = ctx.heads(self.attn.k.forward(&h), c.kv_heads, self.attn.k_norm.as_ref(), Some(rope));
-        let mut v = ctx.heads(self.attn.v.forward(&h), c.kv_heads, None, None);
+        let v_rows = self.attn.v.forward(&h);
+        if let Some(cache) = cache {
+            debug_assert!(ctx.pack.is_none(), "a cache is read in the padded layout");
+            cache.push(Tensor::stack(&[ctx.rows(&k), v_rows.shallow_clone()], 0));
+        }
+        let mut v = ctx.heads(v_rows, c.kv_heads, None, None);
         if let Some((pk, pv)) = prefix {
             let (b, p) = (ctx.b, pk.size()[1]);
             let split = |y: &Tensor| y.view([b, p, c.kv_heads, c.head_dim]).transpose(1, 2);
@@ -618,7 +574,7 @@ impl Decoder {
             None => x.shallow_clone(),
         };
         for (i, (blk, pl)) in self.blocks.iter().zip(layer_prefixes).enumerate() {
-            h = blk.forward(&h, &ctx, self.config.is_local(i as i64), pl.as_ref().map(|(k, v)| (k, v)));
+            h = blk.forward(&h, &ctx, self.config.is_local(i as i64), pl.as_ref().map(|(k, v)| (k, v)), None);
         }
         let h = self.norm.forward(&h);
         match &ctx.pack {
@@ -636,10 +592,7 @@ impl Decoder {
         let mut h = self.embed_ids(&batch.input_ids);
         let mut out = Vec::with_capacity(self.blocks.len());
         for (i, blk) in self.blocks.iter().enumerate() {
-            let local = self.config.is_local(i as i64);
-            let (k, v) = blk.keys_values(&h, &ctx, local);
-            out.push(Tensor::stack(&[k, v], 0));
-            h = blk.forward(&h, &ctx, local, None);
+            h = blk.forward(&h, &ctx, self.config.is_local(i as i64), None, Some(&mut out));
         }
         Tensor::stack(&out, 0)
     }
@@ -662,7 +615,7 @@ impl Decoder {
             let inv = Tensor::pow_scalar(base, &exponent).reciprocal();
             let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
             let emb = Tensor::cat(&[&freqs, &freqs], -1);
-            let shape: &[i64] = if pack.is_some() { &[n, 1, c.head_dim] } else { &[1, 1, t, c.head_dim] };
+            let shape: &[i64] = if pack.is_some() { &[n, 1, c.head_dim] } else { &[1, t, 1, c.head_dim] };
             (emb.cos().view(shape), emb.sin().view(shape))
         };
         let rope_global = rope(c.rope_base);

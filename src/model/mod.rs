@@ -8,6 +8,7 @@ pub mod dropout;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hf_decoder;
+pub mod linear;
 pub mod load;
 pub mod packing;
 pub mod tokenizer;

@@ -4,7 +4,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::config::Config;
-use super::linear::Linear;
+use super::linear::{dense, Linear};
 use super::names::LayerNames;
 use crate::error::Result;
 use crate::model::load::Weights;
@@ -34,9 +34,9 @@ impl SelfAttention {
         let h = cfg.hidden_size;
         let n = |name: &str| format!("{prefix}.{name}");
         Ok(Self {
-            query: Linear::load(w, &n(names.query), h, h)?,
-            key: Linear::load(w, &n(names.key), h, h)?,
-            value: Linear::load(w, &n(names.value), h, h)?,
+            query: dense(w, &n(names.query), h, h)?,
+            key: dense(w, &n(names.key), h, h)?,
+            value: dense(w, &n(names.value), h, h)?,
             heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
         })

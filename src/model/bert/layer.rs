@@ -5,7 +5,7 @@ use tch::Tensor;
 
 use super::attention::SelfAttention;
 use super::config::Config;
-use super::linear::{LayerNorm, Linear};
+use super::linear::{dense, LayerNorm, Linear};
 use super::names::LayerNames;
 use crate::error::{Error, Result};
 use crate::model::load::Weights;
@@ -40,10 +40,10 @@ impl Layer {
         let n = |name: &str| format!("{prefix}.{name}");
         Ok(Self {
             attention: SelfAttention::load(w, cfg, names, prefix)?,
-            attention_output: Linear::load(w, &n(names.attention_output), h, h)?,
+            attention_output: dense(w, &n(names.attention_output), h, h)?,
             attention_norm: LayerNorm::load(w, &n(names.attention_norm), h, eps)?,
-            intermediate: Linear::load(w, &n(names.intermediate), f, h)?,
-            output: Linear::load(w, &n(names.output), h, f)?,
+            intermediate: dense(w, &n(names.intermediate), f, h)?,
+            output: dense(w, &n(names.output), h, f)?,
             output_norm: LayerNorm::load(w, &n(names.output_norm), h, eps)?,
             act: Activation::parse(&cfg.hidden_act).map_err(Error::Input)?,
         })
@@ -79,7 +79,9 @@ impl Layer {
         let mut out: Vec<(String, &Tensor)> = Vec::new();
         for (n, lin) in lins {
             out.push((format!("{prefix}.{n}.weight"), &lin.weight));
-            out.push((format!("{prefix}.{n}.bias"), &lin.bias));
+            if let Some(b) = &lin.bias {
+                out.push((format!("{prefix}.{n}.bias"), b));
+            }
         }
         for (n, ln) in norms {
             out.push((format!("{prefix}.{n}.weight"), &ln.weight));
@@ -94,7 +96,9 @@ impl Layer {
         let mut out: Vec<(String, &mut Tensor)> = Vec::new();
         for (n, lin) in lins {
             out.push((format!("{prefix}.{n}.weight"), &mut lin.weight));
-            out.push((format!("{prefix}.{n}.bias"), &mut lin.bias));
+            if let Some(b) = &mut lin.bias {
+                out.push((format!("{prefix}.{n}.bias"), b));
+            }
         }
         for (n, ln) in norms {
             out.push((format!("{prefix}.{n}.weight"), &mut ln.weight));

@@ -1,66 +1,17 @@
-//! The encoder's dense layers (with an optional LoRA update and bf16 products) and LayerNorms,
-//! each loaded by its checkpoint module name.
+//! The encoder's dense layers ([`Linear`], shared with the decoders) and LayerNorms, each
+//! loaded by its checkpoint module name.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::Result;
+pub use crate::model::linear::{Linear, Lora};
 use crate::model::load::Weights;
 
-/// A dense layer `y = x Wᵀ + b` with the checkpoint's `(out, in)` weight, and an optional
-/// low-rank update (LoRA).
-#[derive(Debug)]
-pub struct Linear {
-    /// `(out, in)`.
-    pub weight: Tensor,
-    /// `(out,)`.
-    pub bias: Tensor,
-    /// LoRA: `y += scale · (x Aᵀ) Bᵀ`.
-    pub lora: Option<Lora>,
-    /// Multiply in this lower precision (bf16) instead of fp32, with `weight` rounded once
-    /// when it is frozen (`Some`) or at every call when it is trained (`None`).
-    low: Option<(Kind, Option<Tensor>)>,
-}
-
-/// A trainable low-rank update of a frozen linear layer (Hu et al. 2021), kept unmerged.
-#[derive(Debug)]
-pub struct Lora {
-    /// `(r, in)`, Kaiming-uniform initialised.
-    pub a: Tensor,
-    /// `(out, r)`, zero initialised (the update starts at 0).
-    pub b: Tensor,
-    /// `alpha / r`.
-    pub scale: f64,
-}
-
-impl Linear {
-    pub(super) fn load(w: &mut Weights, name: &str, out_dim: i64, in_dim: i64) -> Result<Self> {
-        Ok(Self {
-            weight: w.take(&format!("{name}.weight"), &[out_dim, in_dim])?,
-            bias: w.take(&format!("{name}.bias"), &[out_dim])?,
-            lora: None,
-            low: None,
-        })
-    }
-
-    /// Multiply in `kind` (e.g. bf16) from now on, or in fp32 again (`None`).
-    pub fn set_product_kind(&mut self, kind: Option<Kind>) {
-        self.low = kind.map(|k| (k, (!self.weight.requires_grad()).then(|| self.weight.to_kind(k))));
-    }
-
-    /// Applies the layer.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let y = match &self.low {
-            None => x.linear(&self.weight, Some(&self.bias)),
-            Some((k, frozen)) => {
-                let w = frozen.as_ref().map_or_else(|| self.weight.to_kind(*k), |w| w.shallow_clone());
-                x.to_kind(*k).linear::<Tensor>(&w, None).to_kind(x.kind()) + &self.bias
-            }
-        };
-        match &self.lora {
-            Some(l) => y + x.linear::<Tensor>(&l.a, None).linear::<Tensor>(&l.b, None) * l.scale,
-            None => y,
-        }
-    }
+/// The encoder's dense layer `name` (`{name}.weight` `(out, in)` and `{name}.bias`).
+pub(super) fn dense(w: &mut Weights, name: &str, out_dim: i64, in_dim: i64) -> Result<Linear> {
+    let weight = w.take(&format!("{name}.weight"), &[out_dim, in_dim])?;
+    let bias = w.take(&format!("{name}.bias"), &[out_dim])?;
+    Ok(Linear::new(weight, Some(bias)))
 }
 
 /// LayerNorm with the checkpoint's `weight` / `bias` (older `gamma` / `beta` accepted).
