@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// fp32 or bf16: the number format of the dense-layer products (bf16: faster on CPUs
-    /// with AMX or on Zen 4; embeddings differ slightly from fp32's, see the README).
+    /// with AMX or on Zen 4; embeddings differ slightly from fp32's, see docs/correctness.md).
     #[arg(long, default_value = "fp32")]
     precision: String,
     /// Texts to embed.
