@@ -51,43 +51,72 @@ pub fn finished_main_metric(run: &Path) -> Result<String> {
     })
 }
 
+/// The data of the n = 2 figure: the main metric along the edge vertex 0 → 1 on dev and on the
+/// first test set, each with its centroid marked and its ensemble as a horizontal line.
+pub struct LineData {
+    /// (split, [(t, metric)]) for t = 0, step, …, 1 (α = (1 − t)·v0 + t·v1).
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// (label, t = 0.5, metric at the centroid), per split.
+    pub markers: Vec<(String, f64, f64)>,
+    /// (label, metric of the ensemble of `ensemble_samples`), per split: the draws of
+    /// `eval --at ensemble:M`, so the test line is the run's results.json ensemble.
+    pub hlines: Vec<(String, f64)>,
+}
+
+/// [`LineData`] of a run with at least 2 vertices.
+pub fn simplex_line(session: &Session, subspace: &Subspace, step: f64) -> Result<LineData> {
+    let metric = session.task.main_metric;
+    let eval = |d: &Encoded, at: &At| main_metric_at(session, subspace, d, at);
+    let m = session.cfg.ensemble_samples;
+    let (dev, test_name, test) = splits(session)?;
+    let mut line = LineData { series: Vec::new(), markers: Vec::new(), hlines: Vec::new() };
+    for (name, d) in [("dev", &dev), (test_name, &test)] {
+        let pts: Vec<(f64, f64)> = At::edge(subspace.n, step).into_iter().map(|(t, a)| (t, eval(d, &a))).collect();
+        line.markers.push((format!("{name} centroid"), 0.5, eval(d, &At::Centroid)));
+        let ensemble = crate::train::evaluate_at(session, subspace, d, &format!("ensemble:{m}"))?;
+        let value = ensemble[metric.name()].as_f64().unwrap_or(f64::NAN);
+        line.hlines.push((format!("{name} ensemble of {m}"), value));
+        line.series.push((name.to_string(), pts));
+    }
+    Ok(line)
+}
+
+/// The main metric of `data` at one fixed point of the simplex.
+fn main_metric_at(session: &Session, subspace: &Subspace, data: &Encoded, at: &At) -> f64 {
+    let (enc, pad, bs) = (&*session.backbone, session.tokenizer.pad_id(), session.cfg.eval_batch_size);
+    let metric = session.task.main_metric;
+    let o = outputs(enc, subspace, data, at, 1, bs, pad);
+    score(&o, &data.labels, &[metric], false)[metric.name()]
+}
+
+/// The run's dev split and its first test set (name, encoded).
+fn splits(session: &Session) -> Result<(Encoded, &str, Encoded)> {
+    let tok = &session.tokenizer;
+    let dev = Encoded::new(tok, &session.task.split.dev)?;
+    let test_set = session.task.tests.first().ok_or_else(|| Error::Input("the task has no test set".into()))?;
+    Ok((dev, test_set.0.as_str(), Encoded::new(tok, &test_set.1)?))
+}
+
 /// Accuracy (main metric) along the simplex: for n = 2 the edge vertex 0 → 1 in steps of
-/// `step` on dev and test, with the centroid and the ensemble marked (`<out>/simplex-line`);
-/// for n ≥ 3 a heat map over the triangle of vertices 0, 1, 2 on `split` (`<out>/simplex-triangle`).
+/// `step` on dev and test, with the centroid and the ensemble marked (`<out>/simplex-line`,
+/// from [`simplex_line`]); for n ≥ 3 a heat map over the triangle of vertices 0, 1, 2 on
+/// `split` (`<out>/simplex-triangle`).
 pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, out: &Path) -> Result<Option<PathBuf>> {
     let n = subspace.n;
     if n < 2 {
         return Ok(None);
     }
-    let tok = &session.tokenizer;
     let metric = session.task.main_metric;
-    let (enc, pad, bs) = (&*session.backbone, tok.pad_id(), session.cfg.eval_batch_size);
-    let eval = |d: &Encoded, at: &At, m: usize| -> f64 {
-        let o = outputs(enc, subspace, d, at, m, bs, pad);
-        score(&o, &d.labels, &[metric], false)[metric.name()]
-    };
-    let dev = Encoded::new(tok, &session.task.split.dev)?;
-    let test_set = session.task.tests.first().ok_or_else(|| Error::Input("the task has no test set".into()))?;
-    let test = Encoded::new(tok, &test_set.1)?;
-    let k = (1.0 / step).round().max(1.0) as usize;
     if n == 2 {
-        let mut series = Vec::new();
-        let mut markers = Vec::new();
-        let mut hlines = Vec::new();
-        for (name, d) in [("dev", &dev), (test_set.0.as_str(), &test)] {
-            let pts: Vec<(f64, f64)> = At::edge(n, step).into_iter().map(|(t, a)| (t, eval(d, &a, 1))).collect();
-            markers.push((format!("{name} centroid"), 0.5, eval(d, &At::Centroid, 1)));
-            hlines.push((
-                format!("{name} ensemble of {}", session.cfg.ensemble_samples),
-                eval(d, &At::Sample, session.cfg.ensemble_samples),
-            ));
-            series.push((name.to_string(), pts));
-        }
+        let line = simplex_line(session, subspace, step)?;
         let stem = out.join("simplex-line");
         let title = format!("{} along the edge vertex 0 → vertex 1 ({})", metric.name(), session.task.name);
-        plot::simplex_line(&series, &markers, &hlines, metric.name(), &title, &stem)?;
+        plot::simplex_line(&line.series, &line.markers, &line.hlines, metric.name(), &title, &stem)?;
         return Ok(Some(stem));
     }
+    let eval = |d: &Encoded, at: &At| main_metric_at(session, subspace, d, at);
+    let (dev, _, test) = splits(session)?;
+    let k = (1.0 / step).round().max(1.0) as usize;
     let d = match split {
         "dev" => &dev,
         "test" => &test,
@@ -99,7 +128,7 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
             let a = [i as f64 / k as f64, j as f64 / k as f64, (k - i - j) as f64 / k as f64];
             let mut alpha = vec![0.0; n];
             alpha[..3].copy_from_slice(&a);
-            points.push((a, eval(d, &At::Alpha(alpha), 1)));
+            points.push((a, eval(d, &At::Alpha(alpha))));
         }
     }
     let stem = out.join("simplex-triangle");

@@ -205,6 +205,38 @@ fn eval_and_predict_read_a_run_directory() {
     assert!(err.contains("--precision fp8") && err.contains("fp32 or bf16"), "{err}");
 }
 
+/// The n = 2 figure's numbers are the run's own: its test ensemble line is results.json's
+/// ensemble (the same draws as `eval --at ensemble:M`), its centroid marker the centroid, and
+/// its end points the vertices.
+#[test]
+fn the_simplex_line_shows_the_runs_own_scores() {
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("run");
+    ok(&quick(&run_dir, &["--vertices", "2"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let r = common::results_json(&run_dir);
+    let rd = run_dir.to_str().unwrap();
+    let eval = |at: &str, split: &str| -> f64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&["eval", "--run", rd, "--split", split, "--at", at])).unwrap();
+        v[split]["accuracy"].as_f64().unwrap()
+    };
+    let _rng = common::torch_rng_lock();
+    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run_dir, None).unwrap();
+    let line = prefix_subspace::figures::simplex_line(&session, &subspace, 0.5).unwrap();
+    let names: Vec<&str> = line.series.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["dev", "test"]);
+    assert_eq!(line.hlines[1], ("test ensemble of 4".to_string(), r["test"]["ensemble"]["accuracy"].as_f64().unwrap()));
+    assert_eq!(line.hlines[0].1, eval("ensemble:4", "dev"));
+    assert_eq!(line.markers[1].2, r["test"]["centroid"]["accuracy"].as_f64().unwrap());
+    for (split, (_, pts)) in ["dev", "test"].iter().zip(&line.series) {
+        let t: Vec<f64> = pts.iter().map(|p| p.0).collect();
+        assert_eq!(t, [0.0, 0.5, 1.0]);
+        assert_eq!(pts[0].1, eval("vertex:0", split));
+        assert_eq!(pts[2].1, eval("vertex:1", split));
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
