@@ -550,6 +550,29 @@ mod tests {
         assert_written(&stem);
     }
 
+    /// The corner labels stay inside the figure: the bottom-left one ends left of its corner,
+    /// so it needs that much room (the label bug of the first LLM triangles: "v0" cut off).
+    #[test]
+    fn simplex_triangle_corner_labels_fit_in_the_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("triangle");
+        let points: Vec<_> = triangle_points(10).into_iter().map(|(a, v)| (a, v / 3.0)).collect();
+        simplex_triangle(&points, "dev accuracy", "labels", &stem).unwrap();
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        let (_, rest) = svg.split_once("text-anchor=\"end\"").expect("the bottom-left label is right-aligned");
+        let tag_start = svg.len() - rest.len();
+        let tag = &svg[svg[..tag_start].rfind("<text").unwrap()..tag_start + rest.find("</text>").unwrap()];
+        let attr = |name: &str| -> f64 {
+            let v = tag.split(&format!("{name}=\"")).nth(1).unwrap();
+            v[..v.find('"').unwrap()].parse().unwrap()
+        };
+        let label = tag[tag.find('>').unwrap() + 1..].trim();
+        assert!(label.starts_with("v0 ("), "{label}");
+        // Sans-serif digits and letters are at most about 0.6 em wide.
+        let width = 0.6 * attr("font-size") * label.chars().count() as f64;
+        assert!(attr("x") >= width, "label {label:?} ends at x = {} but is about {width:.0} px wide", attr("x"));
+    }
+
     #[test]
     fn method_comparison_writes_both_files() {
         let dir = tempfile::tempdir().unwrap();

@@ -138,8 +138,10 @@ impl TrianglePlot {
         let (w, h) = body.dim_in_pixel();
         let (tri_area, bar_area) = body.split_horizontally(w as i32 - 150);
         let (tw, th) = tri_area.dim_in_pixel();
-        let margin = 60.0;
-        let scale = ((f64::from(tw) - 2.0 * margin) / 1.0).min((f64::from(th) - 2.0 * margin) / H);
+        // Room beside the bottom corners for their labels ("v0 (0.6562)"), above and below
+        // for the top label and the colour bar's ends.
+        let (margin_x, margin) = (110.0, 60.0);
+        let scale = (f64::from(tw) - 2.0 * margin_x).min((f64::from(th) - 2.0 * margin) / H);
         let ox = (f64::from(tw) - scale) / 2.0;
         let oy = (f64::from(th) + scale * H) / 2.0;
         let px = |(x, y): (f64, f64)| ((ox + scale * x).round() as i32, (oy - scale * y).round() as i32);
