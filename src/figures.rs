@@ -72,7 +72,13 @@ pub fn simplex_line(session: &Session, subspace: &Subspace, step: f64) -> Result
     let mut line = LineData { series: Vec::new(), markers: Vec::new(), hlines: Vec::new() };
     for (name, d) in [("dev", &dev), (test_name, &test)] {
         let pts: Vec<(f64, f64)> = At::edge(subspace.n, step).into_iter().map(|(t, a)| (t, eval(d, &a))).collect();
-        line.markers.push((format!("{name} centroid"), 0.5, eval(d, &At::Centroid)));
+        // The centroid of two vertices is α = (0.5, 0.5): the edge's t = 0.5 point when the
+        // step divides 0.5, scored once.
+        let centroid = match pts.iter().find(|p| p.0 == 0.5) {
+            Some(&(_, v)) => v,
+            None => eval(d, &At::Centroid),
+        };
+        line.markers.push((format!("{name} centroid"), 0.5, centroid));
         let ensemble = crate::train::evaluate_at(session, subspace, d, &format!("ensemble:{m}"))?;
         let value = ensemble[metric.name()].as_f64().unwrap_or(f64::NAN);
         line.hlines.push((format!("{name} ensemble of {m}"), value));

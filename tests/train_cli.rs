@@ -207,7 +207,7 @@ fn eval_and_predict_read_a_run_directory() {
 
 /// The n = 2 figure's numbers are the run's own: its test ensemble line is results.json's
 /// ensemble (the same draws as `eval --at ensemble:M`), its centroid marker the centroid, and
-/// its end points the vertices.
+/// its end points the vertices, whether or not the step lands on the centroid.
 #[test]
 fn the_simplex_line_shows_the_runs_own_scores() {
     common::minilm_dir();
@@ -235,6 +235,10 @@ fn the_simplex_line_shows_the_runs_own_scores() {
         assert_eq!(pts[0].1, eval("vertex:0", split));
         assert_eq!(pts[2].1, eval("vertex:1", split));
     }
+    // A step that does not land on t = 0.5 scores the centroid on its own: the same marker.
+    let thirds = prefix_subspace::figures::simplex_line(&session, &subspace, 1.0 / 3.0).unwrap();
+    assert_eq!(thirds.series[1].1.iter().map(|p| p.0).filter(|&t| t == 0.5).count(), 0);
+    assert_eq!(thirds.markers, line.markers);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
