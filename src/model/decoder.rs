@@ -308,6 +308,14 @@ impl Block {
         })
     }
 
+    /// The keys `(B, kv, T, D)` (normalised, rotated) and the value rows of `h`, the
+    /// normalised input of the attention.
+    fn key_value(&self, h: &Tensor, ctx: &Ctx, local: bool) -> (Tensor, Tensor) {
+        let rope = if local { &ctx.rope_local } else { &ctx.rope_global };
+        let k = ctx.heads(self.attn.k.forward(h), ctx.cfg.kv_heads, self.attn.k_norm.as_ref(), Some(rope));
+        (k, self.attn.v.forward(h))
+    }
+
     /// `x`: the rows `(N, H)` with `ctx.pack`, else `(B, T, H)`; `prefix`: keys and values
     /// `(B, p, kv·D)` each. `cache`: receives this layer's keys and values of `x` as a cache
     /// holds them (normalised, rotated) `(2, B, T, kv·D)`; `ctx` without packing.
@@ -323,8 +331,7 @@ impl Block {
         let h = self.attn_norm.forward(x);
         let rope = if local { &ctx.rope_local } else { &ctx.rope_global };
         let q = ctx.heads(self.attn.q.forward(&h), c.heads, self.attn.q_norm.as_ref(), Some(rope));
-        let mut k = ctx.heads(self.attn.k.forward(&h), c.kv_heads, self.attn.k_norm.as_ref(), Some(rope));
-        let v_rows = self.attn.v.forward(&h);
+        let (mut k, v_rows) = self.key_value(&h, ctx, local);
         if let Some(cache) = cache {
             debug_assert!(ctx.pack.is_none(), "a cache is read in the padded layout");
             cache.push(Tensor::stack(&[ctx.rows(&k), v_rows.shallow_clone()], 0));
@@ -591,9 +598,14 @@ impl Decoder {
         let ctx = self.context(&batch.attention_mask, t, 0, 0, false);
         let mut h = self.embed_ids(&batch.input_ids);
         let mut out = Vec::with_capacity(self.blocks.len());
-        for (i, blk) in self.blocks.iter().enumerate() {
+        let (last, rest) = self.blocks.split_last().expect("a decoder has blocks");
+        for (i, blk) in rest.iter().enumerate() {
             h = blk.forward(&h, &ctx, self.config.is_local(i as i64), None, Some(&mut out));
         }
+        // The last layer's keys and values need only its attention's input.
+        let local = self.config.is_local(rest.len() as i64);
+        let (k, v) = last.key_value(&last.attn_norm.forward(&h), &ctx, local);
+        out.push(Tensor::stack(&[ctx.rows(&k), v], 0));
         Tensor::stack(&out, 0)
     }
 
