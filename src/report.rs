@@ -81,21 +81,61 @@ pub fn runs_table(runs: &[Results]) -> String {
             ));
         }
     }
-    // Each test set's majority-class rate once (runs written before it was recorded have none).
+    // Once per test set, the score of always answering its most frequent class in the main
+    // metric (runs that recorded only its accuracy: that; older runs: nothing).
     let mut seen = std::collections::BTreeSet::new();
     for r in runs {
         let Some(m) = &r.majority else { continue };
         for (set, rate) in m {
             let task = &r.task;
+            // The metric of the run's own line.
+            let main = r.test_set(set).and_then(|t| t.get("centroid")).and_then(Scores::main_value);
+            let in_metric = main.and_then(|(k, _)| {
+                r.majority_scores.as_ref().and_then(|s| s.get(set)).and_then(|s| s.get(k)).map(|&v| (k, v))
+            });
+            let (metric, value) = in_metric.unwrap_or(("accuracy", *rate));
             if seen.insert((task.to_string(), set.clone())) {
                 out.push_str(&format!(
-                    "{task:<10} {:<10} {:>2} {:<16} {rate:>9.4}\n",
+                    "{task:<10} {:<10} {:>2} {:<16} {value:>9.4}\n",
                     "majority",
                     "-",
-                    format!("{set} (accuracy)")
+                    format!("{set} ({metric})")
                 ));
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::results::TestScores;
+
+    fn run(task: &str, metric: &str, v: f64) -> Results {
+        let s = Scores(BTreeMap::from([(metric.to_string(), v)]));
+        Results {
+            task: task.into(),
+            method: "prefix".into(),
+            vertices: 1,
+            test: Some(TestScores::from([("centroid".to_string(), s)])),
+            majority: Some(BTreeMap::from([("test".to_string(), 0.684)])),
+            ..Results::default()
+        }
+    }
+
+    #[test]
+    fn the_majority_line_is_in_the_main_metric_when_recorded() {
+        // CoLA's line reads MCC: always answering "acceptable" scores 0 there, not its 68.4 %.
+        let old = run("cola", "mcc", 0.1);
+        let mut new = run("cola", "mcc", 0.1);
+        let s = Scores(BTreeMap::from([("accuracy".to_string(), 0.684), ("mcc".to_string(), 0.0)]));
+        new.majority_scores = Some(BTreeMap::from([("test".to_string(), s)]));
+        let line = |t: &str| t.lines().find(|l| l.contains("majority")).unwrap().to_string();
+        let (new, old) = (runs_table(&[new]), runs_table(&[old]));
+        assert!(line(&new).ends_with("test (mcc)          0.0000"), "{new}");
+        assert!(line(&old).ends_with("test (accuracy)     0.6840"), "{old}");
+    }
 }

@@ -145,6 +145,10 @@ pub struct Results {
     /// before it was recorded have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub majority: Option<BTreeMap<String, f64>>,
+    /// Per test set, the scores of always answering its most frequent class, in the task's
+    /// metrics (runs written before it was recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub majority_scores: Option<BTreeMap<String, Scores>>,
     pub method: String,
     /// The model folder (or GGUF file).
     pub model: PathBuf,

@@ -428,6 +428,16 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     if !majority.is_empty() {
         results.majority = Some(majority);
     }
+    let metrics = &session.task.metrics;
+    let majority_scores: BTreeMap<String, Scores> = tests
+        .iter()
+        .filter_map(|(name, data)| {
+            crate::metrics::majority_scores(metrics, &data.labels).map(|m| (name.clone(), Scores(m)))
+        })
+        .collect();
+    if !majority_scores.is_empty() {
+        results.majority_scores = Some(majority_scores);
+    }
     results.probe = fitted.probe;
     results.setfit = fitted.setfit;
     write_atomic(&dir.join("results.json"), results.to_json().as_bytes())?;

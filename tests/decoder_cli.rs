@@ -181,3 +181,23 @@ fn bad_prompt_settings_are_one_line_errors_and_leave_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("decoder"));
 }
+
+/// Beside its scores, a run records what always answering the test set's majority class
+/// scores in each metric: on MRPC (two-thirds paraphrases), F1 2p / (1 + p), far above that
+/// answer's accuracy p.
+#[test]
+fn a_run_records_the_majority_answers_scores_in_its_metrics() {
+    if !installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("mrpc");
+    let o = train("mrpc", "zero-shot", &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = results(&out);
+    let p = r["majority"]["test"].as_f64().unwrap();
+    let m = &r["majority_scores"]["test"];
+    assert!(p > 0.6, "{r}");
+    assert_eq!(m["accuracy"].as_f64().unwrap(), p, "{r}");
+    assert!((m["f1"].as_f64().unwrap() - 2.0 * p / (1.0 + p)).abs() < 1e-12, "{r}");
+}
