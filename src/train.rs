@@ -318,7 +318,24 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         }
     }
     // What the method does besides the loop's steps: SetFit's contrastive phase, the probe's
-    // fit, in-context learning's choice of demonstrations.
+    // fit, in-context learning's choice of demonstrations. A method's own gradient steps save
+    // and stop as the loop's do (every `checkpoint_every` steps, else every `eval_every`).
+    let done = (pos.step, pos.seen, pos.step_seconds);
+    let mut own_pos = pos.clone();
+    let mut checkpoint = |opt: &AdamW, (step, seen, seconds): (usize, usize, f64), total: usize| -> Result<()> {
+        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+        let every = if cfg.checkpoint_every > 0 { cfg.checkpoint_every } else { cfg.eval_every };
+        if step < total && (interrupted || (every > 0 && step % every == 0)) {
+            (own_pos.step, own_pos.seen, own_pos.step_seconds) = (step, seen, seconds);
+            own_pos.train_seconds = train_seconds_before + t_start.elapsed().as_secs_f64();
+            save_state(&state_path, &vs, opt, &own_pos, &best)?;
+            if interrupted {
+                progress.finish();
+                return Err(Error::Interrupted { step, total, dir: dir.display().to_string() });
+            }
+        }
+        Ok(())
+    };
     let fitted = cfg.method.after_steps(&mut AfterSteps {
         session,
         vs: &vs,
@@ -331,6 +348,9 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         say: &|m| progress.line(quiet, m),
         resumed_trained: pos.trained,
         metrics: &metrics_path,
+        opt: &mut opt,
+        done,
+        checkpoint: &mut checkpoint,
     })?;
     if let Some(done) = fitted.steps {
         (pos.step, pos.seen, pos.step_seconds) = done;

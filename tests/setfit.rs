@@ -6,12 +6,15 @@
 //!   4 examples per class (20 contrastive steps) and 40 test sentences: one step line per
 //!   contrastive step and one line per C in metrics.jsonl; `eval --run` and `predict --run`
 //!   give results.json's test numbers exactly (the fine-tuned body is in the checkpoint).
+//! - Interrupted in its contrastive phase (SIGKILL after a saved step, or Ctrl-C), a run
+//!   resumes with `train --resume` to the uninterrupted run's numbers and log, bit for bit.
 //! - Refused, in one line naming the method, on a decoder and on a regression task.
 
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use prefix_subspace::method::setfit::{pairs, ITERATIONS, PAIR_BATCH};
 use serde_json::Value;
@@ -136,4 +139,80 @@ fn setfit_is_refused_on_a_decoder_and_on_regression() {
     );
     let err = refused(&o, "decoder");
     assert!(err.contains("decoder"), "{err}");
+}
+
+/// SST-2, 4 per class: 20 contrastive steps, the state saved every 3.
+fn resumable_args(glue: &str) -> Vec<String> {
+    let sets = ["test_limit=40", "max_len=64", "threads=1", "checkpoint_every=3"];
+    let mut a: Vec<String> =
+        ["--task", "sst2", "--data-dir", glue, "--method", "setfit", "--shots", "4"].map(String::from).to_vec();
+    for s in sets {
+        a.extend(["--set".to_string(), s.to_string()]);
+    }
+    a
+}
+
+/// results.json without what depends on the clock or on the interruption.
+fn numbers(dir: &Path) -> Value {
+    let mut r = common::results_json(dir);
+    for k in ["train_seconds", "train_samples_per_second", "test_seconds", "resumed"] {
+        r.as_object_mut().unwrap().remove(k);
+    }
+    r
+}
+
+#[test]
+fn setfit_stopped_in_its_contrastive_phase_resumes_to_the_same_numbers() {
+    common::minilm_dir();
+    let glue = common::glue_dir().to_string_lossy().into_owned();
+    let args = resumable_args(&glue);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight");
+    ok(&train(&straight, &a), "uninterrupted");
+    assert!(!straight.join("resume.safetensors").exists(), "a finished run removes its resume state");
+    let steps = (2 * ITERATIONS * 8).div_ceil(PAIR_BATCH);
+    // SIGKILL once step 7 is logged (the state was saved after step 6), and SIGINT (Ctrl-C)
+    // once step 4 is: both while the contrastive phase runs.
+    for (signal, after) in [("KILL", 7), ("INT", 4)] {
+        let dir = tmp.path().join(signal);
+        let mut child = bin()
+            .arg("train")
+            .args(&a)
+            .args(["--quiet", "--out"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while common::last_step(&dir) < after {
+            assert!(child.try_wait().unwrap().is_none(), "{signal}: the run ended before step {after}");
+            assert!(t0.elapsed() < Duration::from_secs(300), "{signal}: no progress to step {after}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        let at = common::last_step(&dir);
+        assert!(at < steps, "{signal}: stopped in the contrastive phase (step {at} of {steps})");
+        if signal == "INT" {
+            // Ctrl-C stops after the current step, not at the end of the phase.
+            assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+        }
+        assert!(!dir.join("results.json").exists() && dir.join("resume.safetensors").is_file(), "{signal}");
+        let o = bin().args(["train", "--quiet", "--resume"]).arg(&dir).output().unwrap();
+        ok(&o, &format!("resume after SIG{signal}"));
+        assert_eq!(numbers(&dir), numbers(&straight), "SIG{signal} at step {at}");
+        assert_eq!(
+            common::step_log(&dir),
+            common::step_log(&straight),
+            "SIG{signal}: the log continues as the uninterrupted one"
+        );
+        assert_eq!(common::results_json(&dir)["resumed"], true);
+    }
 }

@@ -23,6 +23,7 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::eval::Encoded;
 use crate::model::Backbone;
+use crate::optim::AdamW;
 use crate::session::Session;
 use crate::task::TaskData;
 use subspace::{At, Subspace};
@@ -178,13 +179,25 @@ pub struct AfterSteps<'a> {
     pub resumed_trained: bool,
     /// The run's metrics.jsonl.
     pub metrics: &'a Path,
+    /// The run's optimizer over `vs` (restored from the resume state when resuming), for a
+    /// method that takes its own gradient steps here (SetFit).
+    pub opt: &'a mut AdamW,
+    /// Where such steps stand before an interruption (zeros on a fresh run).
+    pub done: StepsDone,
+    /// Called after each such step with the optimizer, the new `done` and the number of steps
+    /// in all: saves the resume state when it is due or the run is interrupted, and then
+    /// returns [`crate::error::Error::Interrupted`].
+    pub checkpoint: &'a mut dyn FnMut(&AdamW, StepsDone, usize) -> Result<()>,
 }
+
+/// A method's own gradient steps so far: `(steps, examples seen, seconds spent in them)`.
+pub type StepsDone = (usize, usize, f64);
 
 /// What [`Method::after_steps`] did.
 #[derive(Default)]
 pub struct Fitted {
-    /// The method's own gradient steps: `(steps, examples seen, seconds)`.
-    pub steps: Option<(usize, usize, f64)>,
+    /// The method's own gradient steps.
+    pub steps: Option<StepsDone>,
     /// The dev scores of a fit that picked its own weights (the loop's checkpoint is then this
     /// fit, at step 0).
     pub dev: Option<BTreeMap<String, f64>>,

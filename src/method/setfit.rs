@@ -26,18 +26,16 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::results::SetfitSummary;
 use tch::{Kind, Tensor};
 
 use crate::data::Label;
 use crate::error::{Error, Result};
-use crate::eval::Encoded;
-use crate::method::subspace::{At, Subspace};
+use crate::method::subspace::At;
 use crate::model::tokenizer::pad_batch;
 use crate::optim::AdamW;
-use crate::session::Session;
 use crate::streams::{seed_torch, stream_seed, Stream};
 
 /// Rounds of pair generation (the library's `num_iterations`).
@@ -155,7 +153,7 @@ impl super::Method for Setfit {
         if !ctx.resumed_trained {
             // Contrastive fine-tuning of the body (one line per step in metrics.jsonl); the
             // head is then the probe's, fitted on the fine-tuned embeddings.
-            let done = fine_tune(ctx.session, ctx.vs, ctx.subspace, ctx.train, ctx.emit, ctx.say)?;
+            let done = fine_tune(ctx)?;
             steps = Some((done.steps, done.seen, done.step_seconds));
             summary = Some(done.summary);
         }
@@ -166,17 +164,15 @@ impl super::Method for Setfit {
     }
 }
 
-/// Phase 1: fine-tunes the encoder weights in `vs` (trainable: every encoder weight) on the
-/// pairs of `train`, logging each step through `emit` (`{"kind": "step", "step", "epoch": 1,
-/// "loss", "regulariser": null, "lr", "samples_per_second"}`, samples counted in pairs).
-pub fn fine_tune(
-    session: &Session,
-    vs: &tch::nn::VarStore,
-    subspace: &Subspace,
-    train: &Encoded,
-    emit: &mut dyn FnMut(Value) -> Result<()>,
-    line: &dyn Fn(String),
-) -> Result<Done> {
+/// Phase 1: fine-tunes the encoder weights in `ctx.vs` (trainable: every encoder weight) on
+/// the pairs of `ctx.train` with the run's optimizer, logging each step through `ctx.emit`
+/// (`{"kind": "step", "step", "epoch": 1, "loss", "regulariser": null, "lr",
+/// "samples_per_second"}`, samples counted in pairs). A resumed run continues after
+/// `ctx.done`'s steps (each step's dropout is seeded by its number, so the steps are those of
+/// an uninterrupted run); after every step `ctx.checkpoint` saves the state when due and stops
+/// an interrupted run.
+pub fn fine_tune(ctx: &mut super::AfterSteps) -> Result<Done> {
+    let (session, vs, subspace, train) = (ctx.session, ctx.vs, &*ctx.subspace, ctx.train);
     let cfg = &session.cfg;
     let enc = &*session.backbone;
     let device = enc.device();
@@ -203,11 +199,11 @@ pub fn fine_tune(
             (total - step) as f64 / (total - warmup).max(1) as f64
         }
     };
-    let mut opt = AdamW::new(vs, cfg.lr, cfg.weight_decay);
+    let opt = &mut *ctx.opt;
     let alphas = subspace.fixed_alphas(&At::Centroid, device);
-    let mut step_seconds = 0.0;
+    let (start, _, mut step_seconds) = ctx.done;
     let mut last = f64::NAN;
-    for (step, chunk) in pairs.chunks(PAIR_BATCH).enumerate() {
+    for (step, chunk) in pairs.chunks(PAIR_BATCH).enumerate().skip(start) {
         let t0 = Instant::now();
         seed_torch(cfg.seed, Stream::Step, step as u64);
         let items: Vec<(Vec<i64>, Vec<i64>)> = chunk
@@ -241,14 +237,17 @@ pub fn fine_tune(
         let dt = t0.elapsed().as_secs_f64();
         step_seconds += dt;
         last = loss_v;
-        emit(json!({
+        (ctx.emit)(json!({
             "kind": "step", "step": step + 1, "epoch": 1, "loss": loss_v, "regulariser": null, "lr": lr,
             "samples_per_second": chunk.len() as f64 / dt,
         }))?;
+        let seen = ((step + 1) * PAIR_BATCH).min(pairs.len());
+        (ctx.checkpoint)(opt, (step + 1, seen, step_seconds), total)?;
     }
-    line(format!("setfit: {total} contrastive steps on {} pairs, last loss {last:.4}", pairs.len()));
-    // The head's optimizer state is never used again: the head is fitted in closed form.
-    drop(opt);
+    (ctx.say)(format!("setfit: {total} contrastive steps on {} pairs, last loss {last:.4}", pairs.len()));
+    // The moments are never used again (the head is fitted in closed form): a fresh optimizer
+    // keeps them out of the state saved for the test evaluation.
+    *opt = AdamW::new(vs, cfg.lr, cfg.weight_decay);
     Ok(Done {
         steps: total,
         seen: pairs.len(),
