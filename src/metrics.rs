@@ -127,9 +127,20 @@ pub fn compute(metrics: &[Metric], pred: &Predictions, gold: &[Label]) -> BTreeM
         .collect()
 }
 
-/// The most frequent class of `gold` and its share (the accuracy of always answering it), the
-/// smaller class on ties; `None` for regression labels or an empty set.
-fn majority(gold: &[Label]) -> Option<(usize, f64)> {
+/// What always answering the most frequent class of a test set scores: what a score must beat
+/// to show that anything was learned (for F1, always answering the positive class can score
+/// far above its accuracy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Majority {
+    /// The class's share of the set: the accuracy of always answering it.
+    pub rate: f64,
+    /// The run's `metrics` of always answering it.
+    pub scores: BTreeMap<String, f64>,
+}
+
+/// The majority-class baseline of `gold` in `metrics` (the smaller class on ties); `None` for
+/// regression labels or an empty set.
+pub fn majority(metrics: &[Metric], gold: &[Label]) -> Option<Majority> {
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for l in gold {
         match l {
@@ -138,22 +149,10 @@ fn majority(gold: &[Label]) -> Option<(usize, f64)> {
         }
     }
     let (&c, &m) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
-    Some((c, m as f64 / gold.len() as f64))
-}
-
-/// The share of the most frequent class among `gold` (the accuracy of always answering it);
-/// `None` for regression labels or an empty set.
-pub fn majority_rate(gold: &[Label]) -> Option<f64> {
-    majority(gold).map(|(_, rate)| rate)
-}
-
-/// `metrics` of always answering the most frequent class of `gold` (the smaller class on
-/// ties): what a score must beat to show that anything was learned (for F1, always answering
-/// the positive class can score far above its accuracy); `None` for regression labels or an
-/// empty set.
-pub fn majority_scores(metrics: &[Metric], gold: &[Label]) -> Option<BTreeMap<String, f64>> {
-    let (c, _) = majority(gold)?;
-    Some(compute(metrics, &Predictions::Classes(vec![c; gold.len()]), gold))
+    Some(Majority {
+        rate: m as f64 / gold.len() as f64,
+        scores: compute(metrics, &Predictions::Classes(vec![c; gold.len()]), gold),
+    })
 }
 
 /// Fraction of positions where `pred` equals `gold` (over the shorter length); 0.0 when empty.
@@ -269,30 +268,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn majority_rate_is_the_most_frequent_class_share() {
-        let gold = [Label::Class(1), Label::Class(0), Label::Class(1), Label::Class(2)];
-        assert_eq!(majority_rate(&gold), Some(0.5));
-        assert_eq!(majority_rate(&[]), None);
-        assert_eq!(majority_rate(&[Label::Score(1.0)]), None);
-    }
-
-    #[test]
-    fn majority_scores_are_those_of_always_answering_the_most_frequent_class() {
+    fn the_majority_baseline_always_answers_the_most_frequent_class() {
         let (acc, f1, mcc) = (Metric::Accuracy, Metric::F1, Metric::Mcc);
+        let rate = |gold: &[Label]| majority(&[acc], gold).map(|m| m.rate);
+        let three = [Label::Class(1), Label::Class(0), Label::Class(1), Label::Class(2)];
+        assert_eq!(rate(&three), Some(0.5));
         // Two of three positive: accuracy 2/3, F1 2·2 / (2·2 + 1) = 0.8 (above its accuracy),
         // MCC 0 (a constant answer).
-        let s = majority_scores(&[acc, f1, mcc], &[Label::Class(1), Label::Class(0), Label::Class(1)]).unwrap();
-        close(s["accuracy"], 2.0 / 3.0);
-        close(s["f1"], 0.8);
-        close(s["mcc"], 0.0);
+        let m = majority(&[acc, f1, mcc], &[Label::Class(1), Label::Class(0), Label::Class(1)]).unwrap();
+        close(m.rate, 2.0 / 3.0);
+        close(m.scores["accuracy"], 2.0 / 3.0);
+        close(m.scores["f1"], 0.8);
+        close(m.scores["mcc"], 0.0);
         // Mostly negative: F1 0. A tie answers the smaller class.
-        let s = majority_scores(&[f1], &[Label::Class(0), Label::Class(0), Label::Class(1)]).unwrap();
-        close(s["f1"], 0.0);
-        let s = majority_scores(&[acc, f1], &[Label::Class(1), Label::Class(0)]).unwrap();
-        close(s["accuracy"], 0.5);
-        close(s["f1"], 0.0);
-        assert_eq!(majority_scores(&[acc], &[]), None);
-        assert_eq!(majority_scores(&[acc], &[Label::Score(0.5)]), None);
+        let m = majority(&[f1], &[Label::Class(0), Label::Class(0), Label::Class(1)]).unwrap();
+        close(m.rate, 2.0 / 3.0);
+        close(m.scores["f1"], 0.0);
+        let m = majority(&[acc, f1], &[Label::Class(1), Label::Class(0)]).unwrap();
+        close(m.scores["accuracy"], 0.5);
+        close(m.scores["f1"], 0.0);
+        assert_eq!(majority(&[acc], &[]), None);
+        assert_eq!(majority(&[acc], &[Label::Score(0.5)]), None);
     }
 
     fn close(a: f64, b: f64) {

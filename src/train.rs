@@ -217,6 +217,14 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
 
     let t_start = Instant::now();
     let train_seconds_before = pos.train_seconds;
+    let saving = Saving {
+        state: &state_path,
+        dir,
+        vs: &vs,
+        progress: &progress,
+        seconds_before: train_seconds_before,
+        start: t_start,
+    };
     while !pos.trained && pos.step < total_steps {
         let t0 = Instant::now();
         let chunk: Vec<usize> =
@@ -303,16 +311,8 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             );
             stop |= cfg.patience > 0 && pos.evals_since_best >= cfg.patience;
         }
-        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
         let save_due = if cfg.checkpoint_every > 0 { step % cfg.checkpoint_every == 0 } else { due };
-        if !stop && (save_due || interrupted) {
-            pos.train_seconds = train_seconds_before + t_start.elapsed().as_secs_f64();
-            save_state(&state_path, &vs, &opt, &pos, &best)?;
-        }
-        if interrupted && !stop {
-            progress.finish();
-            return Err(Error::Interrupted { step, total: total_steps, dir: dir.display().to_string() });
-        }
+        saving.save_or_stop(&opt, &mut pos, &best, save_due, stop, total_steps)?;
         if stop {
             break;
         }
@@ -323,18 +323,9 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     let done = (pos.step, pos.seen, pos.step_seconds);
     let mut own_pos = pos.clone();
     let mut checkpoint = |opt: &AdamW, (step, seen, seconds): (usize, usize, f64), total: usize| -> Result<()> {
-        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+        (own_pos.step, own_pos.seen, own_pos.step_seconds) = (step, seen, seconds);
         let every = if cfg.checkpoint_every > 0 { cfg.checkpoint_every } else { cfg.eval_every };
-        if step < total && (interrupted || (every > 0 && step % every == 0)) {
-            (own_pos.step, own_pos.seen, own_pos.step_seconds) = (step, seen, seconds);
-            own_pos.train_seconds = train_seconds_before + t_start.elapsed().as_secs_f64();
-            save_state(&state_path, &vs, opt, &own_pos, &best)?;
-            if interrupted {
-                progress.finish();
-                return Err(Error::Interrupted { step, total, dir: dir.display().to_string() });
-            }
-        }
-        Ok(())
+        saving.save_or_stop(opt, &mut own_pos, &best, every > 0 && step % every == 0, step >= total, total)
     };
     let fitted = cfg.method.after_steps(&mut AfterSteps {
         session,
@@ -441,22 +432,11 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     }
     results.test_seconds = seconds_before + t_test.elapsed().as_secs_f64();
     // Beside every score, what always answering the most frequent class would get.
-    let majority: BTreeMap<String, f64> = tests
-        .iter()
-        .filter_map(|(name, data)| crate::metrics::majority_rate(&data.labels).map(|m| (name.clone(), m)))
-        .collect();
-    if !majority.is_empty() {
-        results.majority = Some(majority);
-    }
-    let metrics = &session.task.metrics;
-    let majority_scores: BTreeMap<String, Scores> = tests
-        .iter()
-        .filter_map(|(name, data)| {
-            crate::metrics::majority_scores(metrics, &data.labels).map(|m| (name.clone(), Scores(m)))
-        })
-        .collect();
-    if !majority_scores.is_empty() {
-        results.majority_scores = Some(majority_scores);
+    for (name, data) in &tests {
+        if let Some(m) = crate::metrics::majority(&session.task.metrics, &data.labels) {
+            results.majority.get_or_insert_default().insert(name.clone(), m.rate);
+            results.majority_scores.get_or_insert_default().insert(name.clone(), Scores(m.scores));
+        }
     }
     results.probe = fitted.probe;
     results.setfit = fitted.setfit;
@@ -464,6 +444,45 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     remove_if_exists(&state_path)?;
     remove_if_exists(&partial_path)?;
     Ok(results)
+}
+
+/// Where a run saves its resume state, and the clock it records.
+struct Saving<'a> {
+    state: &'a Path,
+    dir: &'a Path,
+    vs: &'a tch::nn::VarStore,
+    progress: &'a Progress,
+    /// Training seconds of the run's earlier sessions, and when this one started.
+    seconds_before: f64,
+    start: Instant,
+}
+
+impl Saving<'_> {
+    /// After a gradient step (the loop's or a method's own, `pos.step` of `total`): saves the
+    /// resume state when `due` or when Ctrl-C / SIGTERM arrived, and on the latter stops the
+    /// run with the command that resumes it. A `last` step saves nothing: the run goes on to
+    /// its test evaluation.
+    fn save_or_stop(
+        &self,
+        opt: &AdamW,
+        pos: &mut Position,
+        best: &[(String, Tensor)],
+        due: bool,
+        last: bool,
+        total: usize,
+    ) -> Result<()> {
+        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+        if last || !(due || interrupted) {
+            return Ok(());
+        }
+        pos.train_seconds = self.seconds_before + self.start.elapsed().as_secs_f64();
+        save_state(self.state, self.vs, opt, pos, best)?;
+        if interrupted {
+            self.progress.finish();
+            return Err(Error::Interrupted { step: pos.step, total, dir: self.dir.display().to_string() });
+        }
+        Ok(())
+    }
 }
 
 /// A copy of every variable of `vs` (the best weights so far).
