@@ -6,8 +6,9 @@
 //!   4 examples per class (20 contrastive steps) and 40 test sentences: one step line per
 //!   contrastive step and one line per C in metrics.jsonl; `eval --run` and `predict --run`
 //!   give results.json's test numbers exactly (the fine-tuned body is in the checkpoint).
-//! - Interrupted in its contrastive phase (SIGKILL after a saved step, or Ctrl-C), a run
-//!   resumes with `train --resume` to the uninterrupted run's numbers and log, bit for bit.
+//! - Interrupted in its contrastive phase (SIGKILL after a saved step, or Ctrl-C) or in its
+//!   test evaluation (Ctrl-C), a run resumes with `train --resume` to the uninterrupted run's
+//!   numbers (its `setfit` object included) and log, bit for bit.
 //! - Refused, in one line naming the method, on a decoder and on a regression task.
 
 mod common;
@@ -143,7 +144,7 @@ fn setfit_is_refused_on_a_decoder_and_on_regression() {
 
 /// SST-2, 4 per class: 20 contrastive steps, the state saved every 3.
 fn resumable_args(glue: &str) -> Vec<String> {
-    let sets = ["test_limit=40", "max_len=64", "threads=1", "checkpoint_every=3"];
+    let sets = ["test_limit=400", "max_len=64", "threads=1", "checkpoint_every=3"];
     let mut a: Vec<String> =
         ["--task", "sst2", "--data-dir", glue, "--method", "setfit", "--shots", "4"].map(String::from).to_vec();
     for s in sets {
@@ -173,9 +174,11 @@ fn setfit_stopped_in_its_contrastive_phase_resumes_to_the_same_numbers() {
     assert!(!straight.join("resume.safetensors").exists(), "a finished run removes its resume state");
     let steps = (2 * ITERATIONS * 8).div_ceil(PAIR_BATCH);
     // SIGKILL once step 7 is logged (the state was saved after step 6), and SIGINT (Ctrl-C)
-    // once step 4 is: both while the contrastive phase runs.
-    for (signal, after) in [("KILL", 7), ("INT", 4)] {
-        let dir = tmp.path().join(signal);
+    // once step 4 is: both while the contrastive phase runs. Then SIGINT once the last step
+    // is logged: it lands in the head's fit or the test evaluation (400 sentences), and the
+    // run stops in the latter, its phase over.
+    for (signal, after) in [("KILL", 7), ("INT", 4), ("INT", steps)] {
+        let dir = tmp.path().join(format!("{signal}-{after}"));
         let mut child = bin()
             .arg("train")
             .args(&a)
@@ -198,7 +201,11 @@ fn setfit_stopped_in_its_contrastive_phase_resumes_to_the_same_numbers() {
             .success());
         let out = child.wait_with_output().unwrap();
         let at = common::last_step(&dir);
-        assert!(at < steps, "{signal}: stopped in the contrastive phase (step {at} of {steps})");
+        if after < steps {
+            assert!(at < steps, "{signal}: stopped in the contrastive phase (step {at} of {steps})");
+        } else {
+            assert_eq!(at, steps, "{signal}: stopped after the contrastive phase");
+        }
         if signal == "INT" {
             // Ctrl-C stops after the current step, not at the end of the phase.
             assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));

@@ -31,6 +31,7 @@ use serde_json::json;
 use crate::results::SetfitSummary;
 use tch::{Kind, Tensor};
 
+use crate::config::RunConfig;
 use crate::data::Label;
 use crate::error::{Error, Result};
 use crate::method::subspace::At;
@@ -148,18 +149,18 @@ impl super::Method for Setfit {
         Ok(())
     }
     fn after_steps(&self, ctx: &mut super::AfterSteps) -> Result<super::Fitted> {
-        let mut steps = None;
-        let mut summary = None;
-        if !ctx.resumed_trained {
+        let (steps, summary) = if ctx.resumed_trained {
+            // Resumed during the test evaluation: the phase is over, its summary is in the log.
+            (None, summary_from_log(ctx)?)
+        } else {
             // Contrastive fine-tuning of the body (one line per step in metrics.jsonl); the
             // head is then the probe's, fitted on the fine-tuned embeddings.
             let done = fine_tune(ctx)?;
-            steps = Some((done.steps, done.seen, done.step_seconds));
-            summary = Some(done.summary);
-        }
+            (Some((done.steps, done.seen, done.step_seconds)), done.summary)
+        };
         let mut fitted = super::probe::fit_head(ctx)?;
         fitted.steps = steps;
-        fitted.setfit = summary;
+        fitted.setfit = Some(summary);
         Ok(fitted)
     }
 }
@@ -177,21 +178,7 @@ pub fn fine_tune(ctx: &mut super::AfterSteps) -> Result<Done> {
     let enc = &*session.backbone;
     let device = enc.device();
     let pad = session.tokenizer.pad_id();
-    let labels = train
-        .labels
-        .iter()
-        .map(|l| match l {
-            Label::Class(c) => Ok(*c),
-            Label::Score(_) => Err(Error::Input("method = \"setfit\": classification only".into())),
-        })
-        .collect::<Result<Vec<usize>>>()?;
-    let mut pairs = pairs(&labels, ITERATIONS, cfg.seed);
-    if cfg.max_steps > 0 {
-        // A step budget (`max_steps`) cuts the epoch short: the first max_steps batches.
-        pairs.truncate(cfg.max_steps * PAIR_BATCH);
-    }
-    let total = pairs.len().div_ceil(PAIR_BATCH);
-    let warmup = (WARMUP * total as f64).ceil() as usize;
+    let (pairs, total, warmup) = plan(&train.labels, cfg)?;
     let schedule = |step: usize| -> f64 {
         if step < warmup {
             (step + 1) as f64 / warmup as f64
@@ -248,22 +235,64 @@ pub fn fine_tune(ctx: &mut super::AfterSteps) -> Result<Done> {
     // The moments are never used again (the head is fitted in closed form): a fresh optimizer
     // keeps them out of the state saved for the test evaluation.
     *opt = AdamW::new(vs, cfg.lr, cfg.weight_decay);
-    Ok(Done {
-        steps: total,
-        seen: pairs.len(),
-        step_seconds,
-        summary: SetfitSummary {
-            iterations: ITERATIONS as u64,
-            pairs: pairs.len() as u64,
-            batch_pairs: PAIR_BATCH as u64,
-            steps: total as u64,
-            warmup_steps: warmup as u64,
-            lr: cfg.lr,
-            loss: "CosineSimilarityLoss: MSE(cos(u, v), 1 same class / 0 otherwise)".into(),
-            head: "probe: logistic regression on L2-normalised embeddings, C chosen on dev".into(),
-            last_loss: last,
-        },
-    })
+    Ok(Done { steps: total, seen: pairs.len(), step_seconds, summary: summary(cfg, pairs.len(), total, warmup, last) })
+}
+
+/// The contrastive phase of a run on train labels `labels`: its pairs (the first `max_steps`
+/// batches when a step budget is set: it cuts the epoch short), its steps and its warm-up steps.
+fn plan(labels: &[Label], cfg: &RunConfig) -> Result<(Vec<Pair>, usize, usize)> {
+    let labels = labels
+        .iter()
+        .map(|l| match l {
+            Label::Class(c) => Ok(*c),
+            Label::Score(_) => Err(Error::Input("method = \"setfit\": classification only".into())),
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let mut pairs = pairs(&labels, ITERATIONS, cfg.seed);
+    if cfg.max_steps > 0 {
+        pairs.truncate(cfg.max_steps * PAIR_BATCH);
+    }
+    let total = pairs.len().div_ceil(PAIR_BATCH);
+    let warmup = (WARMUP * total as f64).ceil() as usize;
+    Ok((pairs, total, warmup))
+}
+
+/// results.json's `setfit` object.
+fn summary(cfg: &RunConfig, pairs: usize, steps: usize, warmup: usize, last_loss: f64) -> SetfitSummary {
+    SetfitSummary {
+        iterations: ITERATIONS as u64,
+        pairs: pairs as u64,
+        batch_pairs: PAIR_BATCH as u64,
+        steps: steps as u64,
+        warmup_steps: warmup as u64,
+        lr: cfg.lr,
+        loss: "CosineSimilarityLoss: MSE(cos(u, v), 1 same class / 0 otherwise)".into(),
+        head: "probe: logistic regression on L2-normalised embeddings, C chosen on dev".into(),
+        last_loss,
+    }
+}
+
+/// The `setfit` object of a run resumed after its contrastive phase: the phase's plan again,
+/// its last loss from the last step line of metrics.jsonl.
+fn summary_from_log(ctx: &super::AfterSteps) -> Result<SetfitSummary> {
+    let cfg = &ctx.session.cfg;
+    let (pairs, total, warmup) = plan(&ctx.train.labels, cfg)?;
+    let text = std::fs::read_to_string(ctx.metrics).map_err(|e| Error::io(ctx.metrics, e))?;
+    let steps: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "step")
+        .collect();
+    match steps.last().and_then(|v| Some((v["step"].as_u64()?, v["loss"].as_f64()?))) {
+        Some((step, loss)) if step as usize == total && steps.len() == total => {
+            Ok(summary(cfg, pairs.len(), total, warmup, loss))
+        }
+        _ => Err(Error::Input(format!(
+            "{}: expected {total} contrastive step lines ending with step {total} and its loss, found {} step lines: the log was edited",
+            ctx.metrics.display(),
+            steps.len()
+        ))),
+    }
 }
 
 #[cfg(test)]
