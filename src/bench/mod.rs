@@ -34,6 +34,10 @@ pub struct Variant {
     /// Config overrides, `key = value`.
     #[serde(default)]
     pub set: toml::Table,
+    /// The grid's tasks this variant runs on (all of them when absent): a method run on a
+    /// subset of the tasks.
+    #[serde(default)]
+    pub tasks: Option<Vec<String>>,
 }
 
 /// A benchmark description (TOML).
@@ -98,7 +102,7 @@ impl BenchConfig {
         let mut variants: Vec<Variant> = self
             .methods
             .iter()
-            .map(|m| Variant { name: m.clone(), method: m.clone(), set: toml::Table::new() })
+            .map(|m| Variant { name: m.clone(), method: m.clone(), set: toml::Table::new(), tasks: None })
             .collect();
         variants.extend(self.variant.iter().cloned());
         for t in &self.tasks {
@@ -117,6 +121,13 @@ impl BenchConfig {
             if !names.insert(v.name.clone()) {
                 return Err(Error::Input(format!("bench: variant name \"{}\" is used twice", v.name)));
             }
+            if let Some(t) = v.tasks.iter().flatten().find(|t| !self.tasks.contains(t)) {
+                return Err(Error::Input(format!(
+                    "bench: variant \"{}\" names task \"{t}\", which is not in `tasks` ({})",
+                    v.name,
+                    self.tasks.join(", ")
+                )));
+            }
         }
         let to_sets = |t: &toml::Table| -> Vec<String> { t.iter().map(|(k, v)| format!("{k}={v}")).collect() };
         // A bench scores what its tables report (centroid and ensemble) unless told otherwise.
@@ -131,7 +142,7 @@ impl BenchConfig {
                         Some(t) => base.apply_overrides(&to_sets(t))?,
                         None => base.clone(),
                     };
-                    for v in &variants {
+                    for v in variants.iter().filter(|v| v.tasks.as_ref().is_none_or(|t| t.contains(task))) {
                         let mut c = task_base.apply_overrides(&to_sets(&v.set))?;
                         c.task = task.clone();
                         c.protocol = self.protocol;
@@ -258,5 +269,33 @@ mod tests {
         assert!(e.contains("task_set.rte") && e.contains("sst2, qnli"), "{e}");
         let e = grid("[task_set.qnli]\nno_such_key = 1\n").unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn a_variant_may_run_on_some_of_the_tasks() {
+        let grid = |tasks: &str| {
+            let text = format!(
+                "tasks = [\"sst2\", \"rte\", \"qnli\"]\nshots = [16]\nsplit_seeds = [13, 21]\nmethods = [\"prefix\"]\n\
+                 [[variant]]\nname = \"prompt\"\nmethod = \"prompt\"\ntasks = {tasks}\n"
+            );
+            toml::from_str::<BenchConfig>(&text).unwrap().cells()
+        };
+        let ids: Vec<String> = grid("[\"rte\", \"sst2\"]").unwrap().into_iter().map(|c| c.id).collect();
+        let expected = [
+            "sst2-k16-split13-prefix",
+            "sst2-k16-split13-prompt",
+            "rte-k16-split13-prefix",
+            "rte-k16-split13-prompt",
+            "qnli-k16-split13-prefix",
+            "sst2-k16-split21-prefix",
+            "sst2-k16-split21-prompt",
+            "rte-k16-split21-prefix",
+            "rte-k16-split21-prompt",
+            "qnli-k16-split21-prefix",
+        ];
+        assert_eq!(ids, expected);
+        assert_eq!(grid("[]").unwrap().len(), 6, "no task: the variant has no cells");
+        let e = grid("[\"rte\", \"mnli\"]").unwrap_err().to_string();
+        assert!(e.contains("\"prompt\"") && e.contains("\"mnli\"") && e.contains("sst2, rte, qnli"), "{e}");
     }
 }
