@@ -356,11 +356,10 @@ pub fn open_run(run: &Path, precision: Option<&str>) -> Result<(Session, tch::nn
         )));
     }
     if !run.join("results.json").is_file() {
-        let best = std::fs::read_to_string(run.join("metrics.jsonl"))
+        let best = crate::state::log_lines(&run.join("metrics.jsonl"), "eval")
             .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["kind"] == "eval" && v["best"] == true)
+            .into_iter()
+            .filter(|v| v["best"] == true)
             .filter_map(|v| v["step"].as_u64())
             .next_back();
         eprintln!(

@@ -204,6 +204,17 @@ pub(crate) fn check_position(pos: &Position, session: &Session, dir: &Path) -> R
     Ok(())
 }
 
+/// The lines of a run's `metrics.jsonl` of one `kind` (`"step"`, `"eval"`, `"probe"`), in
+/// order. A line that is not JSON (one cut short when the process was killed) is skipped.
+pub(crate) fn log_lines(path: &Path, kind: &str) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == kind)
+        .collect())
+}
+
 /// Keeps the lines of `metrics.jsonl` up to `step` (a resumed run rewrites what follows).
 pub(crate) fn truncate_log(path: &Path, step: usize) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -34,8 +34,8 @@ pub struct Variant {
     /// Config overrides, `key = value`.
     #[serde(default)]
     pub set: toml::Table,
-    /// The grid's tasks this variant runs on (all of them when absent): a method run on a
-    /// subset of the tasks.
+    /// The grid's tasks this variant runs on (all of them when absent; an empty list is an
+    /// error): a method run on a subset of the tasks.
     #[serde(default)]
     pub tasks: Option<Vec<String>>,
 }
@@ -120,6 +120,13 @@ impl BenchConfig {
             crate::method::parse(&v.method)?;
             if !names.insert(v.name.clone()) {
                 return Err(Error::Input(format!("bench: variant name \"{}\" is used twice", v.name)));
+            }
+            if v.tasks.as_ref().is_some_and(|t| t.is_empty()) {
+                return Err(Error::Input(format!(
+                    "bench: variant \"{}\" has `tasks = []`, so it would run nowhere: name some of the grid's tasks ({}), or leave `tasks` out to run on all of them",
+                    v.name,
+                    self.tasks.join(", ")
+                )));
             }
             if let Some(t) = v.tasks.iter().flatten().find(|t| !self.tasks.contains(t)) {
                 return Err(Error::Input(format!(
@@ -294,7 +301,8 @@ mod tests {
             "qnli-k16-split21-prefix",
         ];
         assert_eq!(ids, expected);
-        assert_eq!(grid("[]").unwrap().len(), 6, "no task: the variant has no cells");
+        let e = grid("[]").unwrap_err().to_string();
+        assert!(e.contains("\"prompt\"") && e.contains("`tasks = []`") && e.contains("sst2, rte, qnli"), "{e}");
         let e = grid("[\"rte\", \"mnli\"]").unwrap_err().to_string();
         assert!(e.contains("\"prompt\"") && e.contains("\"mnli\"") && e.contains("sst2, rte, qnli"), "{e}");
     }

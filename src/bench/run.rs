@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::results::Results;
@@ -49,11 +47,10 @@ pub fn cell_status(run_dir: &Path, config: &RunConfig) -> CellStatus {
         let seconds = r.map_or(0.0, |r| secs(r.train_seconds) + secs(r.test_seconds));
         return CellStatus::Finished { seconds };
     }
-    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
-    let step = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "step")
+    // No log yet: the cell stopped before its first step.
+    let step = crate::state::log_lines(&run_dir.join("metrics.jsonl"), "step")
+        .unwrap_or_default()
+        .into_iter()
         .filter_map(|v| v["step"].as_u64())
         .max()
         .unwrap_or(0) as usize;

@@ -629,7 +629,8 @@ pub fn fit_run(
             "converged": fit.converged, "gradient_norm": fit.gradient_norm});
         // results.json's row is the log line read back, as a resumed run reads it (serde_json's
         // parser may round a float's last bit: both runs then round it alike).
-        per_c.push(row_of(&line.to_string()).expect("a probe line"));
+        let read_back = serde_json::from_str(&line.to_string()).expect("a JSON line");
+        per_c.push(row_of(read_back).expect("a probe line"));
         emit(line)?;
         if best.as_ref().is_none_or(|(b, _, _, _)| v > *b) {
             best = Some((v, c, fit, m));
@@ -659,12 +660,10 @@ fn summary(c: f64, regression: bool, per_c: Vec<ProbeRow>) -> ProbeSummary {
 /// The `probe` object of results.json of a run resumed after its fit (during its test
 /// evaluation): the chosen C from the restored `subspace`, every C's line from `metrics.jsonl`.
 pub fn summary_from_log(subspace: &Subspace, metrics: &Path, regression: bool) -> Result<ProbeSummary> {
-    let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
-    let per_c: Vec<ProbeRow> = text
-        .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["kind"] == "probe"))
-        .map(|l| {
-            row_of(l).map_err(|e| Error::Input(format!("{}: a probe line that is not one ({e})", metrics.display())))
+    let per_c: Vec<ProbeRow> = crate::state::log_lines(metrics, "probe")?
+        .into_iter()
+        .map(|v| {
+            row_of(v).map_err(|e| Error::Input(format!("{}: a probe line that is not one ({e})", metrics.display())))
         })
         .collect::<Result<_>>()?;
     if per_c.len() != CS.len() {
@@ -682,8 +681,8 @@ pub fn summary_from_log(subspace: &Subspace, metrics: &Path, regression: bool) -
 }
 
 /// A `"kind": "probe"` line of metrics.jsonl as a row of results.json's `per_c`.
-fn row_of(line: &str) -> serde_json::Result<ProbeRow> {
-    serde_json::from_str(line)
+fn row_of(line: Value) -> serde_json::Result<ProbeRow> {
+    serde_json::from_value(line)
 }
 
 /// Puts the fitted head into the subspace (f32).

@@ -277,12 +277,7 @@ fn summary(cfg: &RunConfig, pairs: usize, steps: usize, warmup: usize, last_loss
 fn summary_from_log(ctx: &super::AfterSteps) -> Result<SetfitSummary> {
     let cfg = &ctx.session.cfg;
     let (pairs, total, warmup) = plan(&ctx.train.labels, cfg)?;
-    let text = std::fs::read_to_string(ctx.metrics).map_err(|e| Error::io(ctx.metrics, e))?;
-    let steps: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "step")
-        .collect();
+    let steps = crate::state::log_lines(ctx.metrics, "step")?;
     match steps.last().and_then(|v| Some((v["step"].as_u64()?, v["loss"].as_f64()?))) {
         Some((step, loss)) if step as usize == total && steps.len() == total => {
             Ok(summary(cfg, pairs.len(), total, warmup, loss))

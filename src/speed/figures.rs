@@ -229,15 +229,14 @@ pub(super) fn sst2(opts: &Options, f: Figure) -> Result<Value> {
         Encoded::new(&session.tokenizer, &session.task.split.train)?.inputs.iter().map(|(ids, _)| ids.len()).collect();
     let dir = temp_dir(f.name())?;
     let result = crate::train::train(&mut session, &dir, true);
-    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).map_err(|e| Error::io(&dir, e));
+    let steps = crate::state::log_lines(&dir.join("metrics.jsonl"), "step");
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     let (mut samples, mut seconds, mut times) = (0usize, 0.0f64, Vec::new());
     let batch = session.cfg.batch_size;
     let per_epoch = session.task.split.train.len().div_ceil(batch);
-    for line in log?.lines() {
-        let v: Value = serde_json::from_str(line).map_err(|e| Error::Input(format!("metrics.jsonl: {e}")))?;
-        if v["kind"] != "step" || v["epoch"].as_u64().unwrap_or(0) < 2 {
+    for v in steps? {
+        if v["epoch"].as_u64().unwrap_or(0) < 2 {
             continue;
         }
         // Every step's batch size: the last one of an epoch may be smaller.
