@@ -48,10 +48,7 @@ impl Session {
         let task = TaskData::load(&cfg)?;
         let dir = cfg.model_dir();
         if !dir.exists() {
-            return Err(Error::Input(format!(
-                "{}: model folder not found (run scripts/setup.sh for the default model, or pass --model DIR)",
-                dir.display()
-            )));
+            return Err(Error::Input(crate::paths::model_not_found(&dir)));
         }
         if let Some((name, _)) = task.tests.iter().find(|(_, ex)| ex.is_empty()) {
             return Err(Error::Input(format!(

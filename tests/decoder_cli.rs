@@ -182,6 +182,32 @@ fn bad_prompt_settings_are_one_line_errors_and_leave_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("decoder"));
 }
 
+/// A `--model` that names nothing says what `--model` takes and which names are installed;
+/// `embed` (an encoder's sentence embeddings) given a decoder says that, not "no config.json".
+#[test]
+fn a_wrong_model_argument_says_what_is_expected() {
+    if !installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = bin()
+        .args(["train", "--task", "sst2", "--model", "smollm2-135m-instruk.gguf", "--quiet", "--out"])
+        .arg(&out)
+        .args(["--data-dir", common::glue_dir().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("smollm2-135m-instruk.gguf: model not found; --model takes a .gguf file"), "{err}");
+    assert!(err.contains(MODEL), "the installed names: {err}");
+    assert!(!out.exists(), "a run directory was left");
+    let o = bin().args(["embed", "--model", MODEL, "a sentence"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("a decoder LLM; embed computes sentence embeddings with an encoder"), "{err}");
+}
+
 /// Beside its scores, a run records what always answering the test set's majority class
 /// scores in each metric: on MRPC (two-thirds paraphrases), F1 2p / (1 + p), far above that
 /// answer's accuracy p.

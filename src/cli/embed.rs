@@ -98,11 +98,17 @@ pub fn run(args: Args) -> Result<()> {
 
 fn model_dir(model: Option<PathBuf>) -> Result<PathBuf> {
     let dir = model.as_deref().map(paths::model).unwrap_or_else(paths::default_model);
-    if !dir.is_dir() {
+    if !dir.exists() {
+        bail!("{}", paths::model_not_found(&dir));
+    }
+    if prefix_subspace::model::is_decoder(&dir)? {
         bail!(
-            "{}: model folder not found (run scripts/setup.sh to install the default model, or pass --model DIR)",
+            "{}: a decoder LLM; embed computes sentence embeddings with an encoder's model folder (e.g. --model all-MiniLM-L6-v2)",
             dir.display()
         );
+    }
+    if !dir.is_dir() {
+        bail!("{}: embed takes an encoder's model folder (config.json, weights, tokenizer), not a file", dir.display());
     }
     Ok(dir)
 }

@@ -279,10 +279,7 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
 fn model_dir(opts: &Options) -> Result<PathBuf> {
     let dir = opts.model.as_deref().map(crate::paths::model).unwrap_or_else(crate::paths::default_model);
     if !dir.exists() {
-        return Err(Error::Input(format!(
-            "{}: model not found (run scripts/setup.sh for the default model, or pass --model DIR)",
-            dir.display()
-        )));
+        return Err(Error::Input(crate::paths::model_not_found(&dir)));
     }
     Ok(dir)
 }
