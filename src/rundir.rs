@@ -305,11 +305,49 @@ impl Writing {
     }
 }
 
+/// A run's data paths are stored as `train` was given them, so a relative one is read from
+/// the directory a later command runs in: say so, instead of failing on a file inside it.
+fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, overridden: bool) -> Result<()> {
+    let glue = crate::data::glue::task(&cfg.task).is_ok();
+    let user = cfg.task.eq_ignore_ascii_case("user");
+    let paths = [
+        ("data_dir", cfg.data_dir.as_ref(), glue),
+        ("train_file", cfg.train_file.as_ref(), user),
+        ("test_file", cfg.test_file.as_ref(), user),
+    ];
+    for (key, path, read) in paths {
+        let Some(path) = path.filter(|p| read && !p.exists()) else { continue };
+        if key == "data_dir" && overridden {
+            return Err(Error::Input(format!("--data-dir {}: not found", path.display())));
+        }
+        let remedy = if key == "data_dir" {
+            ", or pass --data-dir DIR (the run checks by hash that DIR gives it the same split and texts)"
+        } else {
+            ""
+        };
+        let why = if path.is_relative() {
+            let here = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "here".into());
+            format!(
+                "not found from {here}: a relative path in a run's config is read from the directory the command runs in; run it from the folder `train` ran in{remedy}"
+            )
+        } else {
+            format!("not found (moved or deleted?){remedy}")
+        };
+        return Err(Error::Input(format!("{key} = \"{}\" in {}: {why}", path.display(), cfg_path.display())));
+    }
+    Ok(())
+}
+
 /// Reopens a trained run for `eval`, `predict`, `export` and `plot`: its config (with the
-/// dense-layer products in `precision` instead of the run's own when given; a note on stderr
-/// says so), its data (the same split and the same texts and labels, checked by hash) and the
-/// weights of its checkpoint. An unfinished run is used with a note naming its checkpoint's step.
-pub fn open_run(run: &Path, precision: Option<&str>) -> Result<(Session, tch::nn::VarStore, Subspace)> {
+/// dense-layer products in `precision` instead of the run's own when given, a note on stderr
+/// says so; with its GLUE folder at `data_dir` when given), its data (the same split and the
+/// same texts and labels, checked by hash) and the weights of its checkpoint. An unfinished
+/// run is used with a note naming its checkpoint's step.
+pub fn open_run(
+    run: &Path,
+    precision: Option<&str>,
+    data_dir: Option<&Path>,
+) -> Result<(Session, tch::nn::VarStore, Subspace)> {
     let cfg_path = run.join("config.toml");
     if !cfg_path.is_file() {
         return Err(Error::Input(format!(
@@ -329,6 +367,18 @@ pub fn open_run(run: &Path, precision: Option<&str>) -> Result<(Session, tch::nn
         }
         cfg.precision = chosen;
     }
+    if let Some(dir) = data_dir {
+        if crate::data::glue::task(&cfg.task).is_err() {
+            return Err(Error::Input(format!(
+                "--data-dir {}: the run's task {} does not read a GLUE folder (its data: see {})",
+                dir.display(),
+                cfg.task,
+                cfg_path.display()
+            )));
+        }
+        cfg.data_dir = Some(dir.to_path_buf());
+    }
+    check_data_paths(&cfg, &cfg_path, data_dir.is_some())?;
     let mut session = Session::open(cfg)?;
     let split_path = run.join("split.json");
     if let Ok(text) = std::fs::read_to_string(&split_path) {

@@ -197,3 +197,47 @@ fn a_pair_task_takes_pairs_only() {
     assert!(error(&rows[3]).contains("\"text_b\""), "{}", rows[3]);
     assert!(error(&rows[4]).contains("3 tab-separated"), "{}", rows[4]);
 }
+
+/// A run keeps its data paths as `train` was given them: trained with a relative `--data-dir`,
+/// it is read from elsewhere only with `--data-dir` (one error naming the key, the config and
+/// the remedy otherwise), and gives the same test score as training did.
+#[test]
+fn a_relative_data_dir_is_named_and_data_dir_overrides_it() {
+    common::minilm_dir();
+    let glue = common::glue_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(std::fs::canonicalize(&glue).unwrap(), home.join("glue")).unwrap();
+    let dir = tmp.path().join("rte-run");
+    let o = bin()
+        .current_dir(&home)
+        .args(["train", "--task", "rte", "--data-dir", "glue", "--quiet", "--out"])
+        .arg(&dir)
+        .args(["--set", "max_steps=2", "--set", "test_limit=40"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let trained = common::results_json(&dir)["test"]["centroid"]["accuracy"].as_f64().unwrap();
+    let eval = |cwd: &Path, extra: &[&str]| {
+        bin().current_dir(cwd).args(["eval", "--run"]).arg(&dir).args(extra).output().unwrap()
+    };
+    let o = eval(tmp.path(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("data_dir = \"glue\" in ") && err.contains("config.toml: not found from "), "{err}");
+    assert!(err.contains("pass --data-dir DIR"), "{err}");
+    for (cwd, extra) in [(&home, vec![]), (&tmp.path().to_path_buf(), vec!["--data-dir", glue.to_str().unwrap()])] {
+        let o = eval(cwd, &extra);
+        assert!(o.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["test"]["accuracy"].as_f64().unwrap(), trained, "{extra:?}");
+    }
+    let o = eval(tmp.path(), &["--data-dir", "/nonexistent/glue"]);
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "error: --data-dir /nonexistent/glue: not found");
+    // A task that reads no GLUE folder refuses the flag.
+    let (rows, err, o) = predict(polarity_run(), b"fine\n", &["--data-dir", glue.to_str().unwrap()]);
+    assert!(rows.is_empty() && o.status.code() == Some(2), "{err}");
+    assert!(err.contains("the run's task polarity does not read a GLUE folder"), "{err}");
+}

@@ -222,7 +222,7 @@ fn the_simplex_line_shows_the_runs_own_scores() {
         v[split]["accuracy"].as_f64().unwrap()
     };
     let _rng = common::torch_rng_lock();
-    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run_dir, None).unwrap();
+    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run_dir, None, None).unwrap();
     let line = prefix_subspace::figures::simplex_line(&session, &subspace, 0.5).unwrap();
     let names: Vec<&str> = line.series.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["dev", "test"]);

@@ -12,6 +12,10 @@ pub struct Args {
     /// The run directory written by `train`.
     #[arg(long)]
     run: PathBuf,
+    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
+    /// from where the command runs); the run checks by hash that it gives the same data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// centroid | vertex:I | ensemble:M | alpha:A,B,... | sweep:STEP (vertex 0 → 1) | all.
     #[arg(long, default_value = "centroid")]
     at: String,
@@ -28,8 +32,8 @@ pub struct Args {
 
 /// Runs `eval`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, at, split, precision } = args;
-    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, precision.as_deref())?;
+    let Args { run, at, split, precision, data_dir } = args;
+    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, precision.as_deref(), data_dir.as_deref())?;
     let data: Vec<(String, Encoded)> = match split.as_str() {
         "dev" => vec![("dev".into(), Encoded::new(&session.tokenizer, &session.task.split.dev)?)],
         "test" => session

@@ -11,6 +11,10 @@ pub struct Args {
     /// The run directory written by `train`.
     #[arg(long)]
     run: PathBuf,
+    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
+    /// from where the command runs); the run checks by hash that it gives the same data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// centroid | vertex:I | alpha:A,B,...
     #[arg(long, default_value = "centroid")]
     at: String,
@@ -24,11 +28,11 @@ pub struct Args {
 
 /// Runs `export`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, at, format, out } = args;
+    let Args { run, at, format, out, data_dir } = args;
     if format != "peft" {
         bail!("--format {format}: only peft is supported");
     }
-    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None)?;
+    let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None, data_dir.as_deref())?;
     let (point, m) = At::parse(&at)?;
     if m > 1 {
         bail!("--at {at}: export one point of the simplex (centroid, vertex:I or alpha:...), not an ensemble");

@@ -10,6 +10,10 @@ pub struct Args {
     /// A run directory: figures go to RUN/plots/.
     #[arg(long, required_unless_present = "bench")]
     run: Option<PathBuf>,
+    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
+    /// from where the command runs); the run checks by hash that it gives the same data.
+    #[arg(long, requires = "run")]
+    data_dir: Option<PathBuf>,
     /// Bench folders: figures go to the first one's plots/.
     #[arg(long, num_args = 1.., conflicts_with = "run")]
     bench: Vec<PathBuf>,
@@ -23,7 +27,7 @@ pub struct Args {
 
 /// Runs `plot`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, bench, split, step } = args;
+    let Args { run, bench, split, step, data_dir } = args;
     if !(0.01..=0.5).contains(&step) {
         bail!("--step {step}: expected a value in [0.01, 0.5]");
     }
@@ -41,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
             return Ok(());
         }
         // The run is opened (and so checked) before anything is created in it.
-        let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None)?;
+        let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None, data_dir.as_deref())?;
         let out = run.join("plots");
         std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
         let mut w = vec![prefix_subspace::figures::training(&run, session.task.main_metric.name(), &out)?];
