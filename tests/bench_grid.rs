@@ -89,6 +89,19 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     // rerunning it with its seeds gives the same numbers.
     let cell = whole.join("cells/polarity-k4-split21-subspace-beta0");
     std::fs::remove_file(cell.join("results.json")).unwrap();
+    let (n, _, text) = status(&["--config", cfg, "--out", whole.to_str().unwrap()], "polarity");
+    assert_eq!(n, [6, 5, 0, 0, 1]);
+    let left: f64 =
+        text.lines().find(|l| l.starts_with("polarity")).unwrap().split_whitespace().nth(7).unwrap().parse().unwrap();
+    let split13: f64 = {
+        let r = common::results_json(&whole.join("cells/polarity-k4-split13-subspace-beta0"));
+        r["train_seconds"].as_f64().unwrap() + r["test_seconds"].as_f64().unwrap()
+    };
+    assert!(
+        (left - split13).abs() < 1.0,
+        "the left cell is estimated at its sibling's seconds: {left} vs {split13}\n{text}"
+    );
+    assert!(text.contains("for the cells not finished (1):\n  1 at the mean"), "{text}");
     let resumed = bench(&["--config", cfg, "--out", whole.to_str().unwrap()]);
     assert!(resumed.contains("5 already finished, 1 to run"), "{resumed}");
     assert_eq!(rows(&whole), all);

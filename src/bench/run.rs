@@ -67,6 +67,8 @@ struct StatusCounts {
     stale: usize,
     to_run: usize,
     seconds: f64,
+    /// Estimated cell-seconds of the cells not finished ([`estimate_left`]).
+    left: f64,
 }
 
 impl StatusCounts {
@@ -76,24 +78,75 @@ impl StatusCounts {
         self.stale += o.stale;
         self.to_run += o.to_run;
         self.seconds += o.seconds;
+        self.left += o.left;
     }
 
     fn line(&self, task: &str) -> String {
         let cells = self.finished + self.interrupted + self.stale + self.to_run;
         format!(
-            "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13.0}\n",
-            task, cells, self.finished, self.interrupted, self.stale, self.to_run, self.seconds
+            "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13.0} {:>12.0}\n",
+            task, cells, self.finished, self.interrupted, self.stale, self.to_run, self.seconds, self.left
         )
     }
 }
 
+/// Where an estimate of a cell's cost comes from ([`estimate_left`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Basis {
+    /// The mean of the finished cells of its task and variant.
+    SameTask,
+    /// Its variant has no finished cell on its task: the mean over the other tasks.
+    OtherTasks,
+    /// Its variant has no finished cell at all: not estimated.
+    None,
+}
+
+/// The estimated cell-seconds of each cell not finished, from the finished ones: the mean of
+/// its task and variant, else of its variant on any task (a rough figure where test sets
+/// differ in size). `statuses[i]` is the status of `cells[i]`.
+fn estimate_left(cells: &[Cell], statuses: &[CellStatus]) -> Vec<(f64, Basis)> {
+    let mean = |keep: &dyn Fn(&Cell) -> bool| {
+        let s: Vec<f64> = cells
+            .iter()
+            .zip(statuses)
+            .filter(|(c, _)| keep(c))
+            .filter_map(|(_, st)| match st {
+                CellStatus::Finished { seconds } => Some(*seconds),
+                _ => None,
+            })
+            .collect();
+        (!s.is_empty()).then(|| s.iter().sum::<f64>() / s.len() as f64)
+    };
+    cells
+        .iter()
+        .zip(statuses)
+        .map(|(c, st)| {
+            if matches!(st, CellStatus::Finished { .. }) {
+                return (0.0, Basis::SameTask);
+            }
+            let task = c.config.task_label();
+            if let Some(m) = mean(&|o: &Cell| o.variant == c.variant && o.config.task_label() == task) {
+                (m, Basis::SameTask)
+            } else if let Some(m) = mean(&|o: &Cell| o.variant == c.variant) {
+                (m, Basis::OtherTasks)
+            } else {
+                (0.0, Basis::None)
+            }
+        })
+        .collect()
+}
+
 /// A table of where the cells of a grid stand under `out/cells/`: per task, how many are
-/// finished, interrupted (with a state to continue from), stale or still to run, and the
-/// cell-seconds the finished ones took; then one line per interrupted cell.
+/// finished, interrupted (with a state to continue from), stale or still to run, the
+/// cell-seconds the finished ones took and an estimate of what the others will take
+/// ([`estimate_left`]; an interrupted cell counts in full); then one line per interrupted cell.
 pub fn status_report(cells: &[Cell], out: &Path) -> String {
+    let statuses: Vec<CellStatus> =
+        cells.iter().map(|c| cell_status(&out.join("cells").join(&c.id), &c.config)).collect();
+    let estimates = estimate_left(cells, &statuses);
     let mut tasks: Vec<(String, StatusCounts)> = Vec::new();
     let mut interrupted = Vec::new();
-    for c in cells {
+    for ((c, status), (left, _)) in cells.iter().zip(&statuses).zip(&estimates) {
         let task = c.config.task_label();
         let i = match tasks.iter().position(|(t, _)| t == task) {
             Some(i) => i,
@@ -103,7 +156,8 @@ pub fn status_report(cells: &[Cell], out: &Path) -> String {
             }
         };
         let n = &mut tasks[i].1;
-        match cell_status(&out.join("cells").join(&c.id), &c.config) {
+        n.left += left;
+        match *status {
             CellStatus::Finished { seconds } => {
                 n.finished += 1;
                 n.seconds += seconds;
@@ -118,8 +172,8 @@ pub fn status_report(cells: &[Cell], out: &Path) -> String {
         }
     }
     let mut t = format!(
-        "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13}\n",
-        "task", "cells", "finished", "interrupted", "stale", "to run", "cell-seconds"
+        "{:<10} {:>6} {:>9} {:>12} {:>6} {:>7} {:>13} {:>12}\n",
+        "task", "cells", "finished", "interrupted", "stale", "to run", "cell-seconds", "left (est.)"
     );
     let mut total = StatusCounts::default();
     for (task, n) in &tasks {
@@ -128,6 +182,19 @@ pub fn status_report(cells: &[Cell], out: &Path) -> String {
     }
     if tasks.len() > 1 {
         t += &total.line("total");
+    }
+    let open = estimates.iter().zip(&statuses).filter(|(_, s)| !matches!(s, CellStatus::Finished { .. }));
+    let count = |b: Basis| open.clone().filter(|((_, basis), _)| *basis == b).count();
+    let (same, other, none) = (count(Basis::SameTask), count(Basis::OtherTasks), count(Basis::None));
+    if same + other + none > 0 {
+        t += &format!(
+            "left (est.): {:.0} cell-seconds ({:.1} hours at one cell at a time) for the cells not finished ({}):\n  \
+             {same} at the mean of the finished cells of their task and variant, {other} at that of their\n  \
+             variant on the other tasks, {none} not counted (no finished cell of their variant)\n",
+            total.left,
+            total.left / 3600.0,
+            same + other + none
+        );
     }
     if !interrupted.is_empty() {
         t += "interrupted, with a saved state (running now, or continued by the next bench):\n";
@@ -278,4 +345,41 @@ pub fn run_cells(exe: &Path, cells: Vec<Cell>, out: &Path, jobs: usize) -> Resul
     let failed = done.lock().expect("done").1;
     write_tables(std::slice::from_ref(&out.to_path_buf()), out)?;
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(task: &str, variant: &str) -> Cell {
+        let config = RunConfig { task: task.into(), ..Default::default() };
+        Cell { id: format!("{task}-{variant}"), config, variant: variant.into() }
+    }
+
+    #[test]
+    fn cells_left_are_estimated_from_their_task_and_variant_else_their_variant() {
+        let cells = [
+            cell("sst2", "lora"),
+            cell("sst2", "lora"),
+            cell("sst2", "lora"),
+            cell("rte", "lora"),
+            cell("rte", "icl"),
+            cell("rte", "lora"),
+        ];
+        let done = |seconds| CellStatus::Finished { seconds };
+        let statuses = [
+            done(100.0),
+            done(300.0),
+            CellStatus::Interrupted { step: 10, test_points: 0 },
+            done(1000.0),
+            CellStatus::ToRun,
+            CellStatus::Stale,
+        ];
+        let e = estimate_left(&cells, &statuses);
+        assert_eq!(e[2], (200.0, Basis::SameTask), "the mean of sst2's finished lora cells");
+        assert_eq!(e[5], (1000.0, Basis::SameTask));
+        assert_eq!(e[4], (0.0, Basis::None), "no icl cell is finished anywhere");
+        let e = estimate_left(&cells[2..], &statuses[2..]);
+        assert_eq!(e[0], (1000.0, Basis::OtherTasks), "sst2 lora from rte's");
+    }
 }
