@@ -283,6 +283,7 @@ impl Writing {
         if let Some(d) = device {
             cfg.device = d.to_string();
         }
+        check_data_paths(&cfg, &cfg_path, None)?;
         let session = Session::open(cfg)?;
         crate::state::check_resume(&session, dir)?;
         let lock = lock(dir, Kind::Run)?;
@@ -307,7 +308,10 @@ impl Writing {
 
 /// A run's data paths are stored as `train` was given them, so a relative one is read from
 /// the directory a later command runs in: say so, instead of failing on a file inside it.
-fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, overridden: bool) -> Result<()> {
+/// `data_dir_flag`: whether the command takes `--data-dir` (`None`: it does not, as `train
+/// --resume`; `Some(true)`: it was given, and replaced the run's `data_dir`).
+fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, data_dir_flag: Option<bool>) -> Result<()> {
+    let overridden = data_dir_flag == Some(true);
     let glue = crate::data::glue::task(&cfg.task).is_ok();
     let user = cfg.task.eq_ignore_ascii_case("user");
     let paths = [
@@ -320,7 +324,7 @@ fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, overridden: bool) -> Resul
         if key == "data_dir" && overridden {
             return Err(Error::Input(format!("--data-dir {}: not found", path.display())));
         }
-        let remedy = if key == "data_dir" {
+        let remedy = if key == "data_dir" && data_dir_flag.is_some() {
             ", or pass --data-dir DIR (the run checks by hash that DIR gives it the same split and texts)"
         } else {
             ""
@@ -378,7 +382,7 @@ pub fn open_run(
         }
         cfg.data_dir = Some(dir.to_path_buf());
     }
-    check_data_paths(&cfg, &cfg_path, data_dir.is_some())?;
+    check_data_paths(&cfg, &cfg_path, Some(data_dir.is_some()))?;
     let mut session = Session::open(cfg)?;
     let split_path = run.join("split.json");
     if let Ok(text) = std::fs::read_to_string(&split_path) {

@@ -234,6 +234,19 @@ fn a_relative_data_dir_is_named_and_data_dir_overrides_it() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["test"]["accuracy"].as_f64().unwrap(), trained, "{extra:?}");
     }
+    // `train --resume` from elsewhere names the path too (it takes no --data-dir: run it from
+    // where train ran). Checked before the saved state is read, so an empty one does here.
+    let saved = tmp.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::copy(dir.join("config.toml"), saved.join("config.toml")).unwrap();
+    std::fs::write(saved.join(prefix_subspace::state::RESUME_FILE), b"").unwrap();
+    let o = bin().current_dir(tmp.path()).args(["train", "--quiet", "--resume"]).arg(&saved).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("data_dir = \"glue\" in ") && err.contains("run it from the folder `train` ran in\n"),
+        "{err}"
+    );
     let o = eval(tmp.path(), &["--data-dir", "/nonexistent/glue"]);
     assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "error: --data-dir /nonexistent/glue: not found");
     // A task that reads no GLUE folder refuses the flag.
