@@ -239,6 +239,11 @@ fn vocabulary(tiny: Tiny) -> (Vec<String>, Vec<f32>, Vec<i32>) {
 /// Writes the Hugging Face folder `hf/` and the GGUF file `tiny.gguf` of `tiny` into a
 /// temporary directory.
 fn write(tiny: Tiny) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    write_edited(tiny, |_| {})
+}
+
+/// [`write`], with `edit` applied to every tensor entry first (to write malformed files).
+fn write_edited(tiny: Tiny, edit: impl Fn(&mut Entry)) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, file) = (tmp.path().join("hf"), tmp.path().join("tiny.gguf"));
     std::fs::create_dir(&dir).unwrap();
@@ -281,7 +286,8 @@ fn write(tiny: Tiny) -> (tempfile::TempDir, PathBuf, PathBuf) {
         .meta("tokenizer.ggml.add_eos_token", Meta::Bool(false));
     let norm_base = if gemma { 0.0 } else { 1.0 };
     let mut hf = Vec::new();
-    for e in entries(tiny) {
+    for mut e in entries(tiny) {
+        edit(&mut e);
         let w = common::formula_hf_weight(&e.hf, &e.shape, norm_base);
         let (bytes, stored) = encode(e.ty, &Vec::<f32>::try_from(w.flatten(0, -1)).unwrap());
         let bytes = match e.convert {
@@ -492,4 +498,20 @@ fn tiny_llama_gguf_keys_values_continue_the_text() {
 #[test]
 fn tiny_gemma3_gguf_keys_values_continue_the_text() {
     prefix_continues_the_text(Tiny::Gemma3, sequence(6, 5), sequence(7, 3));
+}
+
+/// A token embedding that is not a matrix is one error naming the file and the tensor, not an
+/// index out of bounds.
+#[test]
+fn a_token_embedding_of_the_wrong_rank_is_an_input_error() {
+    let (_tmp, _dir, file) = write_edited(Tiny::Llama { tied: true }, |e| {
+        if e.gguf == "token_embd.weight" {
+            e.shape = vec![e.shape.iter().product()];
+        }
+    });
+    let g = Gguf::open(&file).unwrap();
+    let err = DecoderConfig::from_gguf(&g).unwrap_err();
+    assert!(matches!(err, prefix_subspace::error::Error::Input(_)), "{err:?}");
+    let m = err.to_string();
+    assert!(m.contains(&file.display().to_string()) && m.contains("token_embd.weight has shape [9600]"), "{m}");
 }

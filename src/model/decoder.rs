@@ -88,7 +88,15 @@ impl DecoderConfig {
         let kv_heads = if g.has(&key("attention.head_count_kv")) { u("attention.head_count_kv")? } else { heads };
         let head_dim =
             if g.has(&key("attention.key_length")) { u("attention.key_length")? } else { hidden / heads.max(1) };
-        let vocab = g.tensor_shape("token_embd.weight")?[0];
+        let vocab = match g.tensor_shape("token_embd.weight")?.as_slice() {
+            [vocab, _] => *vocab,
+            other => {
+                return Err(Error::Input(format!(
+                    "{}: tensor token_embd.weight has shape {other:?}, expected (vocabulary, hidden)",
+                    g.path().display()
+                )))
+            }
+        };
         let cfg = Self {
             family,
             layers: u("block_count")?,
