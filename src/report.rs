@@ -52,33 +52,37 @@ pub fn read_results(path: &Path) -> Result<Results> {
     Results::from_value(v, path)
 }
 
-/// One row per run: task, method, n, test set, centroid, ensemble, best vertex, train time.
+/// The model a run names, as a short name: its folder's or file's name without `.gguf`.
+fn model_name(r: &Results) -> String {
+    let name = r.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
+}
+
+/// One row per run and test set: task, method, n, test set, centroid, ensemble, best vertex,
+/// train time (a `model` column after the task when the runs name more than one model); then
+/// one `majority` row per task and test set. Columns widen to their longest entry.
 pub fn runs_table(runs: &[Results]) -> String {
-    let mut out = format!(
-        "{:<10} {:<10} {:>2} {:<16} {:>9} {:>9} {:>12} {:>8}\n",
-        "task", "method", "n", "test (metric)", "centroid", "ensemble", "best vertex", "train s"
-    );
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let mut rows: Vec<[String; 9]> = Vec::new();
     for r in runs {
         for (key, t) in r.test_sets() {
             let Some((metric, centroid)) = t.get("centroid").and_then(Scores::main_value) else {
                 continue;
             };
             let get = |at: &str| t.get(at).and_then(Scores::main_value).map(|(_, v)| v);
-            let ensemble = get("ensemble");
             let best =
                 (0..64).filter_map(|i| get(&format!("vertex{i}")).map(|v| (i, v))).max_by(|a, b| a.1.total_cmp(&b.1));
-            let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-            out.push_str(&format!(
-                "{:<10} {:<10} {:>2} {:<16} {:>9.4} {:>9} {:>12} {:>8.1}\n",
-                r.task,
-                r.method,
-                r.vertices,
+            rows.push([
+                r.task.clone(),
+                model_name(r),
+                r.method.clone(),
+                r.vertices.to_string(),
                 format!("{key} ({metric})"),
-                centroid,
-                fmt(ensemble),
+                format!("{centroid:.4}"),
+                fmt(get("ensemble")),
                 best.map_or("-".to_string(), |(i, v)| format!("{v:.4} (v{i})")),
-                r.train_seconds,
-            ));
+                format!("{:.1}", r.train_seconds),
+            ]);
         }
     }
     // Once per test set, the score of always answering its most frequent class in the main
@@ -95,14 +99,42 @@ pub fn runs_table(runs: &[Results]) -> String {
             });
             let (metric, value) = in_metric.unwrap_or(("accuracy", *rate));
             if seen.insert((task.to_string(), set.clone())) {
-                out.push_str(&format!(
-                    "{task:<10} {:<10} {:>2} {:<16} {value:>9.4}\n",
-                    "majority",
-                    "-",
-                    format!("{set} ({metric})")
-                ));
+                let cells =
+                    [task.to_string(), String::new(), "majority".into(), "-".into(), format!("{set} ({metric})")];
+                let mut row: [String; 9] = Default::default();
+                row[..5].clone_from_slice(&cells);
+                row[5] = format!("{value:.4}");
+                rows.push(row);
             }
         }
+    }
+    let header = ["task", "model", "method", "n", "test (metric)", "centroid", "ensemble", "best vertex", "train s"];
+    let models: std::collections::BTreeSet<String> = runs.iter().map(model_name).collect();
+    // Minimum widths (the table's layout before the model column existed); left-aligned text.
+    let min = [10, 0, 10, 2, 16, 9, 9, 12, 8];
+    let left = [true, true, true, false, true, false, false, false, false];
+    let shown: Vec<usize> = (0..9).filter(|&c| c != 1 || models.len() > 1).collect();
+    let width =
+        |c: usize| rows.iter().map(|r| r[c].chars().count()).chain([min[c], header[c].len()]).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..9).map(width).collect();
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (k, &c) in shown.iter().enumerate() {
+            // A majority row ends after its score, as before.
+            if c > 5 && cells[c].is_empty() {
+                break;
+            }
+            if k > 0 {
+                l.push(' ');
+            }
+            let w = widths[c];
+            l += &if left[c] { format!("{:<w$}", cells[c]) } else { format!("{:>w$}", cells[c]) };
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    for r in &rows {
+        out += &line(r);
     }
     out
 }
@@ -137,5 +169,22 @@ mod tests {
         let (new, old) = (runs_table(&[new]), runs_table(&[old]));
         assert!(line(&new).ends_with("test (mcc)          0.0000"), "{new}");
         assert!(line(&old).ends_with("test (accuracy)     0.6840"), "{old}");
+    }
+
+    #[test]
+    fn columns_widen_to_their_longest_entry_and_models_show_when_they_differ() {
+        let mut a = run("mnli", "accuracy", 0.5);
+        a.test_mismatched = a.test.take();
+        a.model = "/models/smollm2-135m-instruct".into();
+        let mut b = run("rte", "accuracy", 0.25);
+        b.model = "/elsewhere/gemma-3-270m.gguf".into();
+        let t = runs_table(&[a.clone(), b]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0].find("centroid"), lines[1].find("0.5000").map(|i| i - 2), "{t}");
+        assert_eq!(lines[1].find("0.5000"), lines[2].find("0.2500"), "{t}");
+        assert!(lines[0].starts_with("task       model                 method "), "{t}");
+        assert!(lines[2].starts_with("rte        gemma-3-270m          prefix "), "{t}");
+        let one = runs_table(&[a]);
+        assert!(!one.contains("model") && !one.contains("smollm2"), "one model: no column\n{one}");
     }
 }

@@ -493,6 +493,10 @@ fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merg
         let err = fails(&["report", a.join("cells").join(id).to_str().unwrap(), run.to_str().unwrap()]);
         assert!(err.contains(&p.display().to_string()) && err.contains(why), "{why}: {err}");
     }
+    // A file given to report (a cell's .toml beside its folder, as `cells/*` matches).
+    let toml = a.join("cells").join(format!("{id}.toml"));
+    let err = fails(&["report", toml.to_str().unwrap()]);
+    assert!(err.contains(&format!("{}: a file, not a run directory", toml.display())), "{err}");
     // A bench folder with no finished run: nothing to merge, nothing created.
     std::fs::remove_file(&p).unwrap();
     let err = fails(&merge(&[&broken], &m));

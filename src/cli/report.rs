@@ -1,4 +1,5 @@
-//! `prefix-subspace report`: print a table of finished runs (test metrics at the centroid, the ensemble, the best
+//! `prefix-subspace report`: print a table of finished runs (test metrics at the centroid, the
+//! ensemble and the best vertex, beside the majority-class rate).
 
 use std::path::PathBuf;
 
@@ -17,6 +18,9 @@ pub fn run(args: Args) -> Result<()> {
     let Args { runs } = args;
     let mut rows = Vec::new();
     for r in &runs {
+        if r.is_file() {
+            anyhow::bail!("{}: a file, not a run directory (report takes the folders `train` writes)", r.display());
+        }
         // Unreadable, not JSON, or without the fields of the table: one line naming it.
         rows.push(prefix_subspace::report::read_results(&r.join("results.json"))?);
     }
