@@ -147,9 +147,27 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
 type Cells = BTreeMap<(String, String), Vec<f64>>;
 
 /// Method comparison per task (mean ± std over split seeds of the main test metric at the
-/// centroid) from a bench folder's runs: `<out>/methods-<protocol>-<K>`.
-pub fn bench_methods(bench_dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
-    let rows = crate::bench::collect(bench_dirs)?;
+/// centroid) from a bench folder's runs: `<out>/methods-<protocol>-<K>`. Non-empty `tasks` /
+/// `variants` keep the runs of those tasks / methods or variant names only (then the bars
+/// follow the order of `variants`); a name with no finished run is an error.
+pub fn bench_methods(
+    bench_dirs: &[PathBuf],
+    out: &Path,
+    tasks: &[String],
+    variants: &[String],
+) -> Result<Vec<PathBuf>> {
+    let mut rows = crate::bench::collect(bench_dirs)?;
+    for (flag, names, of) in [
+        ("--tasks", tasks, (|r: &crate::bench::Row| r.results.task.clone()) as fn(&crate::bench::Row) -> String),
+        ("--variants", variants, |r: &crate::bench::Row| r.name().to_string()),
+    ] {
+        if let Some(missing) = names.iter().find(|n| !rows.iter().any(|r| of(r) == **n)) {
+            return Err(Error::Input(format!("{flag} {missing}: no finished run of it under {bench_dirs:?}")));
+        }
+        if !names.is_empty() {
+            rows.retain(|r| names.contains(&of(r)));
+        }
+    }
     let mut groups: BTreeMap<(String, u64), Cells> = BTreeMap::new();
     for row in &rows {
         let r = &row.results;
@@ -168,6 +186,9 @@ pub fn bench_methods(bench_dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>>
             if !methods.contains(m) {
                 methods.push(m.clone());
             }
+        }
+        if !variants.is_empty() {
+            methods.sort_by_key(|m| variants.iter().position(|v| v == m));
         }
         let values: BTreeMap<(String, String), (f64, f64)> =
             cells.iter().map(|(k, v)| (k.clone(), crate::bench::mean_std(v))).collect();

@@ -82,6 +82,25 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
         assert!(summary.contains(&format!("| {v} |")), "summary lacks {v}:\n{summary}");
     }
 
+    // The method figure, of some variants only, bars in the order given; a name with no run fails.
+    let plot = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+            .args(["plot", "--bench", whole.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let figure = whole.join("plots/methods-per-class-4.svg");
+    assert!(plot(&[]).status.success());
+    assert!(std::fs::read_to_string(&figure).unwrap().contains("subspace-beta0"), "every variant by default");
+    assert!(plot(&["--variants", "prefix,head"]).status.success());
+    let svg = std::fs::read_to_string(&figure).unwrap();
+    let label = |name: &str| svg.lines().position(|l| l.trim() == name).unwrap_or_else(|| panic!("{name} not drawn"));
+    let (p, h) = (label("prefix"), label("head"));
+    assert!(p < h && !svg.contains("subspace-beta0"), "only the variants asked for, in that order");
+    let o = plot(&["--tasks", "polarity", "--variants", "prefix,nope"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--variants nope: no finished run of it"));
+    std::fs::remove_dir_all(whole.join("plots")).unwrap();
     let again = bench(&["--config", cfg, "--out", whole.to_str().unwrap()]);
     assert!(again.contains("6 already finished, 0 to run"), "{again}");
 

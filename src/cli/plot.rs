@@ -17,6 +17,12 @@ pub struct Args {
     /// Bench folders: figures go to the first one's plots/.
     #[arg(long, num_args = 1.., conflicts_with = "run")]
     bench: Vec<PathBuf>,
+    /// With --bench: only these tasks (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "bench")]
+    tasks: Vec<String>,
+    /// With --bench: only these methods / variant names (comma-separated), bars in this order.
+    #[arg(long, value_delimiter = ',', requires = "bench")]
+    variants: Vec<String>,
     /// For n ≥ 3, the split of the triangle heat map (dev or test).
     #[arg(long, default_value = "dev")]
     split: String,
@@ -27,7 +33,7 @@ pub struct Args {
 
 /// Runs `plot`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, bench, split, step, data_dir } = args;
+    let Args { run, bench, split, step, data_dir, tasks, variants } = args;
     if !(0.01..=0.5).contains(&step) {
         bail!("--step {step}: expected a value in [0.01, 0.5]");
     }
@@ -57,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         let out = bench[0].join("plots");
         std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-        prefix_subspace::figures::bench_methods(&bench, &out)?
+        prefix_subspace::figures::bench_methods(&bench, &out, &tasks, &variants)?
     };
     for w in written {
         println!("{}.png\n{}.svg", w.display(), w.display());
