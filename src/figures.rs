@@ -190,8 +190,24 @@ pub fn bench_methods(
         if !variants.is_empty() {
             methods.sort_by_key(|m| variants.iter().position(|v| v == m));
         }
+        // Where the points rest on different numbers of split seeds (a grid in progress), each
+        // task's label says how many: "sst2 (accuracy, n = 5)", "mrpc (f1, n = 1–2)".
+        let uniform = cells.values().map(Vec::len).collect::<std::collections::BTreeSet<_>>().len() == 1;
+        let label = |task: &str| {
+            if uniform {
+                return task.to_string();
+            }
+            let n: Vec<usize> = cells.iter().filter(|((t, _), _)| t == task).map(|(_, v)| v.len()).collect();
+            let (lo, hi) = (n.iter().min().copied().unwrap_or(0), n.iter().max().copied().unwrap_or(0));
+            let n = if lo == hi { format!("n = {lo}") } else { format!("n = {lo}–{hi}") };
+            match task.strip_suffix(')') {
+                Some(open) => format!("{open}, {n})"),
+                None => format!("{task} ({n})"),
+            }
+        };
         let values: BTreeMap<(String, String), (f64, f64)> =
-            cells.iter().map(|(k, v)| (k.clone(), crate::bench::mean_std(v))).collect();
+            cells.iter().map(|((t, m), v)| ((label(t), m.clone()), crate::bench::mean_std(v))).collect();
+        let tasks: Vec<String> = tasks.iter().map(|t| label(t)).collect();
         let stem = out.join(format!("methods-{protocol}-{shots}"));
         let title = format!("test score ×100 at the centroid, mean ± std over split seeds ({protocol}, K = {shots})");
         plot::method_comparison(&tasks, &methods, &values, "score × 100", &title, &stem)?;

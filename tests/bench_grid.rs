@@ -92,7 +92,8 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     };
     let figure = whole.join("plots/methods-per-class-4.svg");
     assert!(plot(&[]).status.success());
-    assert!(std::fs::read_to_string(&figure).unwrap().contains("subspace-beta0"), "every variant by default");
+    let svg = std::fs::read_to_string(&figure).unwrap();
+    assert!(svg.contains("subspace-beta0") && !svg.contains("n = "), "every variant by default; n only if it varies");
     assert!(plot(&["--variants", "prefix,head"]).status.success());
     let svg = std::fs::read_to_string(&figure).unwrap();
     let label = |name: &str| svg.lines().position(|l| l.trim() == name).unwrap_or_else(|| panic!("{name} not drawn"));
@@ -100,7 +101,6 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     assert!(p < h && !svg.contains("subspace-beta0"), "only the variants asked for, in that order");
     let o = plot(&["--tasks", "polarity", "--variants", "prefix,nope"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--variants nope: no finished run of it"));
-    std::fs::remove_dir_all(whole.join("plots")).unwrap();
     let again = bench(&["--config", cfg, "--out", whole.to_str().unwrap()]);
     assert!(again.contains("6 already finished, 0 to run"), "{again}");
 
@@ -110,6 +110,11 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
     std::fs::remove_file(cell.join("results.json")).unwrap();
     let (n, _, text) = status(&["--config", cfg, "--out", whole.to_str().unwrap()], "polarity");
     assert_eq!(n, [6, 5, 0, 0, 1]);
+    // The figure of a grid in progress says on how many split seeds its points rest.
+    assert!(plot(&[]).status.success());
+    let svg = std::fs::read_to_string(&figure).unwrap();
+    assert!(svg.lines().any(|l| l.trim() == "(accuracy, n = 1–2)"), "{svg}");
+    std::fs::remove_dir_all(whole.join("plots")).unwrap();
     let left: f64 =
         text.lines().find(|l| l.starts_with("polarity")).unwrap().split_whitespace().nth(7).unwrap().parse().unwrap();
     let split13: f64 = {
