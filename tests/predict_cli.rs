@@ -247,6 +247,29 @@ fn a_relative_data_dir_is_named_and_data_dir_overrides_it() {
         err.contains("data_dir = \"glue\" in ") && err.contains("run it from the folder `train` ran in\n"),
         "{err}"
     );
+    // --data-dir cannot swap the data: a copy of RTE whose sentences were edited is refused by
+    // the run's data hash, before anything is scored.
+    let edited = tmp.path().join("edited");
+    std::fs::create_dir_all(edited.join("RTE")).unwrap();
+    std::fs::copy(glue.join("RTE/dev.tsv"), edited.join("RTE/dev.tsv")).unwrap();
+    let train = std::fs::read_to_string(glue.join("RTE/train.tsv")).unwrap();
+    let rows: Vec<String> = train
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split('\t').collect();
+            let s = format!("{} (edited)", f[1]);
+            if i > 0 {
+                f[1] = &s;
+            }
+            f.join("\t")
+        })
+        .collect();
+    std::fs::write(edited.join("RTE/train.tsv"), rows.join("\n") + "\n").unwrap();
+    let o = eval(tmp.path(), &["--data-dir", edited.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("texts or labels of the run's examples changed since training"), "{err}");
     let o = eval(tmp.path(), &["--data-dir", "/nonexistent/glue"]);
     assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "error: --data-dir /nonexistent/glue: not found");
     // A task that reads no GLUE folder refuses the flag.
