@@ -157,16 +157,19 @@ pub fn bench_methods(
     variants: &[String],
 ) -> Result<Vec<PathBuf>> {
     let mut rows = crate::bench::collect(bench_dirs)?;
-    for (flag, names, of) in [
-        ("--tasks", tasks, (|r: &crate::bench::Row| r.results.task.clone()) as fn(&crate::bench::Row) -> String),
-        ("--variants", variants, |r: &crate::bench::Row| r.name().to_string()),
-    ] {
-        if let Some(missing) = names.iter().find(|n| !rows.iter().any(|r| of(r) == **n)) {
-            return Err(Error::Input(format!("{flag} {missing}: no finished run of it under {bench_dirs:?}")));
+    let missing =
+        |flag: &str, name: &String| Error::Input(format!("{flag} {name}: no finished run of it under {bench_dirs:?}"));
+    if !tasks.is_empty() {
+        if let Some(t) = tasks.iter().find(|t| !rows.iter().any(|r| r.results.task == **t)) {
+            return Err(missing("--tasks", t));
         }
-        if !names.is_empty() {
-            rows.retain(|r| names.contains(&of(r)));
+        rows.retain(|r| tasks.contains(&r.results.task));
+    }
+    if !variants.is_empty() {
+        if let Some(v) = variants.iter().find(|v| !rows.iter().any(|r| r.name() == v.as_str())) {
+            return Err(missing("--variants", v));
         }
+        rows.retain(|r| variants.iter().any(|v| v == r.name()));
     }
     let mut groups: BTreeMap<(String, u64), Cells> = BTreeMap::new();
     for row in &rows {
@@ -192,13 +195,17 @@ pub fn bench_methods(
         }
         // Where the points rest on different numbers of split seeds (a grid in progress), each
         // task's label says how many: "sst2 (accuracy, n = 5)", "mrpc (f1, n = 1–2)".
+        let mut seeds: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for ((t, _), v) in &cells {
+            let (lo, hi) = seeds.entry(t).or_insert((v.len(), v.len()));
+            (*lo, *hi) = ((*lo).min(v.len()), (*hi).max(v.len()));
+        }
         let uniform = cells.values().map(Vec::len).collect::<std::collections::BTreeSet<_>>().len() == 1;
         let label = |task: &str| {
             if uniform {
                 return task.to_string();
             }
-            let n: Vec<usize> = cells.iter().filter(|((t, _), _)| t == task).map(|(_, v)| v.len()).collect();
-            let (lo, hi) = (n.iter().min().copied().unwrap_or(0), n.iter().max().copied().unwrap_or(0));
+            let (lo, hi) = seeds[task];
             let n = if lo == hi { format!("n = {lo}") } else { format!("n = {lo}–{hi}") };
             match task.strip_suffix(')') {
                 Some(open) => format!("{open}, {n})"),
