@@ -283,7 +283,7 @@ impl Writing {
         if let Some(d) = device {
             cfg.device = d.to_string();
         }
-        check_data_paths(&cfg, &cfg_path, None)?;
+        check_data_paths(&cfg, &cfg_path, DataDirFlag::NoFlag)?;
         let session = Session::open(cfg)?;
         crate::state::check_resume(&session, dir)?;
         let lock = lock(dir, Kind::Run)?;
@@ -306,12 +306,20 @@ impl Writing {
     }
 }
 
+/// Whether the command that reopens a run takes `--data-dir`, and whether it was given.
+#[derive(Clone, Copy, PartialEq)]
+enum DataDirFlag {
+    /// The command has no such flag (`train --resume`).
+    NoFlag,
+    /// The command has it; it was not given.
+    NotGiven,
+    /// It was given, and replaced the run's `data_dir`.
+    Given,
+}
+
 /// A run's data paths are stored as `train` was given them, so a relative one is read from
 /// the directory a later command runs in: say so, instead of failing on a file inside it.
-/// `data_dir_flag`: whether the command takes `--data-dir` (`None`: it does not, as `train
-/// --resume`; `Some(true)`: it was given, and replaced the run's `data_dir`).
-fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, data_dir_flag: Option<bool>) -> Result<()> {
-    let overridden = data_dir_flag == Some(true);
+fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, flag: DataDirFlag) -> Result<()> {
     let glue = crate::data::glue::task(&cfg.task).is_ok();
     let user = cfg.task.eq_ignore_ascii_case("user");
     let paths = [
@@ -321,10 +329,10 @@ fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, data_dir_flag: Option<bool
     ];
     for (key, path, read) in paths {
         let Some(path) = path.filter(|p| read && !p.exists()) else { continue };
-        if key == "data_dir" && overridden {
+        if key == "data_dir" && flag == DataDirFlag::Given {
             return Err(Error::Input(format!("--data-dir {}: not found", path.display())));
         }
-        let remedy = if key == "data_dir" && data_dir_flag.is_some() {
+        let remedy = if key == "data_dir" && flag != DataDirFlag::NoFlag {
             ", or pass --data-dir DIR (the run checks by hash that DIR gives it the same split and texts)"
         } else {
             ""
@@ -382,7 +390,8 @@ pub fn open_run(
         }
         cfg.data_dir = Some(dir.to_path_buf());
     }
-    check_data_paths(&cfg, &cfg_path, Some(data_dir.is_some()))?;
+    let flag = if data_dir.is_some() { DataDirFlag::Given } else { DataDirFlag::NotGiven };
+    check_data_paths(&cfg, &cfg_path, flag)?;
     let mut session = Session::open(cfg)?;
     let split_path = run.join("split.json");
     if let Ok(text) = std::fs::read_to_string(&split_path) {
