@@ -1,7 +1,5 @@
 //! `prefix-subspace eval`: evaluate a trained run at a point of the simplex, on its dev or test split.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Result};
 use prefix_subspace::eval::Encoded;
 use prefix_subspace::train::evaluate_at;
@@ -9,13 +7,8 @@ use prefix_subspace::train::evaluate_at;
 /// The flags of `eval`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run directory written by `train`.
-    #[arg(long)]
-    run: PathBuf,
-    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
-    /// from where the command runs); the run checks by hash that it gives the same data.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// centroid | vertex:I | ensemble:M | alpha:A,B,... | sweep:STEP (vertex 0 → 1) | all.
     #[arg(long, default_value = "centroid")]
     at: String,
@@ -32,7 +25,7 @@ pub struct Args {
 
 /// Runs `eval`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, at, split, precision, data_dir } = args;
+    let Args { run: super::RunArgs { run, data_dir }, at, split, precision } = args;
     let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, precision.as_deref(), data_dir.as_deref())?;
     let data: Vec<(String, Encoded)> = match split.as_str() {
         "dev" => vec![("dev".into(), Encoded::new(&session.tokenizer, &session.task.split.dev)?)],

@@ -8,13 +8,8 @@ use prefix_subspace::method::subspace::At;
 /// The flags of `export`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run directory written by `train`.
-    #[arg(long)]
-    run: PathBuf,
-    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
-    /// from where the command runs); the run checks by hash that it gives the same data.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// centroid | vertex:I | alpha:A,B,...
     #[arg(long, default_value = "centroid")]
     at: String,
@@ -28,7 +23,7 @@ pub struct Args {
 
 /// Runs `export`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, at, format, out, data_dir } = args;
+    let Args { run: super::RunArgs { run, data_dir }, at, format, out } = args;
     if format != "peft" {
         bail!("--format {format}: only peft is supported");
     }

@@ -2,6 +2,8 @@
 //! parses what clap leaves as text, calls the library and prints. Every decision about runs,
 //! configs and data is the library's.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -14,6 +16,18 @@ mod predict;
 mod report;
 mod speed;
 mod train;
+
+/// The run that `eval`, `predict` and `export` reopen, and where its GLUE data is.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The run directory written by `train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
+    /// from where the command runs); the run checks by hash that it gives the same data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
 
 #[derive(Parser)]
 #[command(

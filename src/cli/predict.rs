@@ -11,13 +11,8 @@ use prefix_subspace::method::subspace::At;
 /// The flags of `predict`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run directory written by `train`.
-    #[arg(long)]
-    run: PathBuf,
-    /// The GLUE data folder, instead of the run's own `data_dir` (a relative path there is read
-    /// from where the command runs); the run checks by hash that it gives the same data.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// One text per line, or JSON objects (lines starting with "{") with "text_a" (or
     /// "text"), "text_b" and an optional "id"; "-" = stdin. A pair task (one trained on
     /// text pairs, e.g. rte) takes two texts per line, separated by a tab or given as
@@ -42,7 +37,7 @@ pub struct Args {
 
 /// Runs `predict`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run, input, output, at, precision, strict, data_dir } = args;
+    let Args { run: super::RunArgs { run, data_dir }, input, output, at, precision, strict } = args;
     let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, precision.as_deref(), data_dir.as_deref())?;
     let (point, m) = At::parse(&at)?;
     point.check(subspace.n, &at)?;
