@@ -1,6 +1,7 @@
 //! Running the cells of a grid, each a child `train` process ([`run_cells`]), and where they
 //! stand ([`cell_status`], [`status_report`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::RunConfig;
@@ -105,18 +106,21 @@ enum Basis {
 /// its task and variant, else of its variant on any task (a rough figure where test sets
 /// differ in size). `statuses[i]` is the status of `cells[i]`.
 fn estimate_left(cells: &[Cell], statuses: &[CellStatus]) -> Vec<(f64, Basis)> {
-    let mean = |keep: &dyn Fn(&Cell) -> bool| {
-        let s: Vec<f64> = cells
-            .iter()
-            .zip(statuses)
-            .filter(|(c, _)| keep(c))
-            .filter_map(|(_, st)| match st {
-                CellStatus::Finished { seconds } => Some(*seconds),
-                _ => None,
-            })
-            .collect();
-        (!s.is_empty()).then(|| s.iter().sum::<f64>() / s.len() as f64)
-    };
+    // (sum, count) of the finished cells' seconds per (task, variant) and per variant.
+    let mut by_task: BTreeMap<(&str, &str), (f64, usize)> = BTreeMap::new();
+    let mut by_variant: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (c, st) in cells.iter().zip(statuses) {
+        if let CellStatus::Finished { seconds } = *st {
+            for (sum, n) in [
+                by_task.entry((c.config.task_label(), c.variant.as_str())).or_default(),
+                by_variant.entry(c.variant.as_str()).or_default(),
+            ] {
+                *sum += seconds;
+                *n += 1;
+            }
+        }
+    }
+    let mean = |(sum, n): (f64, usize)| sum / n as f64;
     cells
         .iter()
         .zip(statuses)
@@ -124,11 +128,10 @@ fn estimate_left(cells: &[Cell], statuses: &[CellStatus]) -> Vec<(f64, Basis)> {
             if matches!(st, CellStatus::Finished { .. }) {
                 return (0.0, Basis::SameTask);
             }
-            let task = c.config.task_label();
-            if let Some(m) = mean(&|o: &Cell| o.variant == c.variant && o.config.task_label() == task) {
-                (m, Basis::SameTask)
-            } else if let Some(m) = mean(&|o: &Cell| o.variant == c.variant) {
-                (m, Basis::OtherTasks)
+            if let Some(&s) = by_task.get(&(c.config.task_label(), c.variant.as_str())) {
+                (mean(s), Basis::SameTask)
+            } else if let Some(&s) = by_variant.get(c.variant.as_str()) {
+                (mean(s), Basis::OtherTasks)
             } else {
                 (0.0, Basis::None)
             }
