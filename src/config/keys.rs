@@ -309,6 +309,20 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// serde's names of number types in the words of a config file: "expected usize" → "expected
+/// a non-negative integer", "expected f64" → "expected a number".
+pub(super) fn plain_types(message: &str) -> String {
+    const NAMES: [(&str, &str); 6] = [
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ];
+    NAMES.iter().fold(message.to_string(), |m, (rust, plain)| m.replace(rust, plain))
+}
+
 pub(super) fn one_line(s: &str) -> String {
     s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }

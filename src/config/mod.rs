@@ -428,12 +428,16 @@ impl RunConfig {
     }
 
     fn from_toml(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| with_key_hint(&one_line(&e.to_string())))
+        toml::from_str(text).map_err(|e| with_key_hint(&plain_types(&one_line(&e.to_string()))))
     }
 
     /// Applies `key=value` overrides (the value is parsed as TOML, else taken as a string).
+    /// A value of the wrong type or range is an error naming its `--set`, in the words of the
+    /// key's type ("--set max_steps=-1: invalid value: integer `-1`, expected a non-negative
+    /// integer"), not a line of the TOML the overrides were merged into.
     pub fn apply_overrides(&self, sets: &[String]) -> Result<Self> {
-        let mut table = toml::Value::try_from(self).map_err(|e| Error::Input(e.to_string()))?;
+        let base = toml::Value::try_from(self).map_err(|e| Error::Input(e.to_string()))?;
+        let mut table = base.clone();
         for s in sets {
             let (k, v) = s
                 .split_once('=')
@@ -449,8 +453,17 @@ impl RunConfig {
             }
             t.insert(k.to_string(), value);
         }
-        let text = toml::to_string(&table).map_err(|e| Error::Input(e.to_string()))?;
-        Self::from_toml(&text).map_err(|e| Error::Input(format!("--set: {e}")))
+        let parse = |t: &toml::Value| toml::from_str::<Self>(&toml::to_string(t).expect("a TOML table serialises"));
+        parse(&table).map_err(|e| {
+            // Name the first override that fails on its own.
+            let failing = sets.iter().find_map(|s| {
+                let k = s.split_once('=').expect("checked above").0.trim();
+                let mut one = base.clone();
+                one.as_table_mut().expect("config is a table").insert(k.to_string(), table[k].clone());
+                parse(&one).err().map(|e| format!("--set {s}: {}", plain_types(&one_line(e.message()))))
+            });
+            Error::Input(failing.unwrap_or_else(|| format!("--set: {}", plain_types(&one_line(&e.to_string())))))
+        })
     }
 
     /// Checks value ranges and normalises method-implied settings (prefix ⇒ one vertex).
@@ -665,6 +678,12 @@ mod tests {
         assert!(e.contains("unknown key \"betta\""), "{e}");
         let e = RunConfig::default().apply_overrides(&["granularity=sideways".into()]).unwrap_err().to_string();
         assert!(e.contains("granularity") || e.contains("sideways"), "{e}");
+        // A value of the wrong type names its --set, not a line of the merged TOML.
+        let sets = ["beta=0".to_string(), "max_steps=-1".into(), "lr=abc".into()];
+        let e = RunConfig::default().apply_overrides(&sets).unwrap_err().to_string();
+        assert_eq!(e, "--set max_steps=-1: invalid value: integer `-1`, expected a non-negative integer");
+        let e = RunConfig::default().apply_overrides(&sets[2..]).unwrap_err().to_string();
+        assert_eq!(e, "--set lr=abc: invalid type: string \"abc\", expected a number");
     }
 
     #[test]
