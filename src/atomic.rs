@@ -8,6 +8,21 @@ use tch::Tensor;
 
 use crate::error::{Error, Result};
 
+/// An output file the user named (`flag PATH`): refused when something is already there,
+/// unless `overwrite` — the tool replaces no file it did not create without being told to.
+pub fn check_new_file(path: &Path, flag: &str, overwrite: bool) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Input(format!("{flag} {}: a folder; expected a file name", path.display())));
+    }
+    if !overwrite && (path.exists() || path.is_symlink()) {
+        return Err(Error::Input(format!(
+            "{flag} {}: the file exists and was left as it is; pass --overwrite to replace it, or name another file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes a file atomically: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = {

@@ -20,9 +20,31 @@ use crate::method::subspace::{At, Subspace};
 use crate::model::{Arch, Positions};
 use crate::session::Session;
 
-/// Writes `adapter_config.json`, `adapter_model.safetensors`, `head.safetensors` and
-/// `head_config.json` into `out`. Returns a warning to print, if any.
-pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Result<Option<String>> {
+/// The files [`peft`] writes into its folder.
+pub const PEFT_FILES: [&str; 4] =
+    ["adapter_config.json", "adapter_model.safetensors", "head.safetensors", "head_config.json"];
+
+/// Checks `--out` before anything runs: a folder (or nothing yet) holding none of
+/// [`PEFT_FILES`], unless `overwrite`. Other files in it are never touched.
+pub fn check_out(out: &Path, overwrite: bool) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Input(format!("--out {}: a file; expected a folder for the adapter", out.display())));
+    }
+    let there: Vec<&str> = PEFT_FILES.iter().copied().filter(|f| out.join(f).exists()).collect();
+    if !overwrite && !there.is_empty() {
+        return Err(Error::Input(format!(
+            "--out {}: already holds {}, left as they are; pass --overwrite to replace them, or name another folder",
+            out.display(),
+            there.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Writes [`PEFT_FILES`] into `out` (checked by [`check_out`] first). Returns a warning to
+/// print, if any.
+pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path, overwrite: bool) -> Result<Option<String>> {
+    check_out(out, overwrite)?;
     if subspace.prefix_len() == 0 {
         return Err(Error::Input(format!(
             "export --format peft needs a run with a deep prefix (method subspace or prefix); this run's method is {}",

@@ -22,6 +22,23 @@ use crate::method::subspace::{At, Subspace};
 use crate::session::Session;
 use crate::task::TaskData;
 
+/// Checks `--output` before anything runs: `-` (stdout) always does; a file that exists only
+/// with `overwrite`, and never the `--input` file itself (the texts would be replaced by
+/// their predictions).
+pub fn check_output(input: &Path, output: &Path, overwrite: bool) -> Result<()> {
+    if output.as_os_str() == "-" {
+        return Ok(());
+    }
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if input.as_os_str() != "-" && same(input, output) {
+        return Err(Error::Input(format!(
+            "--output {}: that is the --input file; its texts would be replaced by their predictions (name another file)",
+            output.display()
+        )));
+    }
+    crate::atomic::check_new_file(output, "--output", overwrite)
+}
+
 /// What a task's inputs look like: one text or a pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskShape {

@@ -137,6 +137,57 @@ fn overwrite_never_deletes_what_the_tool_did_not_write() {
 }
 
 #[test]
+fn predict_and_export_replace_no_file_of_the_users_unless_told() {
+    let s = setup();
+    let run = s.root.join("run");
+    let o = s.run(&s.train_args(&run));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (r, p) = (run.to_string_lossy().into_owned(), |p: &Path| p.to_string_lossy().into_owned());
+    let texts = s.root.join("texts.txt");
+    std::fs::write(&texts, "a good film\n").unwrap();
+    let predict = |output: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = vec!["predict".into(), "--run".into(), r.clone()];
+        a.extend(["--input".into(), p(&texts), "--output".into(), p(output)]);
+        a.extend(extra.iter().map(|x| x.to_string()));
+        s.run(&a)
+    };
+
+    // predict --output: an existing file is refused and left as it is; --overwrite replaces it.
+    let mine = s.root.join("mine.jsonl");
+    std::fs::write(&mine, "precious").unwrap();
+    let err = assert_one_line_error(&predict(&mine, &[]), "predict onto an existing file");
+    assert!(err.contains("mine.jsonl") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "precious");
+    let o = predict(&mine, &["--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&mine).unwrap().starts_with("{\"line\":1,"));
+    // ... and never the input file, even with --overwrite.
+    let err = assert_one_line_error(&predict(&texts, &["--overwrite"]), "predict onto its input");
+    assert!(err.contains("--input"), "{err}");
+    assert_eq!(std::fs::read_to_string(&texts).unwrap(), "a good film\n");
+
+    // export --out: the adapter's files already there are refused; other files are never touched.
+    let out = s.root.join("adapters");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let export = |extra: &[&str]| {
+        let mut a: Vec<String> = vec!["export".into(), "--run".into(), r.clone(), "--out".into(), p(&out)];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        s.run(&a)
+    };
+    let o = export(&[]);
+    assert!(o.status.success(), "a folder with other files takes the adapter: {}", stderr(&o));
+    std::fs::write(out.join("adapter_config.json"), "precious").unwrap();
+    let err = assert_one_line_error(&export(&[]), "export onto an adapter");
+    assert!(err.contains("adapter_config.json") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("adapter_config.json")).unwrap(), "precious");
+    let o = export(&["--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(out.join("adapter_config.json")).unwrap().contains("PREFIX_TUNING"));
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+}
+
+#[test]
 fn a_locked_run_directory_refuses_a_second_writer() {
     let s = setup();
     let run = s.root.join("run");

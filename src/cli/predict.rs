@@ -19,9 +19,13 @@ pub struct Args {
     /// "text_a" and "text_b"; a single-text task takes exactly one (no tab, no "text_b").
     #[arg(long, default_value = "-")]
     input: PathBuf,
-    /// Where to write the JSONL predictions; "-" = stdout. A file is written atomically.
+    /// Where to write the JSONL predictions; "-" = stdout. A file is written atomically; one
+    /// that exists is refused unless --overwrite.
     #[arg(long, default_value = "-")]
     output: PathBuf,
+    /// Replace an existing --output file.
+    #[arg(long)]
+    overwrite: bool,
     /// Fail on the first bad input line (`FILE:LINE: what was wrong`, exit status 2,
     /// nothing written) instead of giving it an error row.
     #[arg(long)]
@@ -37,7 +41,8 @@ pub struct Args {
 
 /// Runs `predict`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { run: super::RunArgs { run, data_dir }, input, output, at, precision, strict } = args;
+    let Args { run: super::RunArgs { run, data_dir }, input, output, overwrite, at, precision, strict } = args;
+    prefix_subspace::predict::check_output(&input, &output, overwrite)?;
     let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, precision.as_deref(), data_dir.as_deref())?;
     let (point, m) = At::parse(&at)?;
     point.check(subspace.n, &at)?;
