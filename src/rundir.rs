@@ -120,6 +120,26 @@ pub fn lock(dir: &Path, kind: Kind) -> Result<Lock> {
     Ok(Lock { _file: file, path })
 }
 
+/// Locks `out` for `bench` (run, merge, pack or unpack the logs): a new or empty folder, or one
+/// a bench wrote (its marker, or `cells/` as a bench folder from git has). Any other folder
+/// is refused before anything is written: `bench` writes `results.csv`, `summary.md`,
+/// `cells/` and the logs archive there, and would replace files of the user's.
+pub fn lock_bench_folder(out: &Path) -> Result<Lock> {
+    let ours = out.join(BENCH_MARKER).is_file() || out.join("cells").is_dir();
+    let empty = std::fs::read_dir(out).map_or(true, |mut d| d.next().is_none());
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Input(format!("--out {}: a file; expected a folder for the bench", out.display())));
+    }
+    if !ours && !empty {
+        return Err(Error::Input(format!(
+            "--out {}: not a bench folder (no {BENCH_MARKER}, no cells/) and not empty; bench writes results.csv, \
+             summary.md and cells/ there and would replace files of yours: name a new or empty folder",
+            out.display()
+        )));
+    }
+    lock(out, Kind::Bench)
+}
+
 /// Whether `name` is an entry a run writes (or its temporary sibling).
 fn is_run_entry(name: &str) -> bool {
     let base = name.strip_suffix(".tmp").unwrap_or(name);

@@ -434,6 +434,20 @@ fn a_bench_folder_in_use_is_refused_to_a_second_bench_and_merge_and_status_still
 }
 
 #[test]
+fn a_folder_of_the_users_is_refused_as_bench_out_and_left_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("results.csv"), "my,table\n").unwrap();
+    let err = fails(&["bench", "--config", cfg.to_str().unwrap(), "--out", mine.to_str().unwrap()]);
+    assert!(err.contains("not a bench folder") && err.contains(&mine.display().to_string()), "{err}");
+    assert_eq!(entries(&mine), ["results.csv"], "no marker, no cells/, nothing replaced");
+    assert_eq!(std::fs::read_to_string(mine.join("results.csv")).unwrap(), "my,table\n");
+}
+
+#[test]
 fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merge_once() {
     common::minilm_dir();
     let tmp = tempfile::tempdir().unwrap();

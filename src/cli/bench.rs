@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
                 out.display()
             );
         }
-        let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
+        let _lock = prefix_subspace::rundir::lock_bench_folder(&out)?;
         let archive = out.join(prefix_subspace::bench::LOGS_ARCHIVE);
         if pack_logs {
             let n = prefix_subspace::bench::pack_logs(&out)?;
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
                 out.display()
             );
         }
-        let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
+        let _lock = prefix_subspace::rundir::lock_bench_folder(&out)?;
         let n = prefix_subspace::bench::write_rows(&merge, &rows, &out)?;
         println!("merged {n} runs into {}", out.join("summary.md").display());
         return Ok(());
@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     // Held until the bench ends: a second bench on the same folder is refused.
-    let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
+    let _lock = prefix_subspace::rundir::lock_bench_folder(&out)?;
     let exe = std::env::current_exe()?;
     let failed = prefix_subspace::bench::run_cells(&exe, cells, &out, jobs)?;
     print!("{}", std::fs::read_to_string(out.join("summary.md")).unwrap_or_default());
