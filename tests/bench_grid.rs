@@ -535,6 +535,9 @@ fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merg
     let toml = a.join("cells").join(format!("{id}.toml"));
     let err = fails(&["report", toml.to_str().unwrap()]);
     assert!(err.contains(&format!("{}: a file, not a run directory", toml.display())), "{err}");
+    // A bench folder given to report: its summary.md and its cells are named.
+    let err = fails(&["report", a.to_str().unwrap()]);
+    assert!(err.contains("a bench folder") && err.contains("summary.md") && err.contains("/cells/*/"), "{err}");
     // A bench folder with no finished run: nothing to merge, nothing created.
     std::fs::remove_file(&p).unwrap();
     let err = fails(&merge(&[&broken], &m));

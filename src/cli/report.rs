@@ -21,6 +21,14 @@ pub fn run(args: Args) -> Result<()> {
         if r.is_file() {
             anyhow::bail!("{}: a file, not a run directory (report takes the folders `train` writes)", r.display());
         }
+        if !r.join("results.json").exists() && r.join("cells").is_dir() {
+            anyhow::bail!(
+                "{}: a bench folder, not a run directory; its table is {} (or give its cells: `report {}/cells/*/`)",
+                r.display(),
+                r.join("summary.md").display(),
+                r.display()
+            );
+        }
         // Unreadable, not JSON, or without the fields of the table: one line naming it.
         rows.push(prefix_subspace::report::read_results(&r.join("results.json"))?);
     }
