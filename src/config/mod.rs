@@ -453,16 +453,22 @@ impl RunConfig {
             }
             t.insert(k.to_string(), value);
         }
-        let parse = |t: &toml::Value| toml::from_str::<Self>(&toml::to_string(t).expect("a TOML table serialises"));
+        // serde's message alone (no line of this merged TOML, which the user never saw).
+        let parse = |t: &toml::Value| {
+            toml::to_string(t)
+                .map_err(|e| e.to_string())
+                .and_then(|text| toml::from_str::<Self>(&text).map_err(|e| e.message().to_string()))
+                .map_err(|m| plain_types(&one_line(&m)))
+        };
         parse(&table).map_err(|e| {
             // Name the first override that fails on its own.
             let failing = sets.iter().find_map(|s| {
-                let k = s.split_once('=').expect("checked above").0.trim();
+                let k = s.split_once('=').map_or(s.as_str(), |(k, _)| k).trim();
                 let mut one = base.clone();
                 one.as_table_mut().expect("config is a table").insert(k.to_string(), table[k].clone());
-                parse(&one).err().map(|e| format!("--set {s}: {}", plain_types(&one_line(e.message()))))
+                parse(&one).err().map(|e| format!("--set {s}: {e}"))
             });
-            Error::Input(failing.unwrap_or_else(|| format!("--set: {}", plain_types(&one_line(&e.to_string())))))
+            Error::Input(failing.unwrap_or_else(|| format!("--set: {e}")))
         })
     }
 
