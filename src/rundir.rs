@@ -125,11 +125,11 @@ pub fn lock(dir: &Path, kind: Kind) -> Result<Lock> {
 /// is refused before anything is written: `bench` writes `results.csv`, `summary.md`,
 /// `cells/` and the logs archive there, and would replace files of the user's.
 pub fn lock_bench_folder(out: &Path) -> Result<Lock> {
-    let ours = out.join(BENCH_MARKER).is_file() || out.join("cells").is_dir();
-    let empty = std::fs::read_dir(out).map_or(true, |mut d| d.next().is_none());
     if out.exists() && !out.is_dir() {
         return Err(Error::Input(format!("--out {}: a file; expected a folder for the bench", out.display())));
     }
+    let ours = out.join(BENCH_MARKER).is_file() || out.join("cells").is_dir();
+    let empty = std::fs::read_dir(out).map_or(true, |mut d| d.next().is_none());
     if !ours && !empty {
         return Err(Error::Input(format!(
             "--out {}: not a bench folder (no {BENCH_MARKER}, no cells/) and not empty; bench writes results.csv, \
