@@ -14,6 +14,10 @@ pub fn check_new_file(path: &Path, flag: &str, overwrite: bool) -> Result<()> {
     if path.is_dir() {
         return Err(Error::Input(format!("{flag} {}: a folder; expected a file name", path.display())));
     }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Input(format!("{flag} {}: no folder {} to write it in", path.display(), parent.display())));
+    }
     if !overwrite && (path.exists() || path.is_symlink()) {
         return Err(Error::Input(format!(
             "{flag} {}: the file exists and was left as it is; pass --overwrite to replace it, or name another file",

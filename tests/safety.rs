@@ -161,6 +161,9 @@ fn predict_and_export_replace_no_file_of_the_users_unless_told() {
     let o = predict(&mine, &["--overwrite"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(&mine).unwrap().starts_with("{\"line\":1,"));
+    // A file in a folder that does not exist: said before the run is loaded.
+    let err = assert_one_line_error(&predict(&s.root.join("nodir/out.jsonl"), &[]), "predict into no folder");
+    assert!(err.contains("no folder") && err.contains("nodir"), "{err}");
     // ... and never the input file, even with --overwrite.
     let err = assert_one_line_error(&predict(&texts, &["--overwrite"]), "predict onto its input");
     assert!(err.contains("--input"), "{err}");
