@@ -445,6 +445,15 @@ fn a_folder_of_the_users_is_refused_as_bench_out_and_left_as_it_is() {
     assert!(err.contains("not a bench folder") && err.contains(&mine.display().to_string()), "{err}");
     assert_eq!(entries(&mine), ["results.csv"], "no marker, no cells/, nothing replaced");
     assert_eq!(std::fs::read_to_string(mine.join("results.csv")).unwrap(), "my,table\n");
+    // --jobs 0 ran the cells one at a time while saying "0 at a time"; it is refused.
+    let fresh = tmp.path().join("fresh");
+    let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
+        .args(["bench", "--config", cfg.to_str().unwrap(), "--out", fresh.to_str().unwrap(), "--jobs", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--jobs") && err.contains("1..=1024"), "{err}");
+    assert!(!fresh.exists());
 }
 
 #[test]

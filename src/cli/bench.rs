@@ -15,7 +15,7 @@ pub struct Args {
     out: PathBuf,
     /// Cells run at the same time (each single-threaded, whatever this is, so that a cell's
     /// numbers do not depend on it).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     jobs: usize,
     /// Run only shard I of N (0-based): every N-th cell of the grid's stable order.
     #[arg(long)]
