@@ -42,9 +42,34 @@ pub fn check_out(out: &Path, overwrite: bool) -> Result<()> {
 }
 
 /// Writes [`PEFT_FILES`] into `out` (checked by [`check_out`] first). Returns a warning to
-/// print, if any.
+/// print, if any. The four files are written into a staging folder inside `out` and moved
+/// into place only once all are written: an export that fails leaves none of them (and no
+/// `out` it created).
 pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path, overwrite: bool) -> Result<Option<String>> {
     check_out(out, overwrite)?;
+    let created = !out.exists();
+    let staging = out.join(format!(".export-{}.tmp", std::process::id()));
+    let written = std::fs::create_dir_all(out)
+        .map_err(|e| Error::io(out, e))
+        .and_then(|()| std::fs::create_dir(&staging).map_err(|e| Error::io(&staging, e)))
+        .and_then(|()| {
+            let files = write_peft(session, subspace, at, &staging).and_then(|warning| {
+                for f in PEFT_FILES {
+                    std::fs::rename(staging.join(f), out.join(f)).map_err(|e| Error::io(&out.join(f), e))?;
+                }
+                Ok(warning)
+            });
+            let _ = std::fs::remove_dir_all(&staging);
+            files
+        });
+    if written.is_err() && created {
+        let _ = std::fs::remove_dir(out);
+    }
+    written
+}
+
+/// [`peft`]'s files, written into `out`.
+fn write_peft(session: &Session, subspace: &Subspace, at: &At, out: &Path) -> Result<Option<String>> {
     if subspace.prefix_len() == 0 {
         return Err(Error::Input(format!(
             "export --format peft needs a run with a deep prefix (method subspace or prefix); this run's method is {}",

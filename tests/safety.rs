@@ -188,6 +188,25 @@ fn predict_and_export_replace_no_file_of_the_users_unless_told() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(out.join("adapter_config.json")).unwrap().contains("PREFIX_TUNING"));
     assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["adapter_config.json", "adapter_model.safetensors", "head.safetensors", "head_config.json", "notes.txt"]
+    );
+
+    // An export that fails (a run with no prefix) leaves no folder behind, staging included.
+    let lora = s.root.join("lora");
+    let mut args = s.train_args(&lora);
+    args.extend(["--method".into(), "lora".into()]);
+    let o = s.run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fresh = s.root.join("fresh-export");
+    let o = s.run(&["export".into(), "--run".into(), p(&lora), "--out".into(), p(&fresh)]);
+    let err = assert_one_line_error(&o, "export of a run without a prefix");
+    assert!(err.contains("deep prefix"), "{err}");
+    assert!(!fresh.exists(), "a failed export leaves no folder");
 }
 
 #[test]
