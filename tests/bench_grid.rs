@@ -445,7 +445,14 @@ fn a_folder_of_the_users_is_refused_as_bench_out_and_left_as_it_is() {
     assert!(err.contains("not a bench folder") && err.contains(&mine.display().to_string()), "{err}");
     assert_eq!(entries(&mine), ["results.csv"], "no marker, no cells/, nothing replaced");
     assert_eq!(std::fs::read_to_string(mine.join("results.csv")).unwrap(), "my,table\n");
-    // --jobs 0 ran the cells one at a time while saying "0 at a time"; it is refused.
+}
+
+#[test]
+fn bench_jobs_0_is_refused_before_anything_is_written() {
+    // --jobs 0 ran the cells one at a time while saying "0 at a time".
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, ONE_CELL).unwrap();
     let fresh = tmp.path().join("fresh");
     let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
         .args(["bench", "--config", cfg.to_str().unwrap(), "--out", fresh.to_str().unwrap(), "--jobs", "0"])
