@@ -109,7 +109,7 @@ run_one() { # impl figure
   case "$f" in sst2-*|infer-*) data=(--data-dir "$DATA_DIR") ;; esac
   if [ "$impl" = ours ]; then
     local extra=()
-    case "$f" in sst2-*) extra=(--split-out "$SPLIT") ;; esac
+    case "$f" in sst2-*) extra=(--split-out "$SPLIT" --overwrite) ;; esac
     out="$("$BIN" speed --only "$f" ${PASS[@]+"${PASS[@]}"} ${OURS[@]+"${OURS[@]}"} ${data[@]+"${data[@]}"} ${extra[@]+"${extra[@]}"} 2>"$TMP/err")" || {
       echo "speed.sh: ours $f failed: $(tail -n 3 "$TMP/err")" >&2; return 0; }
   else

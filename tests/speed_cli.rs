@@ -119,6 +119,15 @@ fn bad_figures_are_refused() {
     let out = speed(&["--only", "sst2-prefix", "--shape", "base"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fixed-shape figures only"));
+    // --split-out names a file of the user's: refused before anything runs, unless --overwrite.
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("split.json");
+    std::fs::write(&mine, "mine").unwrap();
+    let out = speed(&["--only", "sst2-prefix", "--split-out", mine.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--split-out") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
     let out = speed(&["--only", "fixed-prefix", "--device", "tpu"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device \"tpu\""));

@@ -54,6 +54,9 @@ pub struct Args {
     /// Write the SST-2 few-shot split (example ids) to this file (for bench/peft_reference.py --split-json).
     #[arg(long)]
     split_out: Option<PathBuf>,
+    /// Replace an existing --split-out file.
+    #[arg(long, requires = "split_out")]
+    overwrite: bool,
     /// Override a config key for every figure, as `train --set` (e.g. --set backbone_dropout=false).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
@@ -65,6 +68,9 @@ pub struct Args {
 
 /// Runs `speed`.
 pub fn run(a: Args) -> Result<()> {
+    if let Some(p) = &a.split_out {
+        prefix_subspace::atomic::check_new_file(p, "--split-out", a.overwrite)?;
+    }
     let opts = prefix_subspace::speed::Options {
         model: a.model,
         threads: a.threads,
