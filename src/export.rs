@@ -9,7 +9,7 @@
 //! grouped-query attention), and the adapter is a `CAUSAL_LM` one: PEFT puts it in the cache
 //! in front of the input, whose real tokens then start at position p (`positions = shifted`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use tch::Device;
@@ -24,9 +24,20 @@ use crate::session::Session;
 pub const PEFT_FILES: [&str; 4] =
     ["adapter_config.json", "adapter_model.safetensors", "head.safetensors", "head_config.json"];
 
+/// An output folder for [`peft`], checked by [`check_out`].
+#[derive(Debug)]
+pub struct OutDir(PathBuf);
+
+impl OutDir {
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// Checks `--out` before anything runs: a folder (or nothing yet) holding none of
 /// [`PEFT_FILES`], unless `overwrite`. Other files in it are never touched.
-pub fn check_out(out: &Path, overwrite: bool) -> Result<()> {
+pub fn check_out(out: &Path, overwrite: bool) -> Result<OutDir> {
     if out.exists() && !out.is_dir() {
         return Err(Error::Input(format!("--out {}: a file; expected a folder for the adapter", out.display())));
     }
@@ -38,15 +49,15 @@ pub fn check_out(out: &Path, overwrite: bool) -> Result<()> {
             there.join(", ")
         )));
     }
-    Ok(())
+    Ok(OutDir(out.to_path_buf()))
 }
 
-/// Writes [`PEFT_FILES`] into `out` (checked by [`check_out`] first). Returns a warning to
+/// Writes [`PEFT_FILES`] into `out`, the folder [`check_out`] accepted. Returns a warning to
 /// print, if any. The four files are written into a staging folder inside `out` and moved
 /// into place only once all are written: an export that fails leaves none of them (and no
 /// `out` it created).
-pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &Path, overwrite: bool) -> Result<Option<String>> {
-    check_out(out, overwrite)?;
+pub fn peft(session: &Session, subspace: &Subspace, at: &At, out: &OutDir) -> Result<Option<String>> {
+    let out = out.path();
     let created = !out.exists();
     let staging = out.join(format!(".export-{}.tmp", std::process::id()));
     let written = std::fs::create_dir_all(out)

@@ -31,16 +31,16 @@ pub fn run(args: Args) -> Result<()> {
     if format != "peft" {
         bail!("--format {format}: only peft is supported");
     }
-    prefix_subspace::export::check_out(&out, overwrite)?;
+    let out = prefix_subspace::export::check_out(&out, overwrite)?;
     let (session, _vs, subspace) = prefix_subspace::rundir::open_run(&run, None, data_dir.as_deref())?;
     let (point, m) = At::parse(&at)?;
     if m > 1 {
         bail!("--at {at}: export one point of the simplex (centroid, vertex:I or alpha:...), not an ensemble");
     }
     point.check(subspace.n, &at)?;
-    if let Some(w) = prefix_subspace::export::peft(&session, &subspace, &point, &out, overwrite)? {
+    if let Some(w) = prefix_subspace::export::peft(&session, &subspace, &point, &out)? {
         eprintln!("warning: {w}");
     }
-    println!("wrote {}", out.display());
+    println!("wrote {}", out.path().display());
     Ok(())
 }
