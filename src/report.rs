@@ -52,6 +52,26 @@ pub fn read_results(path: &Path) -> Result<Results> {
     Results::from_value(v, path)
 }
 
+/// Reads the results of the run directory `dir` ([`read_results`] on its `results.json`);
+/// a file, or a bench folder, is refused with one line saying what it is and what to give.
+pub fn read_run(dir: &Path) -> Result<Results> {
+    if dir.is_file() {
+        return Err(Error::Input(format!(
+            "{}: a file, not a run directory (report takes the folders `train` writes)",
+            dir.display()
+        )));
+    }
+    if !dir.join("results.json").exists() && dir.join("cells").is_dir() {
+        return Err(Error::Input(format!(
+            "{}: a bench folder, not a run directory; its table is {} (or give its cells: `report {}/cells/*/`)",
+            dir.display(),
+            dir.join("summary.md").display(),
+            dir.display()
+        )));
+    }
+    read_results(&dir.join("results.json"))
+}
+
 /// The model a run names, as a short name: its folder's or file's name without `.gguf`.
 fn model_name(r: &Results) -> String {
     let name = r.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

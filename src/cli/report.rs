@@ -16,22 +16,8 @@ pub struct Args {
 /// Runs `report`.
 pub fn run(args: Args) -> Result<()> {
     let Args { runs } = args;
-    let mut rows = Vec::new();
-    for r in &runs {
-        if r.is_file() {
-            anyhow::bail!("{}: a file, not a run directory (report takes the folders `train` writes)", r.display());
-        }
-        if !r.join("results.json").exists() && r.join("cells").is_dir() {
-            anyhow::bail!(
-                "{}: a bench folder, not a run directory; its table is {} (or give its cells: `report {}/cells/*/`)",
-                r.display(),
-                r.join("summary.md").display(),
-                r.display()
-            );
-        }
-        // Unreadable, not JSON, or without the fields of the table: one line naming it.
-        rows.push(prefix_subspace::report::read_results(&r.join("results.json"))?);
-    }
+    // A file, a bench folder, or results that cannot be read: one line naming it.
+    let rows = runs.iter().map(|r| prefix_subspace::report::read_run(r)).collect::<Result<Vec<_>, _>>()?;
     print!("{}", prefix_subspace::report::runs_table(&rows));
     Ok(())
 }
