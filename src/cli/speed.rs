@@ -68,9 +68,6 @@ pub struct Args {
 
 /// Runs `speed`.
 pub fn run(a: Args) -> Result<()> {
-    if let Some(p) = &a.split_out {
-        prefix_subspace::atomic::check_new_file(p, "--split-out", a.overwrite)?;
-    }
     let opts = prefix_subspace::speed::Options {
         model: a.model,
         threads: a.threads,
@@ -89,6 +86,7 @@ pub fn run(a: Args) -> Result<()> {
         },
         peak_gflops: a.peak_gflops,
         split_out: a.split_out,
+        overwrite: a.overwrite,
         device: a.device,
         sets: a.sets,
         phases: a.phases,

@@ -184,6 +184,8 @@ pub struct Options {
     pub peak_gflops: Option<f64>,
     /// Write the SST-2 few-shot split (example ids) here, for `peft_reference.py --split-json`.
     pub split_out: Option<PathBuf>,
+    /// Replace an existing `split_out` file (refused otherwise, before any figure runs).
+    pub overwrite: bool,
     /// `cpu`, `cuda` or `cuda:N`: where every figure runs.
     pub device: String,
     /// `key=value` config overrides for every figure (as `train --set`), e.g.
@@ -210,6 +212,7 @@ impl Default for Options {
             shape: Shape::Model,
             peak_gflops: None,
             split_out: None,
+            overwrite: false,
             device: "cpu".into(),
             sets: Vec::new(),
             phases: false,
@@ -227,6 +230,9 @@ pub fn run(opts: &Options, mut emit: impl FnMut(&Value)) -> Result<()> {
     }
     if opts.epochs < 2 {
         return Err(Error::Input("--epochs must be at least 2 (the first one is warm-up)".into()));
+    }
+    if let Some(p) = &opts.split_out {
+        crate::atomic::check_new_file(p, "--split-out", opts.overwrite)?;
     }
     tch::set_num_threads(opts.threads as i32);
     let device = crate::embed::parse_device(&opts.device)?;
