@@ -54,7 +54,8 @@ pub fn run(args: Args) -> Result<()> {
                 out.display()
             );
         }
-        let _lock = prefix_subspace::rundir::lock_bench_folder(&out)?;
+        // A bench folder (it has cells/): its lock alone.
+        let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
         let archive = out.join(prefix_subspace::bench::LOGS_ARCHIVE);
         if pack_logs {
             let n = prefix_subspace::bench::pack_logs(&out)?;
