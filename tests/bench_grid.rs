@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const GRID: &str = r#"
@@ -373,6 +373,14 @@ dev_samples = 2
 ensemble_samples = 2
 "#;
 
+/// A temporary folder holding `grid.toml` = [`ONE_CELL`], and that file's path.
+fn one_cell_grid() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("grid.toml");
+    std::fs::write(&cfg, ONE_CELL).unwrap();
+    (tmp, cfg)
+}
+
 #[test]
 fn task_and_variant_names_that_are_not_one_path_component_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
@@ -410,9 +418,7 @@ fn task_and_variant_names_that_are_not_one_path_component_are_refused_and_nothin
 
 #[test]
 fn a_bench_folder_in_use_is_refused_to_a_second_bench_and_merge_and_status_still_reads_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("grid.toml");
-    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let (tmp, cfg) = one_cell_grid();
     let out = tmp.path().join("out");
     let lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench).unwrap();
     let pid = format!("pid {}", std::process::id());
@@ -435,9 +441,7 @@ fn a_bench_folder_in_use_is_refused_to_a_second_bench_and_merge_and_status_still
 
 #[test]
 fn a_folder_of_the_users_is_refused_as_bench_out_and_left_as_it_is() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("grid.toml");
-    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let (tmp, cfg) = one_cell_grid();
     let mine = tmp.path().join("mine");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("results.csv"), "my,table\n").unwrap();
@@ -450,9 +454,7 @@ fn a_folder_of_the_users_is_refused_as_bench_out_and_left_as_it_is() {
 #[test]
 fn bench_jobs_0_is_refused_before_anything_is_written() {
     // --jobs 0 ran the cells one at a time while saying "0 at a time".
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("grid.toml");
-    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let (tmp, cfg) = one_cell_grid();
     let fresh = tmp.path().join("fresh");
     let o = Command::new(env!("CARGO_BIN_EXE_prefix-subspace"))
         .args(["bench", "--config", cfg.to_str().unwrap(), "--out", fresh.to_str().unwrap(), "--jobs", "0"])
@@ -466,9 +468,7 @@ fn bench_jobs_0_is_refused_before_anything_is_written() {
 #[test]
 fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merge_once() {
     common::minilm_dir();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("grid.toml");
-    std::fs::write(&cfg, ONE_CELL).unwrap();
+    let (tmp, cfg) = one_cell_grid();
     let a = tmp.path().join("a");
     bench(&["--config", cfg.to_str().unwrap(), "--out", a.to_str().unwrap()]);
     let id = "polarity-k4-split13-prefix";
