@@ -466,6 +466,29 @@ fn bench_jobs_0_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn a_task_or_variant_the_grid_does_not_have_is_refused_before_anything_is_written() {
+    // `--tasks sst9` selected no cell and ended as a bench that ran, writing an empty table.
+    let (tmp, cfg) = one_cell_grid();
+    let out = tmp.path().join("out");
+    for status in [false, true] {
+        for (flag, name, has) in [("--tasks", "sst9", "polarity"), ("--variants", "lora", "prefix")] {
+            let mut args = vec!["bench", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()];
+            args.extend([flag, name]);
+            if status {
+                args.push("--status");
+            }
+            let err = fails(&args);
+            assert!(err.contains(&format!("{flag} {name}")) && err.contains(&format!(": {has})")), "{err}");
+        }
+    }
+    assert!(!out.exists(), "nothing is created under --out");
+    // A name the grid has selects its cells.
+    let (n, _, _) =
+        status(&["--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--tasks", "polarity"], "polarity");
+    assert_eq!(n, [1, 0, 0, 0, 1]);
+}
+
+#[test]
 fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merge_once() {
     common::minilm_dir();
     let (tmp, cfg) = one_cell_grid();

@@ -186,6 +186,39 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     )))
 }
 
+/// The cells of `tasks` (a task's name, or a user task's `task_name`) and `variants` (all of
+/// them where a list is empty). A name that no cell of the grid has is refused, naming the
+/// flag and what the grid has: a typo must not select nothing and end as a bench that ran.
+pub fn select(cells: Vec<Cell>, tasks: &[String], variants: &[String]) -> Result<Vec<Cell>> {
+    let has_task = |c: &Cell, t: &str| c.config.task == t || c.config.task_label() == t;
+    let listed = |names: Vec<&str>| {
+        let mut seen = Vec::new();
+        for n in names {
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        seen.join(", ")
+    };
+    if let Some(t) = tasks.iter().find(|t| !cells.iter().any(|c| has_task(c, t))) {
+        return Err(Error::Input(format!(
+            "--tasks {t}: no cell of this grid has that task (its tasks: {})",
+            listed(cells.iter().map(|c| c.config.task_label()).collect())
+        )));
+    }
+    if let Some(v) = variants.iter().find(|v| !cells.iter().any(|c| c.variant == **v)) {
+        return Err(Error::Input(format!(
+            "--variants {v}: no cell of this grid has that method or variant (its variants: {})",
+            listed(cells.iter().map(|c| c.variant.as_str()).collect())
+        )));
+    }
+    Ok(cells
+        .into_iter()
+        .filter(|c| tasks.is_empty() || tasks.iter().any(|t| has_task(c, t)))
+        .filter(|c| variants.is_empty() || variants.contains(&c.variant))
+        .collect())
+}
+
 /// Parses `I/N` (0-based shard index I of N).
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let bad = || Error::Input(format!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/3"));

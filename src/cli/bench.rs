@@ -104,13 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let path = config.expect("clap requires --config without --merge");
     let bench = prefix_subspace::bench::BenchConfig::from_file(&path)?;
-    let mut cells = bench.cells()?;
-    if !tasks.is_empty() {
-        cells.retain(|c| tasks.iter().any(|t| *t == c.config.task || t == c.config.task_label()));
-    }
-    if !variants.is_empty() {
-        cells.retain(|c| variants.contains(&c.variant));
-    }
+    let mut cells = prefix_subspace::bench::select(bench.cells()?, &tasks, &variants)?;
     if let Some(s) = shard {
         cells = prefix_subspace::bench::shard(cells, prefix_subspace::bench::parse_shard(&s)?);
     }
