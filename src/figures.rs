@@ -157,8 +157,9 @@ pub fn bench_methods(
     variants: &[String],
 ) -> Result<Vec<PathBuf>> {
     let mut rows = crate::bench::collect(bench_dirs)?;
+    let dirs = bench_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     let missing =
-        |flag: &str, name: &String| Error::Input(format!("{flag} {name}: no finished run of it under {bench_dirs:?}"));
+        |flag: &str, name: &String| Error::Input(format!("{flag} {name}: no finished run of it under {dirs}"));
     if !tasks.is_empty() {
         if let Some(t) = tasks.iter().find(|t| !rows.iter().any(|r| r.results.task == **t)) {
             return Err(missing("--tasks", t));
@@ -180,6 +181,8 @@ pub fn bench_methods(
         let key = (r.protocol.clone(), r.shots);
         groups.entry(key).or_default().entry((task, variant)).or_default().push(100.0 * v);
     }
+    // Created only once the selection holds: a refused plot leaves no empty folder behind.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut written = Vec::new();
     for ((protocol, shots), cells) in groups {
         let mut tasks: Vec<String> = cells.keys().map(|k| k.0.clone()).collect();

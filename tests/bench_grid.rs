@@ -91,6 +91,10 @@ fn sharded_runs_merge_into_the_table_of_one_run_and_finished_cells_are_not_rerun
             .unwrap()
     };
     let figure = whole.join("plots/methods-per-class-4.svg");
+    let o = plot(&["--variants", "nope"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains(&format!("under {}\n", whole.display())), "{err}");
+    assert!(!whole.join("plots").exists(), "a refused plot leaves no plots/ folder");
     assert!(plot(&[]).status.success());
     let svg = std::fs::read_to_string(&figure).unwrap();
     assert!(svg.contains("subspace-beta0") && !svg.contains("n = "), "every variant by default; n only if it varies");

@@ -61,9 +61,7 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(b) = bench.iter().find(|b| !b.join("cells").is_dir()) {
             bail!("{}: not a bench folder (no cells/); give folders written by `prefix-subspace bench`", b.display());
         }
-        let out = bench[0].join("plots");
-        std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-        prefix_subspace::figures::bench_methods(&bench, &out, &tasks, &variants)?
+        prefix_subspace::figures::bench_methods(&bench, &bench[0].join("plots"), &tasks, &variants)?
     };
     for w in written {
         println!("{}.png\n{}.svg", w.display(), w.display());
