@@ -416,6 +416,28 @@ fn a_model_can_be_named_by_its_folder_in_the_cache() {
 }
 
 #[test]
+fn embed_writes_one_line_per_input_line_or_refuses_the_input() {
+    // An empty line was skipped, so output line i no longer answered input line i.
+    common::minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("texts.txt");
+    std::fs::write(&file, "a man is playing a guitar\r\nsomeone plays an instrument\n").unwrap();
+    assert_eq!(ok(&["embed", "--input", file.to_str().unwrap()]).lines().count(), 2);
+    let cases: [(&[u8], &str); 3] =
+        [(b"a\n\nb\n", ":2: empty line"), (b"a\n \n", ":2: empty line"), (b"a\xff\n", ":1: not valid UTF-8")];
+    for (text, what) in cases {
+        std::fs::write(&file, text).unwrap();
+        let out = run(&["embed", "--input", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{err}");
+        assert!(err.contains(&format!("{}{what}", file.display())), "{err}");
+    }
+    let out = run(&["embed", "--input", tmp.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("a folder; expected a text file"), "{err}");
+}
+
+#[test]
 fn embed_in_bf16_stays_close_to_fp32() {
     common::minilm_dir();
     let text = "a man is playing a guitar";

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::ValueEnum;
 use prefix_subspace::embed::{embed_texts, parse_device};
 use prefix_subspace::model::{Encoder, Pooling, TextTokenizer};
@@ -60,7 +60,8 @@ pub fn run(args: Args) -> Result<()> {
     let dir = model_dir(model)?;
     let device = parse_device(&device)?;
     let precision = prefix_subspace::config::Precision::parse(&precision)?;
-    let texts = if texts.is_empty() || input.is_some() { read_lines(input)? } else { texts };
+    let texts =
+        if texts.is_empty() || input.is_some() { prefix_subspace::embed::read_texts(input.as_deref())? } else { texts };
     if texts.is_empty() {
         bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
     }
@@ -111,24 +112,4 @@ fn model_dir(model: Option<PathBuf>) -> Result<PathBuf> {
         bail!("{}: embed takes an encoder's model folder (config.json, weights, tokenizer), not a file", dir.display());
     }
     Ok(dir)
-}
-
-fn read_lines(input: Option<PathBuf>) -> Result<Vec<String>> {
-    let reader: Box<dyn BufRead> = match input.as_deref() {
-        None => Box::new(std::io::stdin().lock()),
-        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
-        )),
-    };
-    let name = input.map(|p| p.display().to_string()).unwrap_or_else(|| "<stdin>".into());
-    let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{name}:{}: not valid UTF-8 text", i + 1))?;
-        let line = line.trim_end_matches('\r');
-        if !line.trim().is_empty() {
-            out.push(line.to_string());
-        }
-    }
-    Ok(out)
 }
