@@ -453,6 +453,14 @@ fn a_folder_of_the_users_is_refused_as_bench_out_and_left_as_it_is() {
     assert!(err.contains("not a bench folder") && err.contains(&mine.display().to_string()), "{err}");
     assert_eq!(entries(&mine), ["results.csv"], "no marker, no cells/, nothing replaced");
     assert_eq!(std::fs::read_to_string(mine.join("results.csv")).unwrap(), "my,table\n");
+    // Read as a bench folder, it is refused by name (merge said "mine/cells: No such file").
+    let merged = tmp.path().join("merged");
+    let err = fails(&["bench", "--merge", mine.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
+    assert!(err.contains(&format!("{}: not a bench folder (no cells/)", mine.display())), "{err}");
+    let err = fails(&["plot", "--bench", mine.to_str().unwrap()]);
+    assert!(err.contains(&format!("{}: not a bench folder (no cells/)", mine.display())), "{err}");
+    assert!(!merged.exists());
+    assert_eq!(entries(&mine), ["results.csv"]);
 }
 
 #[test]

@@ -57,6 +57,12 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Row>> {
     let mut rows: BTreeMap<String, (PathBuf, Row)> = BTreeMap::new();
     for d in dirs {
         let cells = d.join("cells");
+        if !cells.is_dir() {
+            return Err(Error::Input(format!(
+                "{}: not a bench folder (no cells/); give folders written by `prefix-subspace bench`",
+                d.display()
+            )));
+        }
         let mut entries = Vec::new();
         for e in std::fs::read_dir(&cells).map_err(|e| Error::io(&cells, e))? {
             entries.push(e.map_err(|e| Error::io(&cells, e))?.path());

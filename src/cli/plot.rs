@@ -58,9 +58,6 @@ pub fn run(args: Args) -> Result<()> {
         w.extend(prefix_subspace::figures::simplex(&session, &subspace, &split, step, &out)?);
         w
     } else {
-        if let Some(b) = bench.iter().find(|b| !b.join("cells").is_dir()) {
-            bail!("{}: not a bench folder (no cells/); give folders written by `prefix-subspace bench`", b.display());
-        }
         prefix_subspace::figures::bench_methods(&bench, &bench[0].join("plots"), &tasks, &variants)?
     };
     for w in written {
