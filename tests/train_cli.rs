@@ -435,6 +435,10 @@ fn embed_writes_one_line_per_input_line_or_refuses_the_input() {
     let out = run(&["embed", "--input", tmp.path().to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("a folder; expected a text file"), "{err}");
+    // TEXT arguments and --input together: refused (the texts were silently ignored).
+    let out = run(&["embed", "--input", file.to_str().unwrap(), "a text"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot be used with"), "{err}");
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long)]
     normalize: bool,
     /// Read texts from a file, one per line ("-" for stdin). Without TEXT or --input, stdin is read.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "texts")]
     input: Option<PathBuf>,
     /// Truncate inputs to this many tokens.
     /// (Default: 256, or the model's limit when that is smaller.)
@@ -60,8 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     let dir = model_dir(model)?;
     let device = parse_device(&device)?;
     let precision = prefix_subspace::config::Precision::parse(&precision)?;
-    let texts =
-        if texts.is_empty() || input.is_some() { prefix_subspace::embed::read_texts(input.as_deref())? } else { texts };
+    let texts = if texts.is_empty() { prefix_subspace::embed::read_texts(input.as_deref())? } else { texts };
     if texts.is_empty() {
         bail!("no text to embed (give TEXT arguments, --input FILE, or lines on stdin)");
     }
