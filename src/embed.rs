@@ -1,6 +1,6 @@
 //! Sentence embeddings from the frozen encoder: the `embed` command's library side.
 
-use std::io::BufRead;
+use std::io::Read;
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
@@ -59,24 +59,26 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 /// The texts of `input` (a file, or standard input for `None` or `-`), one per line, for
 /// `embed`: output line i is the embedding of input line i, so an empty line, a line that is
-/// not UTF-8 or a folder is refused with one line naming it (a trailing `\r` is dropped).
+/// not UTF-8 or a folder is refused with one line naming it (lines as [`crate::predict::split_lines`]
+/// splits them: a trailing `\r` is dropped, a byte-order mark skipped).
 pub fn read_texts(input: Option<&Path>) -> Result<Vec<String>> {
     let path = input.filter(|p| p.as_os_str() != "-");
     let name = path.map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
-    let reader: Box<dyn BufRead> = match path {
-        None => Box::new(std::io::stdin().lock()),
+    let bytes = match path {
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).map_err(|e| Error::Input(format!("{name}: cannot read: {e}")))?;
+            bytes
+        }
         Some(p) if p.is_dir() => {
             return Err(Error::Input(format!("{name}: a folder; expected a text file with one text per line")))
         }
-        Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p).map_err(|e| Error::io(p, e))?)),
+        Some(p) => std::fs::read(p).map_err(|e| Error::io(p, e))?,
     };
     let mut texts = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::Input(format!("{name}:{}: not valid UTF-8 text", i + 1)),
-            _ => Error::Input(format!("{name}:{}: cannot read: {e}", i + 1)),
-        })?;
-        let line = line.strip_suffix('\r').unwrap_or(&line);
+    for (i, line) in crate::predict::split_lines(&bytes).into_iter().enumerate() {
+        let line =
+            std::str::from_utf8(line).map_err(|_| Error::Input(format!("{name}:{}: not valid UTF-8 text", i + 1)))?;
         if line.trim().is_empty() {
             return Err(Error::Input(format!(
                 "{name}:{}: empty line; embed writes one embedding per input line, so every line needs a text",
