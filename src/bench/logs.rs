@@ -104,8 +104,11 @@ pub struct LogsCount {
 /// (those with a results.json) under `<bench>/cells/`: each cell's metrics.jsonl where it is on
 /// disk, else its log in the archive already there. Deletes nothing. A log line that is not a
 /// JSON object on one line, or a log without its final newline, is an error naming it, and
-/// nothing is written.
+/// nothing is written. A folder that is not a bench folder is refused; the bench folder's lock
+/// is held throughout (a running bench refuses it).
 pub fn pack_logs(bench: &Path) -> Result<LogsCount> {
+    super::check_folder(bench)?;
+    let _lock = crate::rundir::lock(bench, crate::rundir::Kind::Bench)?;
     let archive = bench.join(LOGS_ARCHIVE);
     let mut old = if archive.is_file() { read_logs_archive(&archive)? } else { BTreeMap::new() };
     let cells_dir = bench.join("cells");
@@ -163,8 +166,10 @@ pub fn pack_logs(bench: &Path) -> Result<LogsCount> {
 
 /// Writes every log of `<bench>/metrics.jsonl.gz` back as `<bench>/cells/<cell>/metrics.jsonl`,
 /// where the cell's folder exists and has no metrics.jsonl yet (a file already there is left as
-/// it is).
+/// it is). Refused, and locked, as [`pack_logs`].
 pub fn unpack_logs(bench: &Path) -> Result<LogsCount> {
+    super::check_folder(bench)?;
+    let _lock = crate::rundir::lock(bench, crate::rundir::Kind::Bench)?;
     let archive = bench.join(LOGS_ARCHIVE);
     if !archive.is_file() {
         return Err(Error::Input(format!(

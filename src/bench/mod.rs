@@ -23,6 +23,18 @@ pub use logs::{pack_logs, read_logs_archive, run_log, unpack_logs, LogsCount, LO
 pub use run::{cell_status, run_cells, status_report, CellStatus};
 pub use tables::{collect, main_entry, mean_std, results_csv, stale_runs, summary_md, write_rows, write_tables, Row};
 
+/// Refuses `dir` with one line naming it unless it is a bench folder (it has `cells/`): what
+/// reads a bench's results or logs ([`collect`], [`pack_logs`], [`unpack_logs`]) calls it first.
+pub fn check_folder(dir: &Path) -> Result<()> {
+    if dir.join("cells").is_dir() {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{}: not a bench folder (no cells/); give a folder written by `prefix-subspace bench`",
+        dir.display()
+    )))
+}
+
 /// One method setting of the grid: a method plus config overrides.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

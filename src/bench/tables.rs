@@ -56,13 +56,8 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Row>> {
     // Cell folder name -> (the cell folder, its row).
     let mut rows: BTreeMap<String, (PathBuf, Row)> = BTreeMap::new();
     for d in dirs {
+        super::check_folder(d)?;
         let cells = d.join("cells");
-        if !cells.is_dir() {
-            return Err(Error::Input(format!(
-                "{}: not a bench folder (no cells/); give folders written by `prefix-subspace bench`",
-                d.display()
-            )));
-        }
         let mut entries = Vec::new();
         for e in std::fs::read_dir(&cells).map_err(|e| Error::io(&cells, e))? {
             entries.push(e.map_err(|e| Error::io(&cells, e))?.path());

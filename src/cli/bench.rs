@@ -48,14 +48,6 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let Args { config, out, jobs, shard, tasks, variants, merge, status, pack_logs, unpack_logs } = args;
     if pack_logs || unpack_logs {
-        if !out.join("cells").is_dir() {
-            bail!(
-                "{}: not a bench folder (no cells/); give a folder written by `prefix-subspace bench`",
-                out.display()
-            );
-        }
-        // A bench folder (it has cells/): its lock alone.
-        let _lock = prefix_subspace::rundir::lock(&out, prefix_subspace::rundir::Kind::Bench)?;
         let archive = out.join(prefix_subspace::bench::LOGS_ARCHIVE);
         if pack_logs {
             let n = prefix_subspace::bench::pack_logs(&out)?;
