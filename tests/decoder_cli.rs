@@ -2,7 +2,7 @@
 //! SST-2 / RTE data: every method trains (or not) and its run directory evaluates back to the
 //! same test numbers; the same seeds give the same numbers; prefix tuning is the subspace with
 //! one vertex; STS-B is read through two label words; bf16 products stay close to fp32; bad prompt settings are one-line errors
-//! that leave nothing behind.
+//! that leave nothing behind; a GGUF file loads by its magic whatever its name.
 
 mod common;
 
@@ -21,9 +21,15 @@ fn installed() -> bool {
 }
 
 fn train(task: &str, method: &str, out: &Path, extra: &[&str]) -> Output {
+    train_model(MODEL.as_ref(), task, method, out, extra)
+}
+
+/// [`train`] with `--model model`.
+fn train_model(model: &Path, task: &str, method: &str, out: &Path, extra: &[&str]) -> Output {
     let glue = common::glue_dir();
     let mut c = bin();
-    c.args(["train", "--task", task, "--model", MODEL, "--method", method, "--quiet"])
+    c.args(["train", "--task", task, "--method", method, "--quiet", "--model"])
+        .arg(model)
         .args(["--data-dir", glue.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .args(["--set", "max_steps=3", "--set", "eval_every=3", "--set", "test_limit=24", "--set", "threads=2"])
         .args(["--set", "dev_samples=2", "--set", "ensemble_samples=2", "--set", "max_len=64"]);
@@ -206,6 +212,35 @@ fn a_wrong_model_argument_says_what_is_expected() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("a decoder LLM; embed computes sentence embeddings with an encoder"), "{err}");
+}
+
+/// A GGUF file is recognised by its magic, not only by its extension: an Ollama blob
+/// (`blobs/sha256-…`, no extension) runs as the same model gives; any other single file is
+/// refused with one line naming it, and nothing is written.
+#[test]
+fn a_gguf_file_without_its_extension_loads_and_any_other_file_is_refused() {
+    if !installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = prefix_subspace::paths::home().join("models").join(MODEL).join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let blob = tmp.path().join("sha256-b179c9523d0e6a0f");
+    std::os::unix::fs::symlink(&gguf, &blob).unwrap();
+    let (by_name, by_blob) = (tmp.path().join("by-name"), tmp.path().join("by-blob"));
+    let o = train("sst2", "zero-shot", &by_name, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = train_model(&blob, "sst2", "zero-shot", &by_blob, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(results(&by_blob)["test"], results(&by_name)["test"]);
+
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, "not a model\n").unwrap();
+    let out = tmp.path().join("run");
+    let o = train_model(&notes, "sst2", "zero-shot", &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}: a file that is not GGUF", notes.display())), "{err}");
+    assert!(!out.exists(), "a run directory was left");
 }
 
 /// Beside its scores, a run records what always answering the test set's majority class

@@ -665,12 +665,21 @@ impl Decoder {
     }
 }
 
-/// The GGUF file a `--model` path names: the path itself when it ends in `.gguf`, or the one
-/// `.gguf` file of a folder without `config.json`; `None` for anything else (an encoder folder).
+/// The GGUF file a `--model` path names: the path itself when it is a file that ends in `.gguf`
+/// or starts with GGUF's magic (an Ollama blob, `sha256-…`, has no extension), or the one
+/// `.gguf` file of a folder without `config.json`; `None` for anything else (an encoder
+/// folder). Any other file is refused: no model is a single file but a GGUF one.
 pub fn find_gguf(path: &Path) -> Result<Option<std::path::PathBuf>> {
     let is_gguf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if path.is_file() {
-        return Ok(is_gguf(path).then(|| path.to_path_buf()));
+        if is_gguf(path) || starts_with_gguf_magic(path) {
+            return Ok(Some(path.to_path_buf()));
+        }
+        return Err(Error::Input(format!(
+            "{}: a file that is not GGUF (it does not start with \"GGUF\"); --model takes a GGUF file \
+             (any name, e.g. an Ollama blob), a model folder with config.json, or the name of an installed model",
+            path.display()
+        )));
     }
     if !path.is_dir() || path.join("config.json").is_file() {
         return Ok(None);
@@ -689,6 +698,13 @@ pub fn find_gguf(path: &Path) -> Result<Option<std::path::PathBuf>> {
             found[0].display()
         ))),
     }
+}
+
+/// Whether the file at `path` starts with the 4 bytes of GGUF's magic (false if unreadable).
+fn starts_with_gguf_magic(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"GGUF"
 }
 
 /// Hugging Face's `rotate_half` rotary embedding of `x: (…, D)`.
