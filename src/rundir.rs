@@ -284,9 +284,7 @@ impl Writing {
                 )));
             }
         }
-        if !cfg_path.is_file() {
-            return Err(Error::Input(format!("{}: not a run directory (no config.toml)", dir.display())));
-        }
+        check_run_dir(dir)?;
         if !state.is_file() {
             if dir.join("results.json").is_file() {
                 return Err(Error::Input(format!(
@@ -370,6 +368,24 @@ fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, flag: DataDirFlag) -> Resu
     Ok(())
 }
 
+/// Refuses `dir` with one line naming it unless it is a run directory (it has `config.toml`): a
+/// file (often the run's own `config.toml` or `results.json`) is said to be one.
+fn check_run_dir(dir: &Path) -> Result<()> {
+    if dir.is_file() {
+        return Err(Error::Input(format!(
+            "{}: a file, not a run directory (give the folder `train --out` wrote)",
+            dir.display()
+        )));
+    }
+    if !dir.join("config.toml").is_file() {
+        return Err(Error::Input(format!(
+            "{}: not a run directory (no config.toml); train one with `prefix-subspace train`",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Reopens a trained run for `eval`, `predict`, `export` and `plot`: its config (with the
 /// dense-layer products in `precision` instead of the run's own when given, a note on stderr
 /// says so; with its GLUE folder at `data_dir` when given), its data (the same split and the
@@ -381,12 +397,7 @@ pub fn open_run(
     data_dir: Option<&Path>,
 ) -> Result<(Session, tch::nn::VarStore, Subspace)> {
     let cfg_path = run.join("config.toml");
-    if !cfg_path.is_file() {
-        return Err(Error::Input(format!(
-            "{}: not a run directory (no config.toml); train one with `prefix-subspace train`",
-            run.display()
-        )));
-    }
+    check_run_dir(run)?;
     let mut cfg = RunConfig::from_file(&cfg_path)?;
     if let Some(p) = precision {
         let chosen = crate::config::Precision::parse(p)?;

@@ -183,6 +183,13 @@ fn resume_refuses_what_it_cannot_continue() {
     assert!(err.contains("already finished"), "{err}");
     let err = String::from_utf8(resume(&tmp.path().join("nothing")).stderr).unwrap();
     assert!(err.contains("not a run directory"), "{err}");
+    // A file of the run (what a shell completes to) is said to be a file, to resume and to eval.
+    let file = straight.join("config.toml");
+    let err = String::from_utf8(resume(&file).stderr).unwrap();
+    assert!(err.contains(&format!("{}: a file, not a run directory", file.display())), "{err}");
+    let out = bin().args(["eval", "--run", file.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}: a file, not a run directory", file.display())), "{err}");
     let out =
         bin().args(["train", "--quiet", "--resume", straight.to_str().unwrap(), "--set", "lr=1"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
