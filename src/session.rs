@@ -94,8 +94,8 @@ impl Session {
         cfg.method.check(&task, path, true)?;
         let mut gguf = if path.is_file() { Some(crate::model::gguf::Gguf::open(path)?) } else { None };
         // Instruction-tuned: the name or path says "Instruct", or the GGUF carries a chat
-        // template (base models' GGUF files, Gemma 3 270M's among them, have none; an Ollama
-        // blob, `sha256-…`, has no telling name).
+        // template (an Ollama blob, `sha256-…`, has no telling name; Gemma 3 270M's base GGUF
+        // has no template, so it keeps the plain one).
         let says_instruct = |s: &str| s.to_lowercase().contains("instruct");
         let instruct = says_instruct(&path.to_string_lossy())
             || gguf.as_ref().is_some_and(|g| {
