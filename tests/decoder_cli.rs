@@ -215,7 +215,7 @@ fn a_wrong_model_argument_says_what_is_expected() {
 }
 
 /// A GGUF file is recognised by its magic, not only by its extension: an Ollama blob
-/// (`blobs/sha256-…`, no extension) runs as the same model gives; any other single file is
+/// (`blobs/sha256-…`, no extension) runs as the model by its name does; any other single file is
 /// refused with one line naming it, and nothing is written.
 #[test]
 fn a_gguf_file_without_its_extension_loads_and_any_other_file_is_refused() {
