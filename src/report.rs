@@ -55,12 +55,7 @@ pub fn read_results(path: &Path) -> Result<Results> {
 /// Reads the results of the run directory `dir` ([`read_results`] on its `results.json`);
 /// a file, or a bench folder, is refused with one line saying what it is and what to give.
 pub fn read_run(dir: &Path) -> Result<Results> {
-    if dir.is_file() {
-        return Err(Error::Input(format!(
-            "{}: a file, not a run directory (report takes the folders `train` writes)",
-            dir.display()
-        )));
-    }
+    crate::rundir::refuse_file(dir)?;
     if !dir.join("results.json").exists() && dir.join("cells").is_dir() {
         return Err(Error::Input(format!(
             "{}: a bench folder, not a run directory; its table is {} (or give its cells: `report {}/cells/*/`)",

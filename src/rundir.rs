@@ -370,13 +370,20 @@ fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, flag: DataDirFlag) -> Resu
 
 /// Refuses `dir` with one line naming it unless it is a run directory (it has `config.toml`): a
 /// file (often the run's own `config.toml` or `results.json`) is said to be one.
-fn check_run_dir(dir: &Path) -> Result<()> {
+/// Refuses a file where a run directory is expected (what a shell completes `run/config.toml`
+/// to), with one line naming it and what to give instead.
+pub fn refuse_file(dir: &Path) -> Result<()> {
     if dir.is_file() {
         return Err(Error::Input(format!(
             "{}: a file, not a run directory (give the folder `train --out` wrote)",
             dir.display()
         )));
     }
+    Ok(())
+}
+
+fn check_run_dir(dir: &Path) -> Result<()> {
+    refuse_file(dir)?;
     if !dir.join("config.toml").is_file() {
         return Err(Error::Input(format!(
             "{}: not a run directory (no config.toml); train one with `prefix-subspace train`",
