@@ -93,15 +93,7 @@ impl Session {
     fn open_decoder(cfg: RunConfig, task: TaskData, path: &Path, device: Device) -> Result<Self> {
         cfg.method.check(&task, path, true)?;
         let mut gguf = if path.is_file() { Some(crate::model::gguf::Gguf::open(path)?) } else { None };
-        // Instruction-tuned: the name or path says "Instruct", or the GGUF carries a chat
-        // template (an Ollama blob, `sha256-…`, has no telling name; Gemma 3 270M's base GGUF
-        // has no template, so it keeps the plain one).
-        let says_instruct = |s: &str| s.to_lowercase().contains("instruct");
-        let instruct = says_instruct(&path.to_string_lossy())
-            || gguf.as_ref().is_some_and(|g| {
-                says_instruct(&g.string("general.name").unwrap_or_default())
-                    || g.string("tokenizer.chat_template").is_ok_and(|t| !t.trim().is_empty())
-            });
+        let instruct = crate::model::instruction_tuned(path, gguf.as_ref());
         let classes = task.label_names.len();
         let pairs = task.split.train.iter().any(|e| e.text_b.is_some());
         let default = Prompt::default_for(&task.name, &task.label_names, instruct);

@@ -35,3 +35,67 @@ pub fn decoder_source(path: &std::path::Path) -> crate::error::Result<Option<std
 pub fn is_decoder(path: &std::path::Path) -> crate::error::Result<bool> {
     Ok(decoder_source(path)?.is_some())
 }
+
+/// Whether the decoder at `path` (its GGUF file opened as `gguf`, `None` for a Hugging Face
+/// folder) is instruction-tuned, which picks the instruction sentiment template: its path or
+/// GGUF `general.name` says "instruct", or it carries a chat template (GGUF
+/// `tokenizer.chat_template`; a folder's `tokenizer_config.json` `chat_template`, or its
+/// `chat_template.jinja` / `chat_template.json`). A name is not always telling: an Ollama blob
+/// is `sha256-…`, SmolLM2's `general.name` is "Smollm2 135M 8k Lc100K Mix1 Ep2". Gemma 3 270M's
+/// base GGUF has no template, so it keeps the plain one.
+pub fn instruction_tuned(path: &std::path::Path, gguf: Option<&gguf::Gguf>) -> bool {
+    let says_instruct = |s: &str| s.to_lowercase().contains("instruct");
+    let filled = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => !s.trim().is_empty(),
+        serde_json::Value::Array(a) => !a.is_empty(),
+        _ => false,
+    };
+    says_instruct(&path.to_string_lossy())
+        || match gguf {
+            Some(g) => {
+                says_instruct(&g.string("general.name").unwrap_or_default())
+                    || g.string("tokenizer.chat_template").is_ok_and(|t| !t.trim().is_empty())
+            }
+            None => {
+                ["chat_template.jinja", "chat_template.json"].iter().any(|f| path.join(f).is_file())
+                    || std::fs::read_to_string(path.join("tokenizer_config.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .and_then(|v| v.get("chat_template").map(filled))
+                        .unwrap_or(false)
+            }
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instruction_tuned;
+
+    #[test]
+    fn a_folder_with_a_chat_template_is_instruction_tuned_whatever_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("smollm2-135m");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+        assert!(!instruction_tuned(&dir, None), "no template, no telling name");
+        assert!(instruction_tuned(&tmp.path().join("SmolLM2-135M-Instruct"), None), "the name says so");
+        let config = |v: &str| std::fs::write(dir.join("tokenizer_config.json"), v).unwrap();
+        for (json, instruct) in [
+            (r#"{"bos_token": "<s>"}"#, false),
+            (r#"{"chat_template": ""}"#, false),
+            (r#"{"chat_template": null}"#, false),
+            (r#"{"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}"#, true),
+            (r#"{"chat_template": [{"name": "default", "template": "{{ x }}"}]}"#, true),
+            ("not json", false),
+        ] {
+            config(json);
+            assert_eq!(instruction_tuned(&dir, None), instruct, "{json}");
+        }
+        config(r#"{"bos_token": "<s>"}"#);
+        for file in ["chat_template.jinja", "chat_template.json"] {
+            std::fs::write(dir.join(file), "{{ messages }}").unwrap();
+            assert!(instruction_tuned(&dir, None), "{file}");
+            std::fs::remove_file(dir.join(file)).unwrap();
+        }
+    }
+}
