@@ -28,9 +28,10 @@ impl Prompt {
     /// `instruct`: an instruction-tuned model, which prefers an instruction-style template on
     /// sentiment (SmolLM2-135M-Instruct, first 200 SST-2 dev sentences, zero-shot: 0.745
     /// against 0.505 for `{s} It was` → terrible / great, which answers "great" 196 times).
-    /// STS-B gets two poles (`" No"`, `" Yes"`: not similar, similar); `None` for a user's
+    /// STS-B gets two poles (`" No"`, `" Yes"`: not similar, similar). A user's task (`pairs`:
+    /// its examples have two texts) takes its class names as the words; `None` for a user's
     /// regression task (no words to guess).
-    pub fn default_for(task: &str, label_names: &[String], instruct: bool) -> Option<Prompt> {
+    pub fn default_for(task: &str, label_names: &[String], instruct: bool, pairs: bool) -> Option<Prompt> {
         let p =
             |t: &str, w: &[&str]| Prompt { template: t.to_string(), words: w.iter().map(|s| s.to_string()).collect() };
         let pair = "{s1} ? {s2} Answer:";
@@ -49,9 +50,10 @@ impl Prompt {
             "stsb" => p(pair, &[" No", " Yes"]),
             _ if label_names.is_empty() => return None,
             // A user task: the class names themselves are the words.
-            _ => {
-                Prompt { template: "{s}\nAnswer:".into(), words: label_names.iter().map(|n| format!(" {n}")).collect() }
-            }
+            _ => Prompt {
+                template: if pairs { pair } else { "{s}\nAnswer:" }.into(),
+                words: label_names.iter().map(|n| format!(" {n}")).collect(),
+            },
         };
         Some(prompt)
     }
@@ -116,14 +118,14 @@ mod tests {
     #[test]
     fn fills_and_checks() {
         let names: Vec<String> = vec!["0".into(), "1".into()];
-        let p = Prompt::default_for("sst2", &names, false).unwrap();
+        let p = Prompt::default_for("sst2", &names, false, false).unwrap();
         assert_eq!(p.fill("a fine film", None), "a fine film It was");
         p.check(false, 2).unwrap();
         assert!(p.check(true, 2).is_err());
         assert!(p.check(false, 3).is_err());
-        let q = Prompt::default_for("rte", &names, false).unwrap();
+        let q = Prompt::default_for("rte", &names, false, true).unwrap();
         assert_eq!(q.fill("A", Some("B")), "A ? B Answer:");
-        let sts = Prompt::default_for("stsb", &[], false).unwrap();
+        let sts = Prompt::default_for("stsb", &[], false, true).unwrap();
         sts.check(true, 0).unwrap();
         assert!(Prompt { words: vec![" No".into()], ..sts.clone() }.check(true, 0).is_err());
         use crate::data::Label;
@@ -131,8 +133,13 @@ mod tests {
         assert_eq!(sts.word_index(Label::Score(2.5), Some((0.0, 5.0))), Some(1));
         assert_eq!(sts.word_index(Label::Score(2.5), None), None);
         assert_eq!(q.word_index(Label::Class(1), None), Some(1));
-        assert!(Prompt::default_for("user", &[], false).is_none());
-        let u = Prompt::default_for("user", &["spam".into(), "ham".into()], false).unwrap();
+        assert!(Prompt::default_for("user", &[], false, false).is_none());
+        let u = Prompt::default_for("user", &["spam".into(), "ham".into()], false, false).unwrap();
         assert_eq!(u.words, vec![" spam", " ham"]);
+        u.check(false, 2).unwrap();
+        // A user's pair task gets a template with both texts, which its own check accepts.
+        let v = Prompt::default_for("user", &["no".into(), "yes".into()], true, true).unwrap();
+        v.check(true, 2).unwrap();
+        assert_eq!(v.fill("A", Some("B")), "A ? B Answer:");
     }
 }

@@ -96,7 +96,7 @@ impl Session {
         let instruct = crate::model::instruction_tuned(path, gguf.as_ref());
         let classes = task.label_names.len();
         let pairs = task.split.train.iter().any(|e| e.text_b.is_some());
-        let default = Prompt::default_for(&task.name, &task.label_names, instruct);
+        let default = Prompt::default_for(&task.name, &task.label_names, instruct, pairs);
         let has_words = cfg.label_words.is_some() || default.is_some();
         // The head: label words when the task has them, except for the methods whose point is
         // a trained head; a linear head otherwise.

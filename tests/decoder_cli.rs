@@ -2,7 +2,8 @@
 //! SST-2 / RTE data: every method trains (or not) and its run directory evaluates back to the
 //! same test numbers; the same seeds give the same numbers; prefix tuning is the subspace with
 //! one vertex; STS-B is read through two label words; bf16 products stay close to fp32; bad prompt settings are one-line errors
-//! that leave nothing behind; a GGUF file loads by its magic whatever its name.
+//! that leave nothing behind; a GGUF file loads by its magic whatever its name; a user's own
+//! single-sentence and pair tasks run with their class names as the words.
 
 mod common;
 
@@ -261,4 +262,72 @@ fn a_run_records_the_majority_answers_scores_in_its_metrics() {
     assert!(p > 0.6, "{r}");
     assert_eq!(m["accuracy"].as_f64().unwrap(), p, "{r}");
     assert!((m["f1"].as_f64().unwrap() - 2.0 * p / (1.0 + p)).abs() < 1e-12, "{r}");
+}
+
+/// A user's own task runs on the decoder with its class names as the label words: a
+/// single-sentence one and a pair one (which gets a template with both texts; it used to get
+/// the single-sentence template and refuse it), made from real SST-2 and RTE train rows, and
+/// `predict` answers with the class names.
+#[test]
+fn a_users_single_sentence_and_pair_tasks_run_with_the_default_prompt() {
+    if !installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = common::glue_dir();
+    let rows = |task: &str| -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(glue.join(task).join("train.tsv")).unwrap();
+        text.lines().skip(1).take(120).map(|l| l.split('\t').map(str::to_string).collect()).collect()
+    };
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let single: String = std::iter::once("text,sentiment".to_string())
+        .chain(
+            rows("SST-2")
+                .iter()
+                .map(|r| format!("{},{}", quote(&r[0]), ["negative", "positive"][usize::from(r[1] == "1")])),
+        )
+        .map(|l| l + "\n")
+        .collect();
+    let pair: String = std::iter::once("premise,hypothesis,label".to_string())
+        .chain(rows("RTE").iter().map(|r| format!("{},{},{}", quote(&r[1]), quote(&r[2]), r[3])))
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(tmp.path().join("single.csv"), single).unwrap();
+    std::fs::write(tmp.path().join("pair.csv"), pair).unwrap();
+    for (file, cols, input, names) in [
+        (
+            "single.csv",
+            vec!["text_a=text", "label_column=sentiment"],
+            "a gorgeous, moving film\n",
+            ["negative", "positive"],
+        ),
+        (
+            "pair.csv",
+            vec!["text_a=premise", "text_b=hypothesis", "label_column=label"],
+            "A man is playing a guitar.\tA man plays music.\n",
+            ["entailment", "not_entailment"],
+        ),
+    ] {
+        let out = tmp.path().join(file.trim_end_matches(".csv"));
+        let mut extra = vec![format!("train_file={}", tmp.path().join(file).display()), "task_name=mine".into()];
+        extra.extend(cols.iter().map(|c| c.to_string()));
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let o = train("user", "zero-shot", &out, &extra);
+        assert!(o.status.success(), "{file}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(results(&out)["test"]["centroid"]["accuracy"].as_f64().is_some(), "{file}");
+        let mut p = bin()
+            .args(["predict", "--run", out.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{file}");
+        let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(names.contains(&row["label"].as_str().unwrap()), "{file}: {row}");
+        let probs = row["probabilities"].as_object().unwrap();
+        assert_eq!(probs.keys().map(String::as_str).collect::<Vec<_>>(), names.to_vec(), "{file}: {row}");
+    }
 }
