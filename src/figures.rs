@@ -70,8 +70,25 @@ pub fn simplex_line(session: &Session, subspace: &Subspace, step: f64) -> Result
     let m = session.cfg.ensemble_samples;
     let (dev, test_name, test) = splits(session)?;
     let mut line = LineData { series: Vec::new(), markers: Vec::new(), hlines: Vec::new() };
+    let edge = At::edge(subspace.n, step);
+    let bar = progress(
+        2 * edge.len(),
+        format!(
+            "scoring {} points of the edge vertex 0 → vertex 1 on {} dev and {} {test_name} examples, and the ensemble of {m} on each (--step sets the spacing)",
+            edge.len(),
+            dev.len(),
+            test.len()
+        ),
+    );
     for (name, d) in [("dev", &dev), (test_name, &test)] {
-        let pts: Vec<(f64, f64)> = At::edge(subspace.n, step).into_iter().map(|(t, a)| (t, eval(d, &a))).collect();
+        let pts: Vec<(f64, f64)> = edge
+            .iter()
+            .map(|(t, a)| {
+                let v = eval(d, a);
+                bar.inc(1);
+                (*t, v)
+            })
+            .collect();
         // The centroid of two vertices is α = (0.5, 0.5): the edge's t = 0.5 point when the
         // step divides 0.5, scored once.
         let centroid = match pts.iter().find(|p| p.0 == 0.5) {
@@ -84,7 +101,23 @@ pub fn simplex_line(session: &Session, subspace: &Subspace, step: f64) -> Result
         line.hlines.push((format!("{name} ensemble of {m}"), value));
         line.series.push((name.to_string(), pts));
     }
+    bar.finish_and_clear();
     Ok(line)
+}
+
+/// A note on stderr saying what is being scored (a simplex figure can take minutes on a large
+/// test set), then a bar over its `total` points, drawn only when stderr is a terminal.
+fn progress(total: usize, what: String) -> indicatif::ProgressBar {
+    eprintln!("note: {what}");
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} points {elapsed_precise}")
+            .expect("valid template"),
+    );
+    bar
 }
 
 /// The main metric of `data` at one fixed point of the simplex.
@@ -129,14 +162,24 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
         other => return Err(Error::Input(format!("--split {other}: expected dev or test"))),
     };
     let mut points = Vec::new();
+    let bar = progress(
+        (k + 1) * (k + 2) / 2,
+        format!(
+            "scoring {} points of the simplex of vertices 0, 1, 2 on {} {split} examples (--step sets the spacing)",
+            (k + 1) * (k + 2) / 2,
+            d.len()
+        ),
+    );
     for i in 0..=k {
         for j in 0..=(k - i) {
             let a = [i as f64 / k as f64, j as f64 / k as f64, (k - i - j) as f64 / k as f64];
             let mut alpha = vec![0.0; n];
             alpha[..3].copy_from_slice(&a);
             points.push((a, eval(d, &At::Alpha(alpha))));
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     let stem = out.join("simplex-triangle");
     let title = format!("{} {} over the simplex of vertices 0, 1, 2 ({})", split, metric.name(), session.task.name);
     plot::simplex_triangle(&points, metric.name(), &title, &stem)?;
