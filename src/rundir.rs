@@ -368,8 +368,6 @@ fn check_data_paths(cfg: &RunConfig, cfg_path: &Path, flag: DataDirFlag) -> Resu
     Ok(())
 }
 
-/// Refuses `dir` with one line naming it unless it is a run directory (it has `config.toml`): a
-/// file (often the run's own `config.toml` or `results.json`) is said to be one.
 /// Refuses a file where a run directory is expected (what a shell completes `run/config.toml`
 /// to), with one line naming it and what to give instead.
 pub fn refuse_file(dir: &Path) -> Result<()> {
@@ -382,6 +380,8 @@ pub fn refuse_file(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `dir` with one line naming it unless it is a run directory (it has `config.toml`): a
+/// file (often the run's own `config.toml` or `results.json`) is said to be one.
 fn check_run_dir(dir: &Path) -> Result<()> {
     refuse_file(dir)?;
     if !dir.join("config.toml").is_file() {
