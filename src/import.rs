@@ -19,9 +19,7 @@ use crate::model::Encoder;
 /// run's results.
 pub fn import_peft(dir: &Path, subspace: &mut Subspace, cfg: &RunConfig, encoder: &Encoder) -> Result<Vec<String>> {
     let cfg_path = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let ac: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", cfg_path.display())))?;
+    let ac = crate::model::load::json_object(&cfg_path)?;
     let field = |k: &str| ac.get(k).and_then(|v| v.as_i64());
     let bad = |m: String| Err(Error::Input(format!("{}: {m}", cfg_path.display())));
     if ac.get("peft_type").and_then(|v| v.as_str()) != Some("PREFIX_TUNING") {

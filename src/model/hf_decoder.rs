@@ -23,6 +23,8 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use super::decoder::{self, Decoder, DecoderConfig, Family};
 use super::gguf::GgufTokenizer;
+use super::load::json_object;
+use super::tokenizer::{special_token, tokenizer_config};
 use crate::error::{Error, Result};
 
 /// The `model_type`s of `config.json` this module loads.
@@ -161,12 +163,8 @@ struct SizeDefaults {
 
 fn parse(dir: &Path) -> Result<Parsed> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let root: Value =
-        serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", path.display())))?;
-    let root_obj =
-        root.as_object().ok_or_else(|| Error::Input(format!("{}: expected a JSON object", path.display())))?;
-    let top = Json { file: &path, obj: root_obj, prefix: "" };
+    let root_obj = json_object(&path)?;
+    let top = Json { file: &path, obj: &root_obj, prefix: "" };
     let model_type = top.string("model_type")?.ok_or_else(|| top.err("model_type", "is missing"))?.to_string();
     if !MODEL_TYPES.contains(&model_type.as_str()) {
         return Err(top.err(
@@ -617,9 +615,7 @@ fn read_tensors(dir: &Path) -> Result<(HashMap<String, Entry>, PathBuf)> {
             dir.display()
         )));
     }
-    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", index.display())))?;
+    let v = json_object(&index)?;
     let map = v
         .get("weight_map")
         .and_then(Value::as_object)
@@ -868,11 +864,6 @@ impl decoder::Weights for HfWeights {
 // ---------------------------------------------------------------------------------------------
 // Tokenizer
 
-/// A special token of tokenizer_config.json: a string or `{"content": ...}`.
-fn token_text(v: &Value) -> Option<String> {
-    v.as_str().or_else(|| v.get("content")?.as_str()).map(str::to_string)
-}
-
 /// The tokenizer of the folder (`tokenizer.json`, with `tokenizer_config.json`'s special
 /// tokens and `add_bos_token` / `add_eos_token` applied as transformers applies them), with
 /// its special token ids and whether `tokenizer(text)` in transformers starts with BOS or ends
@@ -891,19 +882,8 @@ pub fn tokenizer(dir: &Path) -> Result<GgufTokenizer> {
     tok.with_padding(None);
     tok.with_truncation(None).map_err(|e| bad(&e))?;
 
-    let tc = dir.join("tokenizer_config.json");
-    let cfg: Map<String, Value> = if tc.is_file() {
-        let text = std::fs::read_to_string(&tc).map_err(|e| Error::io(&tc, e))?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", tc.display())))?;
-        match v {
-            Value::Object(m) => m,
-            _ => return Err(Error::Input(format!("{}: expected a JSON object", tc.display()))),
-        }
-    } else {
-        Map::new()
-    };
-    let named = |k: &str| cfg.get(k).and_then(token_text);
+    let cfg = tokenizer_config(dir)?;
+    let named = |k: &str| cfg.get(k).and_then(special_token);
     let bos = named("bos_token");
     let eos = named("eos_token");
     let unk = named("unk_token");
@@ -914,7 +894,7 @@ pub fn tokenizer(dir: &Path) -> Result<GgufTokenizer> {
     specials.extend(["sep_token", "cls_token", "mask_token"].into_iter().filter_map(named));
     for k in ["additional_special_tokens", "extra_special_tokens"] {
         if let Some(a) = cfg.get(k).and_then(Value::as_array) {
-            specials.extend(a.iter().filter_map(token_text));
+            specials.extend(a.iter().filter_map(special_token));
         }
     }
     let added: BTreeSet<String> = tok.get_added_tokens_decoder().into_values().map(|t| t.content).collect();

@@ -1,8 +1,10 @@
-//! Reading `model.safetensors` into frozen tensors, with errors that name the tensor.
+//! Reading a checkpoint's files: `model.safetensors` into frozen tensors, with errors that name
+//! the tensor, and its JSON files (`config.json`, `tokenizer_config.json`, ...).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use serde_json::{Map, Value};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
@@ -10,6 +12,17 @@ use crate::error::{Error, Result};
 /// The file name of a model folder's weights (the only file [`Weights::read`] advises
 /// downloading again when it is unreadable).
 pub const MODEL_WEIGHTS: &str = "model.safetensors";
+
+/// The JSON object a file holds (`config.json`, `tokenizer_config.json`, an adapter's or an
+/// index's JSON): an error naming the file when it cannot be read, is not JSON or not an object.
+pub fn json_object(path: &Path) -> Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Input(format!("{}: expected a JSON object", path.display()))),
+        Err(e) => Err(Error::Input(format!("{}: not valid JSON ({e})", path.display()))),
+    }
+}
 
 /// The tensors of one checkpoint file, taken out one by one by the modules that own them.
 #[derive(Debug)]

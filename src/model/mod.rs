@@ -58,11 +58,7 @@ pub fn instruction_tuned(path: &std::path::Path, gguf: Option<&gguf::Gguf>) -> b
             }
             None => {
                 ["chat_template.jinja", "chat_template.json"].iter().any(|f| path.join(f).is_file())
-                    || std::fs::read_to_string(path.join("tokenizer_config.json"))
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                        .and_then(|v| v.get("chat_template").map(filled))
-                        .unwrap_or(false)
+                    || tokenizer::tokenizer_config(path).is_ok_and(|c| c.get("chat_template").is_some_and(filled))
             }
         }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::{Map, Value};
 use tch::{Device, Tensor};
 use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
@@ -15,6 +16,7 @@ use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::bert::{Batch, Config};
+use super::load::json_object;
 use crate::error::{Error, Result};
 use crate::prompt::Prompt;
 
@@ -58,7 +60,8 @@ impl TextTokenizer {
         let tj = dir.join("tokenizer.json");
         let vocab_txt = dir.join("vocab.txt");
         let (vocab_json, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        let lower = lowercase_flag(dir);
+        let config = tokenizer_config(dir)?;
+        let lower = config.get("do_lower_case").and_then(Value::as_bool);
         let source = if tj.is_file() {
             tj.clone()
         } else if vocab_txt.is_file() {
@@ -113,10 +116,10 @@ impl TextTokenizer {
             .map_err(|e| tok_err(dir, e))?;
         // The padding token: the one tokenizer.json pads with, else the declared pad_token, else
         // [PAD] / <pad> (MPNet's vocabulary has both; its pad token is <pad>).
-        let declared = inner
-            .get_padding()
-            .map(|p| p.pad_id)
-            .or_else(|| declared_pad_token(dir).and_then(|t| inner.token_to_id(&t)));
+        let declared = match inner.get_padding() {
+            Some(p) => Some(p.pad_id),
+            None => declared_pad_token(dir, &config)?.and_then(|t| inner.token_to_id(&t)),
+        };
         inner.with_padding(None);
         let pad_id = declared
             .or_else(|| ["[PAD]", "<pad>"].iter().find_map(|t| inner.token_to_id(t)))
@@ -240,20 +243,30 @@ pub fn pad_batch(enc: &[(Vec<i64>, Vec<i64>)], pad_id: i64, device: Device) -> B
     }
 }
 
-fn lowercase_flag(dir: &Path) -> Option<bool> {
-    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("do_lower_case")?.as_bool()
+/// The folder's `tokenizer_config.json` (an empty object when it has none).
+pub(crate) fn tokenizer_config(dir: &Path) -> Result<Map<String, Value>> {
+    let path = dir.join("tokenizer_config.json");
+    if path.is_file() {
+        json_object(&path)
+    } else {
+        Ok(Map::new())
+    }
 }
 
-/// The `pad_token` of `tokenizer_config.json` or `special_tokens_map.json` (a string or
-/// `{"content": ...}`), if declared.
-fn declared_pad_token(dir: &Path) -> Option<String> {
-    ["tokenizer_config.json", "special_tokens_map.json"].iter().find_map(|f| {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(f)).ok()?).ok()?;
-        let t = v.get("pad_token")?;
-        t.as_str().or_else(|| t.get("content")?.as_str()).map(str::to_string)
-    })
+/// A special token as `tokenizer_config.json` and `special_tokens_map.json` write it: a string
+/// or `{"content": ...}`.
+pub(crate) fn special_token(v: &Value) -> Option<String> {
+    v.as_str().or_else(|| v.get("content")?.as_str()).map(str::to_string)
+}
+
+/// The `pad_token` of `tokenizer_config.json` (`config`), else of `special_tokens_map.json`, if
+/// declared.
+fn declared_pad_token(dir: &Path, config: &Map<String, Value>) -> Result<Option<String>> {
+    if let Some(t) = config.get("pad_token").and_then(special_token) {
+        return Ok(Some(t));
+    }
+    let map = dir.join("special_tokens_map.json");
+    Ok(if map.is_file() { json_object(&map)?.get("pad_token").and_then(special_token) } else { None })
 }
 
 /// Checks that every id `tokenizer` can produce has a row in the embedding table of the
@@ -273,4 +286,39 @@ pub fn check_vocab(tokenizer: &TextTokenizer, config: &Config, model_dir: &Path)
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextTokenizer;
+
+    /// A WordPiece folder whose tokenizer_config.json / special_tokens_map.json says `config`.
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n<pad>\nhello\n").unwrap();
+        for (f, text) in files {
+            std::fs::write(tmp.path().join(f), text).unwrap();
+        }
+        tmp
+    }
+
+    #[test]
+    fn the_tokenizer_files_json_is_read_or_refused_by_name() {
+        let ok = folder(&[("special_tokens_map.json", r#"{"pad_token": {"content": "<pad>"}}"#)]);
+        assert_eq!(TextTokenizer::from_dir(ok.path(), 8).unwrap().pad_id(), 4, "special_tokens_map's pad");
+        let ok = folder(&[("tokenizer_config.json", r#"{"pad_token": "[UNK]", "do_lower_case": false}"#)]);
+        let t = TextTokenizer::from_dir(ok.path(), 8).unwrap();
+        assert_eq!(t.pad_id(), 1, "tokenizer_config's pad comes first");
+        assert_eq!(t.ids("Hello").unwrap(), vec![1], "do_lower_case false keeps the capital");
+        assert_eq!(TextTokenizer::from_dir(folder(&[]).path(), 8).unwrap().pad_id(), 0, "[PAD]");
+        for (f, text, says) in [
+            ("tokenizer_config.json", "{\"pad_token\": ", "not valid JSON"),
+            ("tokenizer_config.json", "[1]", "expected a JSON object"),
+            ("special_tokens_map.json", "pad", "not valid JSON"),
+        ] {
+            let bad = folder(&[(f, text)]);
+            let e = TextTokenizer::from_dir(bad.path(), 8).unwrap_err().to_string();
+            assert!(e.contains(f) && e.contains(says), "{f} = {text:?}: {e}");
+        }
+    }
 }
