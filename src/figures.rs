@@ -109,15 +109,7 @@ pub fn simplex_line(session: &Session, subspace: &Subspace, step: f64) -> Result
 /// test set), then a bar over its `total` points, drawn only when stderr is a terminal.
 fn progress(total: usize, what: String) -> indicatif::ProgressBar {
     eprintln!("note: {what}");
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} points {elapsed_precise}")
-            .expect("valid template"),
-    );
-    bar
+    crate::train::terminal_bar(total as u64, "points").unwrap_or_else(indicatif::ProgressBar::hidden)
 }
 
 /// The main metric of `data` at one fixed point of the simplex.
@@ -162,11 +154,12 @@ pub fn simplex(session: &Session, subspace: &Subspace, split: &str, step: f64, o
         other => return Err(Error::Input(format!("--split {other}: expected dev or test"))),
     };
     let mut points = Vec::new();
+    // The grid points i/k, j/k with i + j <= k.
+    let total = (k + 1) * (k + 2) / 2;
     let bar = progress(
-        (k + 1) * (k + 2) / 2,
+        total,
         format!(
-            "scoring {} points of the simplex of vertices 0, 1, 2 on {} {split} examples (--step sets the spacing)",
-            (k + 1) * (k + 2) / 2,
+            "scoring {total} points of the simplex of vertices 0, 1, 2 on {} {split} examples (--step sets the spacing)",
             d.len()
         ),
     );

@@ -30,6 +30,20 @@ use crate::state::{
 };
 use crate::streams::{epoch_order, seed_torch, stream_seed, Stream};
 
+/// A progress bar over `total` `unit`s (steps, points) on stderr, when stderr is a terminal.
+pub(crate) fn terminal_bar(total: u64, unit: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{bar:30}} {{pos}}/{{len}} {unit} {{elapsed_precise}} {{msg}}"
+            ))
+            .expect("valid template"),
+        );
+        b
+    })
+}
+
 /// Progress reporting: a bar on a terminal, plain lines otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -37,15 +51,10 @@ struct Progress {
 
 impl Progress {
     fn new(total: u64, done: u64, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(total);
+        let bar = if quiet { None } else { terminal_bar(total, "steps") };
+        if let Some(b) = &bar {
             b.set_position(done);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} {msg}")
-                    .expect("valid template"),
-            );
-            b
-        });
+        }
         Self { bar }
     }
     fn step(&self) {

@@ -44,23 +44,33 @@ pub fn is_decoder(path: &std::path::Path) -> crate::error::Result<bool> {
 /// is `sha256-…`, SmolLM2's `general.name` is "Smollm2 135M 8k Lc100K Mix1 Ep2". Gemma 3 270M's
 /// base GGUF has no template, so it keeps the plain one.
 pub fn instruction_tuned(path: &std::path::Path, gguf: Option<&gguf::Gguf>) -> bool {
-    let says_instruct = |s: &str| s.to_lowercase().contains("instruct");
+    says_instruct(&path.to_string_lossy())
+        || match gguf {
+            Some(g) => gguf_instruction_tuned(g),
+            None => folder_has_chat_template(path),
+        }
+}
+
+fn says_instruct(name: &str) -> bool {
+    name.to_lowercase().contains("instruct")
+}
+
+/// A GGUF file's `general.name` says "instruct", or it has a `tokenizer.chat_template`.
+fn gguf_instruction_tuned(g: &gguf::Gguf) -> bool {
+    says_instruct(&g.string("general.name").unwrap_or_default())
+        || g.string("tokenizer.chat_template").is_ok_and(|t| !t.trim().is_empty())
+}
+
+/// A Hugging Face folder has `chat_template.jinja` / `.json`, or a non-empty `chat_template`
+/// (a string, or a list of named templates) in `tokenizer_config.json`.
+fn folder_has_chat_template(dir: &std::path::Path) -> bool {
     let filled = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => !s.trim().is_empty(),
         serde_json::Value::Array(a) => !a.is_empty(),
         _ => false,
     };
-    says_instruct(&path.to_string_lossy())
-        || match gguf {
-            Some(g) => {
-                says_instruct(&g.string("general.name").unwrap_or_default())
-                    || g.string("tokenizer.chat_template").is_ok_and(|t| !t.trim().is_empty())
-            }
-            None => {
-                ["chat_template.jinja", "chat_template.json"].iter().any(|f| path.join(f).is_file())
-                    || tokenizer::tokenizer_config(path).is_ok_and(|c| c.get("chat_template").is_some_and(filled))
-            }
-        }
+    ["chat_template.jinja", "chat_template.json"].iter().any(|f| dir.join(f).is_file())
+        || tokenizer::tokenizer_config(dir).is_ok_and(|c| c.get("chat_template").is_some_and(filled))
 }
 
 #[cfg(test)]
