@@ -79,7 +79,7 @@ impl Session {
         let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
         crate::model::check_vocab(&tokenizer, &encoder.config, &dir)?;
         let pooling = match cfg.pooling {
-            PoolingChoice::Auto => Pooling::auto(&dir),
+            PoolingChoice::Auto => Pooling::auto(&dir)?,
             PoolingChoice::Mean => Pooling::Mean,
             PoolingChoice::Cls => Pooling::Cls,
             PoolingChoice::Last => Pooling::Last,

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
     let tokenizer = TextTokenizer::from_dir(&dir, max_len)?;
     prefix_subspace::model::check_vocab(&tokenizer, &encoder.config, &dir)?;
     let pooling = match pool {
-        PoolArg::Auto => Pooling::auto(&dir),
+        PoolArg::Auto => Pooling::auto(&dir)?,
         PoolArg::Mean => Pooling::Mean,
         PoolArg::Cls => Pooling::Cls,
     };

@@ -116,7 +116,7 @@ pub(super) fn fixed(opts: &Options, f: Figure, device: Device, peak: &Peak) -> R
         Shape::Base => base_encoder(0, device)?,
     };
     let pooling = match opts.shape {
-        Shape::Model => Pooling::auto(&dir),
+        Shape::Model => Pooling::auto(&dir)?,
         Shape::Base => Pooling::Mean,
     };
     let mut cfg = RunConfig::default().apply_overrides(&opts.sets)?;

@@ -1,9 +1,12 @@
 //! Pooling of the final hidden states into one feature vector per example.
 
-use std::collections::HashMap;
 use std::path::Path;
 
+use serde_json::Value;
 use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::load::json_object;
 
 /// Pooling of the final hidden states into one vector per example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,29 +37,99 @@ impl Pooling {
         }
     }
 
-    /// The pooling a model folder declares (sentence-transformers `1_Pooling/config.json`),
-    /// if any.
-    pub fn declared(dir: &Path) -> Option<Pooling> {
-        let modules: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).ok()?).ok()?;
-        let pool_dir = modules.as_array()?.iter().find_map(|m| {
+    /// The pooling a model folder declares (sentence-transformers `modules.json` naming a
+    /// Pooling module, whose `config.json` turns one `pooling_mode_*` on), if any. A file that
+    /// cannot be read, or a pooling this tool does not compute (max, mean-sqrt-len, weighted
+    /// mean, or several concatenated), is an error naming the file: falling back to another
+    /// pooling would give the model features it was not trained for.
+    pub fn declared(dir: &Path) -> Result<Option<Pooling>> {
+        let modules_path = dir.join("modules.json");
+        if !modules_path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&modules_path).map_err(|e| Error::io(&modules_path, e))?;
+        let modules: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", modules_path.display())))?;
+        let list = modules
+            .as_array()
+            .ok_or_else(|| Error::Input(format!("{}: expected a JSON list of modules", modules_path.display())))?;
+        let Some(pool_dir) = list.iter().find_map(|m| {
             let ty = m.get("type")?.as_str()?;
             ty.ends_with("Pooling").then(|| m.get("path")?.as_str().map(str::to_string))?
-        })?;
-        let cfg: HashMap<String, serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(pool_dir).join("config.json")).ok()?).ok()?;
-        let on = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-        if on("pooling_mode_mean_tokens") {
-            Some(Pooling::Mean)
-        } else if on("pooling_mode_cls_token") {
-            Some(Pooling::Cls)
-        } else {
-            None
+        }) else {
+            return Ok(None);
+        };
+        let path = dir.join(pool_dir).join("config.json");
+        let cfg = json_object(&path)?;
+        let on: Vec<&str> = cfg
+            .iter()
+            .filter(|(k, v)| k.starts_with("pooling_mode_") && v.as_bool() == Some(true))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        match on[..] {
+            [] => Ok(None),
+            ["pooling_mode_mean_tokens"] => Ok(Some(Pooling::Mean)),
+            ["pooling_mode_cls_token"] => Ok(Some(Pooling::Cls)),
+            _ => Err(Error::Input(format!(
+                "{}: declares {} = true; this tool pools by the mean or the first token only (choose one yourself, knowing the model was trained otherwise: pooling = \"mean\" or \"cls\" in a run's config, --pool for embed)",
+                path.display(),
+                on.join(" = true, ")
+            ))),
         }
     }
 
     /// `auto` resolution: the declared pooling, else the first token.
-    pub fn auto(dir: &Path) -> Pooling {
-        Self::declared(dir).unwrap_or(Pooling::Cls)
+    pub fn auto(dir: &Path) -> Result<Pooling> {
+        Ok(Self::declared(dir)?.unwrap_or(Pooling::Cls))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pooling;
+
+    /// A folder whose modules.json names a Pooling module in `1_Pooling` with `config`.
+    fn folder(modules: &str, config: &str) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("modules.json"), modules).unwrap();
+        std::fs::create_dir(tmp.path().join("1_Pooling")).unwrap();
+        std::fs::write(tmp.path().join("1_Pooling/config.json"), config).unwrap();
+        tmp
+    }
+
+    const MODULES: &str = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#;
+
+    #[test]
+    fn a_declared_pooling_is_used_or_refused_never_replaced() {
+        let mode = |m: &str| {
+            format!(
+                r#"{{"word_embedding_dimension": 8, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": false, "pooling_mode_max_tokens": false, "{m}": true}}"#
+            )
+        };
+        let d = folder(MODULES, &mode("pooling_mode_mean_tokens"));
+        assert_eq!(Pooling::auto(d.path()).unwrap(), Pooling::Mean);
+        let d = folder(MODULES, &mode("pooling_mode_cls_token"));
+        assert_eq!(Pooling::auto(d.path()).unwrap(), Pooling::Cls);
+        assert_eq!(Pooling::auto(tempfile::tempdir().unwrap().path()).unwrap(), Pooling::Cls, "no modules.json");
+        let d = folder(r#"[{"path": "", "type": "sentence_transformers.models.Transformer"}]"#, "{}");
+        assert_eq!(Pooling::declared(d.path()).unwrap(), None, "no Pooling module");
+        for (modules, config, file, says) in [
+            (MODULES, mode("pooling_mode_max_tokens"), "1_Pooling/config.json", "pooling_mode_max_tokens = true"),
+            (MODULES, mode("pooling_mode_weightedmean_tokens"), "1_Pooling/config.json", "weightedmean"),
+            (
+                MODULES,
+                r#"{"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}"#.into(),
+                "1_Pooling/config.json",
+                "pooling_mode_max_tokens = true, pooling_mode_mean_tokens = true",
+            ),
+            (MODULES, "{".into(), "1_Pooling/config.json", "not valid JSON"),
+            ("{", mode("pooling_mode_mean_tokens"), "modules.json", "not valid JSON"),
+            ("{}", mode("pooling_mode_mean_tokens"), "modules.json", "a JSON list"),
+        ] {
+            let d = folder(modules, &config);
+            let e = Pooling::auto(d.path()).unwrap_err().to_string();
+            assert!(e.contains(file) && e.contains(says), "{modules} / {config}: {e}");
+        }
     }
 }
