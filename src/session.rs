@@ -59,6 +59,7 @@ impl Session {
         if let Some(source) = crate::model::decoder_source(&dir)? {
             return Self::open_decoder(cfg, task, &source, device);
         }
+        Encoder::config_path(&dir)?;
         if cfg.head == Some(HeadKind::Words) {
             return Err(Error::Input(format!(
                 "head = \"words\": label words are a decoder's (its language-model head); {} is an encoder, whose head is linear (set head = \"linear\" or leave head unset)",

@@ -255,6 +255,39 @@ fn integer_tensors_stay_readable_for_the_runs_own_files() {
 }
 
 #[test]
+fn a_folder_that_is_no_model_is_called_so_whatever_the_method() {
+    // An empty folder (here named like a GGUF file) is neither a decoder nor an encoder: every
+    // method, those that need a decoder included, says it has no config.json.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("smollm2.gguf");
+    std::fs::create_dir(&model).unwrap();
+    let glue = common::glue_dir();
+    for method in ["subspace", "zero-shot", "icl"] {
+        let out = tmp.path().join(format!("run-{method}"));
+        let o = cli(&[
+            "train",
+            "--task",
+            "sst2",
+            "--data-dir",
+            glue.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = cli_error(&o);
+        assert!(
+            e.contains("smollm2.gguf: model folder has no config.json") && e.contains(".gguf file"),
+            "{method}: {e}"
+        );
+        assert!(!e.contains("is an encoder"), "{method}: {e}");
+        assert!(!out.exists(), "{method}: nothing written");
+    }
+}
+
+#[test]
 fn a_corrupt_run_file_is_not_called_a_download() {
     let tmp = tempfile::tempdir().unwrap();
     for name in ["checkpoint.safetensors", "resume.safetensors"] {

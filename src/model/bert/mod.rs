@@ -21,7 +21,7 @@ mod names;
 mod pooling;
 mod trainable;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 
@@ -112,16 +112,22 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The `config.json` of an encoder folder, or an error saying what `--model` takes.
+    pub fn config_path(dir: &Path) -> Result<PathBuf> {
+        let path = dir.join("config.json");
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::Input(format!(
+                "{}: model folder has no config.json (expected a .gguf file, or a Hugging Face model folder with config.json and model.safetensors)",
+                dir.display()
+            )))
+        }
+    }
+
     /// Loads `config.json` and `model.safetensors` from a Hugging Face model folder.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        if !cfg_path.is_file() {
-            return Err(Error::Input(format!(
-                "{}: model folder has no config.json (expected a Hugging Face model folder with config.json and model.safetensors)",
-                dir.display()
-            )));
-        }
-        let config = Config::from_file(&cfg_path)?;
+        let config = Config::from_file(&Self::config_path(dir)?)?;
         let st_path = dir.join(crate::model::load::MODEL_WEIGHTS);
         if !st_path.is_file() {
             return Err(Error::Input(format!(
