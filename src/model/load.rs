@@ -13,14 +13,19 @@ use crate::error::{Error, Result};
 /// downloading again when it is unreadable).
 pub const MODEL_WEIGHTS: &str = "model.safetensors";
 
-/// The JSON object a file holds (`config.json`, `tokenizer_config.json`, an adapter's or an
-/// index's JSON): an error naming the file when it cannot be read, is not JSON or not an object.
-pub fn json_object(path: &Path) -> Result<Map<String, Value>> {
+/// The JSON a file holds (a checkpoint's `modules.json`, ...): an error naming the file when
+/// it cannot be read or is not JSON.
+pub fn json_file(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    match serde_json::from_str(&text) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::Input(format!("{}: expected a JSON object", path.display()))),
-        Err(e) => Err(Error::Input(format!("{}: not valid JSON ({e})", path.display()))),
+    serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", path.display())))
+}
+
+/// The JSON object a file holds (`config.json`, `tokenizer_config.json`, an adapter's or an
+/// index's JSON): [`json_file`], and an error naming the file when it is not an object.
+pub fn json_object(path: &Path) -> Result<Map<String, Value>> {
+    match json_file(path)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::Input(format!("{}: expected a JSON object", path.display()))),
     }
 }
 

@@ -2,11 +2,10 @@
 
 use std::path::Path;
 
-use serde_json::Value;
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::model::load::json_object;
+use crate::model::load::{json_file, json_object};
 
 /// Pooling of the final hidden states into one vector per example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,9 +46,7 @@ impl Pooling {
         if !modules_path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&modules_path).map_err(|e| Error::io(&modules_path, e))?;
-        let modules: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: not valid JSON ({e})", modules_path.display())))?;
+        let modules = json_file(&modules_path)?;
         let list = modules
             .as_array()
             .ok_or_else(|| Error::Input(format!("{}: expected a JSON list of modules", modules_path.display())))?;
