@@ -628,7 +628,12 @@ pub fn evaluate_at(session: &Session, subspace: &Subspace, data: &Encoded, at: &
             .collect();
         return Ok(serde_json::Value::Array(rows));
     }
-    let (point, m) = At::parse(at)?;
+    let (point, m) = At::parse(at).map_err(|e| match at.split_once(':').map_or(at, |(kind, _)| kind) {
+        "centroid" | "vertex" | "ensemble" | "alpha" => e,
+        _ => Error::Input(format!(
+            "--at {at}: expected centroid, vertex:I, ensemble:M, alpha:A,B,..., sweep:STEP or all"
+        )),
+    })?;
     point.check(subspace.n, at)?;
     seed_torch(session.cfg.seed, Stream::Test, 0);
     let o = outputs(enc, subspace, data, &point, m, bs, pad);

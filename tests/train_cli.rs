@@ -170,6 +170,8 @@ fn eval_and_predict_read_a_run_directory() {
     assert_eq!(alpha, vertex);
     let err = run(&["eval", "--run", rd, "--at", "vertex:7"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("3 vertices"));
+    let err = run(&["eval", "--run", rd, "--at", "middle"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("sweep:STEP or all"), "eval's own forms are listed");
 
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "a gorgeous, moving film\n{\"text\": \"a dull, lifeless mess\"}\n").unwrap();
