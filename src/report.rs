@@ -53,16 +53,31 @@ pub fn read_results(path: &Path) -> Result<Results> {
 }
 
 /// Reads the results of the run directory `dir` ([`read_results`] on its `results.json`);
-/// a file, or a bench folder, is refused with one line saying what it is and what to give.
+/// a file, a bench folder, or a folder of runs is refused with one line saying what it is and
+/// what to give.
 pub fn read_run(dir: &Path) -> Result<Results> {
     crate::rundir::refuse_file(dir)?;
-    if !dir.join("results.json").exists() && dir.join("cells").is_dir() {
+    let is_run = |d: &Path| d.join("results.json").exists() || d.join("config.toml").exists();
+    if !is_run(dir) && dir.join("cells").is_dir() {
         return Err(Error::Input(format!(
             "{}: a bench folder, not a run directory; its table is {} (or give its cells: `report {}/cells/*/`)",
             dir.display(),
             dir.join("summary.md").display(),
             dir.display()
         )));
+    }
+    if !is_run(dir) {
+        let runs = std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().filter(|e| e.path().join("results.json").is_file()).count())
+            .unwrap_or(0);
+        if runs > 0 {
+            return Err(Error::Input(format!(
+                "{}: a folder of {runs} finished run{}, not a run directory (give them: `report {}/*/`)",
+                dir.display(),
+                if runs == 1 { "" } else { "s" },
+                dir.display()
+            )));
+        }
     }
     read_results(&dir.join("results.json"))
 }

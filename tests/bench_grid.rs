@@ -589,6 +589,10 @@ fn merging_same_named_cells_of_different_runs_is_refused_and_identical_ones_merg
     // A bench folder given to report: its summary.md and its cells are named.
     let err = fails(&["report", a.to_str().unwrap()]);
     assert!(err.contains("a bench folder") && err.contains("summary.md") && err.contains("/cells/*/"), "{err}");
+    // A folder of runs (here the bench's cells) given to report: how to give them.
+    let cells = a.join("cells");
+    let err = fails(&["report", cells.to_str().unwrap()]);
+    assert!(err.contains("a folder of") && err.contains(&format!("`report {}/*/`", cells.display())), "{err}");
     // A bench folder with no finished run: nothing to merge, nothing created.
     std::fs::remove_file(&p).unwrap();
     let err = fails(&merge(&[&broken], &m));
