@@ -172,7 +172,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "Decoders: the label words (a one-token word is scored by its logit; when a word has several tokens, every class is scored by its word's summed log-probability); a regression task takes two, the low pole then the high one (STS-B: ` No`, ` Yes`). Unset: the task's default.".into()),
         ("model", "max_len", Number, "Truncation length in tokens (at most what the model's position table allows).".into()),
         ("model", "pooling", Names(names(&POOLINGS)),
-            "What the head reads: `auto` = the pooling the model folder declares (mean for the default model), else the first token; `mean` over real tokens; `cls` the first token.".into()),
+            "What the head reads: `auto` = the pooling the model folder declares (mean for the default model; a pooling this tool does not compute, such as max, is refused, not replaced), else the first token; `mean` over real tokens; `cls` the first token.".into()),
         ("model", "positions", Names(names(&POSITIONS)),
             "Position ids of the real tokens after a prefix: `unshifted` 0..T-1; `shifted` p..p+T-1, as Hugging Face models and PEFT do (train with it to export to PEFT); `auto` = `shifted` for `subspace` and `prefix` on a decoder, `unshifted` otherwise.".into()),
         ("model", "backbone_dropout", boolean(), "Apply the frozen model's own dropout while training (as Hugging Face's train mode does).".into()),
