@@ -33,9 +33,8 @@ pub const MODEL_TYPES: [&str; 5] = ["llama", "mistral", "qwen2", "gemma3_text", 
 /// Whether `dir` is a Hugging Face folder of a supported decoder (config.json model_type in
 /// [`MODEL_TYPES`]).
 pub fn is_hf_decoder(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
-    let Ok(v) = serde_json::from_str::<Value>(&text) else { return false };
-    v.get("model_type").and_then(Value::as_str).is_some_and(|t| MODEL_TYPES.contains(&t))
+    json_object(&dir.join("config.json"))
+        .is_ok_and(|m| m.get("model_type").and_then(Value::as_str).is_some_and(|t| MODEL_TYPES.contains(&t)))
 }
 
 /// The [`DecoderConfig`] of the folder's `config.json`.
