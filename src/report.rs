@@ -57,8 +57,8 @@ pub fn read_results(path: &Path) -> Result<Results> {
 /// what to give.
 pub fn read_run(dir: &Path) -> Result<Results> {
     crate::rundir::refuse_file(dir)?;
-    let is_run = |d: &Path| d.join("results.json").exists() || d.join("config.toml").exists();
-    if !is_run(dir) && dir.join("cells").is_dir() {
+    let is_run = dir.join("results.json").exists() || dir.join("config.toml").exists();
+    if !is_run && dir.join("cells").is_dir() {
         return Err(Error::Input(format!(
             "{}: a bench folder, not a run directory; its table is {} (or give its cells: `report {}/cells/*/`)",
             dir.display(),
@@ -66,7 +66,7 @@ pub fn read_run(dir: &Path) -> Result<Results> {
             dir.display()
         )));
     }
-    if !is_run(dir) {
+    if !is_run {
         let runs = std::fs::read_dir(dir)
             .map(|entries| entries.flatten().filter(|e| e.path().join("results.json").is_file()).count())
             .unwrap_or(0);
