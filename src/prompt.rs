@@ -12,14 +12,18 @@
 //! is `lo + (hi − lo) · P(high word)`, the probability of the second word against the first,
 //! with `lo` and `hi` the lowest and highest score of the train pool (STS-B: 0 and 5).
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 
-/// A template and one label word per class, in the task's class order.
-#[derive(Debug, Clone, PartialEq)]
+/// A template and one label word per class, in the task's class order (in a run's
+/// `results.json`: `prompt`, with `template` and `label_words`, the config keys' names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prompt {
     /// The template, e.g. `{s} It was`.
     pub template: String,
     /// The label words, e.g. `[" terrible", " great"]`.
+    #[serde(rename = "label_words")]
     pub words: Vec<String>,
 }
 
@@ -56,6 +60,17 @@ impl Prompt {
             },
         };
         Some(prompt)
+    }
+
+    /// The prompt in one line, as the config keys would take it: `template = "{s} It was",
+    /// label_words = [" terrible", " great"]` (no words: a linear head reads the last token).
+    pub fn describe(&self) -> String {
+        let words = if self.words.is_empty() {
+            "no label words (a linear head reads the last token)".to_string()
+        } else {
+            format!("label_words = {:?}", self.words)
+        };
+        format!("template = {:?}, {words}", self.template)
     }
 
     /// Checks the template against the task (`pairs`: a pair task) and the words against

@@ -156,6 +156,10 @@ pub struct Results {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeSummary>,
+    /// A decoder's prompt: the template and label words the run used, defaults resolved
+    /// (encoder runs, and decoder runs written before it was recorded, have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<crate::prompt::Prompt>,
     /// The few-shot protocol (`per-class`, `total`).
     pub protocol: String,
     /// Whether the run was resumed from a saved state.

@@ -396,8 +396,9 @@ fn check_run_dir(dir: &Path) -> Result<()> {
 /// Reopens a trained run for `eval`, `predict`, `export` and `plot`: its config (with the
 /// dense-layer products in `precision` instead of the run's own when given, a note on stderr
 /// says so; with its GLUE folder at `data_dir` when given), its data (the same split and the
-/// same texts and labels, checked by hash) and the weights of its checkpoint. An unfinished
-/// run is used with a note naming its checkpoint's step.
+/// same texts and labels, checked by hash), a decoder's prompt as its results.json records it,
+/// and the weights of its checkpoint. An unfinished run is used with a note naming its
+/// checkpoint's step.
 pub fn open_run(
     run: &Path,
     precision: Option<&str>,
@@ -430,6 +431,14 @@ pub fn open_run(
     }
     let flag = if data_dir.is_some() { DataDirFlag::Given } else { DataDirFlag::NotGiven };
     check_data_paths(&cfg, &cfg_path, flag)?;
+    // A decoder run is read back through the prompt it was trained with, even where this
+    // build's default template or label words for its task differ.
+    if let Some(p) = crate::report::read_results(&run.join("results.json")).ok().and_then(|r| r.prompt) {
+        cfg.template.get_or_insert(p.template);
+        if !p.words.is_empty() {
+            cfg.label_words.get_or_insert(p.words);
+        }
+    }
     let mut session = Session::open(cfg)?;
     let split_path = run.join("split.json");
     if let Ok(text) = std::fs::read_to_string(&split_path) {

@@ -423,6 +423,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
         resumed: resuming,
         model: cfg.model_dir(),
         notes: task.notes.clone(),
+        prompt: session.tokenizer.prompt().cloned(),
         ..Results::default()
     };
     for (name, data) in &tests {

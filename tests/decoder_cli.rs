@@ -3,7 +3,8 @@
 //! same test numbers; the same seeds give the same numbers; prefix tuning is the subspace with
 //! one vertex; STS-B is read through two label words; bf16 products stay close to fp32; bad prompt settings are one-line errors
 //! that leave nothing behind; a GGUF file loads by its magic whatever its name; a user's own
-//! single-sentence and pair tasks run with their class names as the words.
+//! single-sentence and pair tasks run with their class names as the words, record that prompt
+//! and are read back through it.
 
 mod common;
 
@@ -314,20 +315,39 @@ fn a_users_single_sentence_and_pair_tasks_run_with_the_default_prompt() {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let o = train("user", "zero-shot", &out, &extra);
         assert!(o.status.success(), "{file}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(results(&out)["test"]["centroid"]["accuracy"].as_f64().is_some(), "{file}");
-        let mut p = bin()
-            .args(["predict", "--run", out.to_str().unwrap()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let o = p.wait_with_output().unwrap();
-        assert!(o.status.success(), "{file}");
-        let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = results(&out);
+        assert!(r["test"]["centroid"]["accuracy"].as_f64().is_some(), "{file}");
+        // The run says and records the prompt it used: the class names are the words.
+        let template = if file == "pair.csv" { "{s1} ? {s2} Answer:" } else { "{s}\nAnswer:" };
+        let words: Vec<String> = names.iter().map(|n| format!(" {n}")).collect();
+        assert_eq!(r["prompt"], serde_json::json!({"template": template, "label_words": words}), "{file}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(&format!("note: prompt: template = {template:?}")), "{file}: {stderr}");
+        let predict = || {
+            let mut p = bin()
+                .args(["predict", "--run", out.to_str().unwrap()])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            let o = p.wait_with_output().unwrap();
+            assert!(o.status.success(), "{file}");
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+        };
+        let row = predict();
         assert!(names.contains(&row["label"].as_str().unwrap()), "{file}: {row}");
         let probs = row["probabilities"].as_object().unwrap();
         assert_eq!(probs.keys().map(String::as_str).collect::<Vec<_>>(), names.to_vec(), "{file}: {row}");
+        // The run is read back through its recorded prompt: with the words swapped in
+        // results.json, the two classes' probabilities swap.
+        let path = out.join("results.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["prompt"]["label_words"] = serde_json::json!([words[1], words[0]]);
+        std::fs::write(&path, v.to_string()).unwrap();
+        let swapped = predict();
+        let p = |row: &serde_json::Value, name: &str| row["probabilities"][name].as_f64().unwrap();
+        assert!((p(&swapped, names[0]) - p(&row, names[1])).abs() < 1e-6, "{file}: {row} then {swapped}");
     }
 }

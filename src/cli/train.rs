@@ -121,6 +121,9 @@ pub fn run(args: Args) -> Result<()> {
     for n in &w.session.task.notes {
         eprintln!("note: {n}");
     }
+    if let Some(p) = w.session.tokenizer.prompt() {
+        eprintln!("note: prompt: {}", p.describe());
+    }
     prefix_subspace::train::install_interrupt_handlers()?;
     let out = w.dir.clone();
     let results = if w.resuming {
