@@ -1,8 +1,9 @@
 //! End-to-end runs of the binary with the decoder LLM SmolLM2-135M-Instruct (GGUF) on real
 //! SST-2 / RTE data: every method trains (or not) and its run directory evaluates back to the
 //! same test numbers; the same seeds give the same numbers; prefix tuning is the subspace with
-//! one vertex; STS-B is read through two label words; bf16 products stay close to fp32; bad prompt settings are one-line errors
-//! that leave nothing behind; a GGUF file loads by its magic whatever its name; a user's own
+//! one vertex; STS-B is read through two label words; bf16 products stay close to fp32; bad
+//! prompt settings are one-line errors that leave nothing behind; in-context learning keeps
+//! within the model's context; a GGUF file loads by its magic whatever its name; a user's own
 //! single-sentence and pair tasks run with their class names as the words, record that prompt
 //! and are read back through it.
 
@@ -169,6 +170,8 @@ fn bad_prompt_settings_are_one_line_errors_and_leave_nothing() {
         ("sst2", "bitfit", &[], "no bias"),
         ("stsb", "zero-shot", &["label_words=[\" No\", \" Maybe\", \" Yes\"]"], "two words"),
         ("sst2", "prefix", &["calibrate=true"], "calibrate"),
+        ("sst2", "icl", &["icl_shots=17"], "at most 16 examples of a class"),
+        ("sst2", "icl", &["icl_shots=16", "max_len=8100"], "context of 8192 tokens"),
     ];
     for (i, (task, method, extra, needle)) in cases.iter().enumerate() {
         let out = tmp.path().join(format!("case{i}"));
@@ -188,6 +191,29 @@ fn bad_prompt_settings_are_one_line_errors_and_leave_nothing() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("decoder"));
+}
+
+/// In-context learning's dev choice of the number of demonstrations stops at the first count
+/// whose demonstrations and an input of `max_len` tokens would pass the model's context
+/// (8,192 tokens): here one per class fits, two do not.
+#[test]
+fn icl_tries_only_the_demonstration_counts_that_fit_the_context() {
+    if !installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("icl");
+    let o = bin()
+        .args(["train", "--task", "sst2", "--method", "icl", "--model", MODEL, "--data-dir"])
+        .arg(common::glue_dir())
+        .args(["--set", "max_len=8120", "--set", "test_limit=24", "--set", "threads=2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("icl: 1 demonstrations per class, chosen on dev"), "{said}");
+    assert!(said.contains("2: over the model's context)"), "{said}");
 }
 
 /// A `--model` that names nothing says what `--model` takes and which names are installed;

@@ -207,7 +207,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "The attention projections LoRA updates (unmerged).".into()),
         ("method", "calibrate", boolean(),
             "`zero-shot` and `icl` only: contextual calibration (Zhao et al. 2021): the label words' probabilities are divided by those the model gives the content-free input `N/A` written into the template (with the demonstrations for `icl`), which removes a constant label bias.".into()),
-        ("method", "icl_shots", Number, "In-context learning: demonstrations per class drawn (seeded) from the few-shot train set; 0 = chosen on the dev split among 1, 2, 4, 8, 16, 32 (at most the train set), the fewest among the best.".into()),
+        ("method", "icl_shots", Number, "In-context learning: demonstrations per class drawn (seeded) from the few-shot train set (at most its largest class; the demonstrations and an input of max_len tokens must fit the model's context); 0 = chosen on the dev split among 1, 2, 4, 8, 16, 32 (at most the train set, and only the counts that fit), the fewest among the best.".into()),
         ("training", "seed", Number, "Training seed: initialisation, dropout, α draws, data order.".into()),
         ("training", "lr", Number, format!("Peak learning rate of the method's parameters (AdamW); 0 = the method's default: {lr_defaults}.")),
         ("training", "head_lr", Number, "Peak learning rate of the classification head(s).".into()),

@@ -86,6 +86,14 @@ impl Method for InContext {
         let mut best_k: Option<(f64, usize)> = None;
         let mut tried = Vec::new();
         for k in SHOTS.into_iter().filter(|&k| k <= most.max(1)) {
+            if let Err(too_long) = demonstration_ids(session, k) {
+                // More demonstrations would not fit either: the larger counts are not tried.
+                if k == SHOTS[0] {
+                    return Err(too_long);
+                }
+                tried.push(format!("{k}: over the model's context"));
+                break;
+            }
             use_demonstrations(session, ctx.subspace, k)?;
             seed_torch(cfg.seed, Stream::Dev, 0);
             let out = outputs(enc, ctx.subspace, ctx.dev, ctx.dev_at, ctx.dev_m, cfg.eval_batch_size, pad);
@@ -113,12 +121,27 @@ pub fn use_demonstrations(session: &Session, s: &mut Subspace, per_class: usize)
     Ok(())
 }
 
-/// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations, the
-/// few-shot train examples (`per_class` of each class, at most all) written with the template and
-/// their label word, one per paragraph, in an order drawn with the run's seed. A regression
-/// task's "classes" are its two poles: an example goes with the nearer one
-/// ([`crate::prompt::Prompt::word_index`]).
+/// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations
+/// ([`demonstration_ids`]).
 pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
+    let ids = demonstration_ids(session, per_class)?;
+    let dev = session.backbone.device();
+    let n = ids.len() as i64;
+    let batch = crate::model::Batch {
+        input_ids: Tensor::from_slice(&ids).view([1, n]).to(dev),
+        attention_mask: Tensor::ones([1, n], (tch::Kind::Int64, dev)),
+        token_type_ids: Tensor::zeros([1, n], (tch::Kind::Int64, dev)),
+    };
+    Ok(tch::no_grad(|| session.backbone.keys_values(&batch)))
+}
+
+/// The token ids of the demonstrations: the few-shot train examples (`per_class` of each
+/// class, at most all) written with the template and their label word, one per paragraph, in
+/// an order drawn with the run's seed. A regression task's "classes" are its two poles: an
+/// example goes with the nearer one ([`crate::prompt::Prompt::word_index`]). Refused when no
+/// class has `per_class` examples, or when the demonstrations and an input of `max_len`
+/// tokens would not fit the model's context.
+pub fn demonstration_ids(session: &Session, per_class: usize) -> Result<Vec<i64>> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let prompt = session.tokenizer.prompt().ok_or_else(|| Error::Input("icl needs a decoder".into()))?;
@@ -126,12 +149,20 @@ pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
     // A regression task's examples are written with the nearer pole's word, and chosen per pole.
     let range = session.task.score_range;
     let mut chosen: Vec<&Example> = Vec::new();
+    let mut largest = 0;
     for c in 0..prompt.words.len() {
         let mut of_class: Vec<_> =
             session.task.split.train.iter().filter(|e| prompt.word_index(e.label, range) == Some(c)).collect();
+        largest = largest.max(of_class.len());
         of_class.shuffle(&mut rng);
         let k = per_class.min(of_class.len());
         chosen.extend(of_class.into_iter().take(k));
+    }
+    if per_class > largest {
+        return Err(Error::Input(format!(
+            "icl_shots = {per_class}: the few-shot train set has at most {largest} examples of a class (shots = {}); set icl_shots to at most {largest}, or 0 to choose it on dev",
+            session.cfg.shots
+        )));
     }
     chosen.shuffle(&mut rng);
     let mut text = String::new();
@@ -145,14 +176,16 @@ pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
     if let Some(bos) = session.tokenizer.bos() {
         ids.insert(0, bos);
     }
-    let dev = session.backbone.device();
     let n = ids.len() as i64;
-    let batch = crate::model::Batch {
-        input_ids: Tensor::from_slice(&ids).view([1, n]).to(dev),
-        attention_mask: Tensor::ones([1, n], (tch::Kind::Int64, dev)),
-        token_type_ids: Tensor::zeros([1, n], (tch::Kind::Int64, dev)),
-    };
-    Ok(tch::no_grad(|| session.backbone.keys_values(&batch)))
+    let room = session.backbone.max_tokens(n);
+    if room < session.cfg.max_len as i64 {
+        return Err(Error::Input(format!(
+            "icl: {per_class} demonstration(s) per class take {n} tokens, and with inputs of up to max_len = {} tokens that passes the model's context of {} tokens; set icl_shots lower (or max_len)",
+            session.cfg.max_len,
+            session.backbone.max_tokens(0)
+        )));
+    }
+    Ok(ids)
 }
 
 /// Contextual calibration (Zhao et al. 2021): the label words' logits get −log p(word |
