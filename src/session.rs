@@ -59,7 +59,9 @@ impl Session {
         if let Some(source) = crate::model::decoder_source(&dir)? {
             return Self::open_decoder(cfg, task, &source, device);
         }
-        Encoder::config_path(&dir)?;
+        // The folder's config.json is checked before the method: a missing one, or another
+        // architecture's, is what the user needs to hear, not that it "is an encoder".
+        crate::model::bert::Config::from_file(&Encoder::config_path(&dir)?)?;
         if cfg.head == Some(HeadKind::Words) {
             return Err(Error::Input(format!(
                 "head = \"words\": label words are a decoder's (its language-model head); {} is an encoder, whose head is linear (set head = \"linear\" or leave head unset)",

@@ -255,7 +255,7 @@ fn integer_tensors_stay_readable_for_the_runs_own_files() {
 }
 
 #[test]
-fn a_folder_that_is_no_model_is_called_so_whatever_the_method() {
+fn a_folder_that_is_no_model_or_another_model_is_called_so_whatever_the_method() {
     // An empty folder (here named like a GGUF file) is neither a decoder nor an encoder: every
     // method, those that need a decoder included, says it has no config.json.
     let tmp = tempfile::tempdir().unwrap();
@@ -283,6 +283,29 @@ fn a_folder_that_is_no_model_is_called_so_whatever_the_method() {
             "{method}: {e}"
         );
         assert!(!e.contains("is an encoder"), "{method}: {e}");
+        assert!(!out.exists(), "{method}: nothing written");
+    }
+    // A folder of an architecture the tool does not load (here Phi-3, whose config.json lacks
+    // the encoder's keys) is named by its model_type, whatever the method.
+    std::fs::write(model.join("config.json"), r#"{"model_type": "phi3", "hidden_size": 3072}"#).unwrap();
+    for method in ["subspace", "zero-shot"] {
+        let out = tmp.path().join(format!("run-{method}"));
+        let o = cli(&[
+            "train",
+            "--task",
+            "sst2",
+            "--data-dir",
+            glue.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = cli_error(&o);
+        assert!(e.contains("config.json: unsupported architecture model_type \"phi3\""), "{method}: {e}");
+        assert!(!e.contains("is an encoder") && !e.contains("missing field"), "{method}: {e}");
         assert!(!out.exists(), "{method}: nothing written");
     }
 }

@@ -141,6 +141,10 @@ fn unsupported_architecture_and_missing_files_are_clear_errors() {
     std::fs::write(&cfg_path, cfg).unwrap();
     let err = Encoder::load(tmp.path(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("unsupported architecture") && err.contains("gpt2"), "{err}");
+    // Another model's config.json lacks the encoder's keys: its model_type is what is named.
+    std::fs::write(&cfg_path, r#"{"model_type": "phi3", "hidden_size": 3072}"#).unwrap();
+    let err = Encoder::load(tmp.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("unsupported architecture model_type \"phi3\"") && err.contains("llama"), "{err}");
     // Truncated weights.
     write_checkpoint(tmp.path());
     let st = tmp.path().join("model.safetensors");

@@ -153,6 +153,15 @@ impl Config {
     /// Reads and validates `config.json` (see [`Config::validate`]).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // The architecture first: another model's config.json (a Phi-3 or GPT-2 folder, say)
+        // lacks the keys below, and "missing field" would hide what is wrong with it.
+        #[derive(Deserialize)]
+        struct ModelType {
+            model_type: Option<String>,
+        }
+        if let Ok(ModelType { model_type: Some(t) }) = serde_json::from_str(&text) {
+            arch(&t).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        }
         let cfg: Config =
             serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}:{}: {}", path.display(), e.line(), e)))?;
         cfg.validate().map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
@@ -235,16 +244,25 @@ impl Config {
 
     /// The architecture family, from `model_type`.
     pub fn arch(&self) -> std::result::Result<Arch, String> {
-        match self.model_type.as_str() {
-            "bert" => Ok(Arch::Bert),
-            "roberta" | "xlm-roberta" => Ok(Arch::Roberta),
-            "mpnet" => Ok(Arch::Mpnet),
-            other => Err(format!("unsupported architecture model_type \"{other}\" (supported: bert, roberta, mpnet)")),
-        }
+        arch(&self.model_type)
     }
 
     /// Size of one attention head.
     pub fn head_dim(&self) -> i64 {
         self.hidden_size / self.num_attention_heads
+    }
+}
+
+/// The encoder architecture family of a `config.json` `model_type`; anything else is refused
+/// with what the tool loads (the decoder types load from their own folder test, before this).
+fn arch(model_type: &str) -> std::result::Result<Arch, String> {
+    match model_type {
+        "bert" => Ok(Arch::Bert),
+        "roberta" | "xlm-roberta" => Ok(Arch::Roberta),
+        "mpnet" => Ok(Arch::Mpnet),
+        other => Err(format!(
+            "unsupported architecture model_type \"{other}\" (encoders: bert, roberta, xlm-roberta, mpnet; decoder LLMs: {}, or a GGUF file of the llama, qwen2 or gemma3 architecture)",
+            crate::model::hf_decoder::MODEL_TYPES.join(", ")
+        )),
     }
 }
