@@ -128,7 +128,9 @@ pub fn runs_table(runs: &[Results]) -> String {
                 r.majority_scores.as_ref().and_then(|s| s.get(set)).and_then(|s| s.get(k)).map(|&v| (k, v))
             });
             let (metric, value) = in_metric.unwrap_or(("accuracy", *rate));
-            if seen.insert((task.to_string(), set.clone())) {
+            // One line per task, test set and rate: runs scored on different samples of a test
+            // set get one each ([`mixed_test_sets`] says so).
+            if seen.insert((task.to_string(), set.clone(), value.to_bits())) {
                 let cells =
                     [task.to_string(), String::new(), "majority".into(), "-".into(), format!("{set} ({metric})")];
                 let mut row: [String; 9] = Default::default();
@@ -169,6 +171,38 @@ pub fn runs_table(runs: &[Results]) -> String {
     out
 }
 
+/// One line per task and test set whose runs scored different examples (different counts,
+/// or different majority-class rates): their scores do not compare. Runs that recorded
+/// neither are not counted.
+pub fn mixed_test_sets(runs: &[Results]) -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut seen: BTreeMap<(String, String), (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
+    for r in runs {
+        for (set, _) in r.test_sets() {
+            let e = seen.entry((r.task.clone(), set.to_string())).or_default();
+            if let Some(&n) = r.test_examples.as_ref().and_then(|m| m.get(set)) {
+                e.0.insert(n);
+            }
+            if let Some(&rate) = r.majority.as_ref().and_then(|m| m.get(set)) {
+                e.1.insert(rate.to_bits());
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, (n, rates))| n.len() > 1 || rates.len() > 1)
+        .map(|((task, set), (n, _))| {
+            let counts = if n.len() > 1 {
+                format!(" ({} examples)", n.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+            } else {
+                String::new()
+            };
+            format!(
+                "the {task} runs were scored on different {set} sets{counts}: their {set} scores do not compare (test_limit, or the data, differ)"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -186,6 +220,25 @@ mod tests {
             majority: Some(BTreeMap::from([("test".to_string(), 0.684)])),
             ..Results::default()
         }
+    }
+
+    #[test]
+    fn runs_scored_on_different_test_sets_are_said_not_to_compare() {
+        let sized = |n: u64, rate: f64| {
+            let mut r = run("sst2", "accuracy", 0.8);
+            r.test_examples = Some(BTreeMap::from([("test".to_string(), n)]));
+            r.majority = Some(BTreeMap::from([("test".to_string(), rate)]));
+            r
+        };
+        assert!(mixed_test_sets(&[sized(872, 0.5092), sized(872, 0.5092)]).is_empty());
+        let notes = mixed_test_sets(&[sized(872, 0.5092), sized(24, 0.5)]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("sst2 runs") && notes[0].contains("(24, 872 examples)"), "{notes:?}");
+        // Runs written before the count was recorded: told apart by their majority rates.
+        assert_eq!(mixed_test_sets(&[run("sst2", "accuracy", 0.8), sized(24, 0.5)]).len(), 1);
+        // One majority line per rate.
+        let t = runs_table(&[sized(872, 0.5092), sized(24, 0.5)]);
+        assert_eq!(t.lines().filter(|l| l.contains("majority")).count(), 2, "{t}");
     }
 
     #[test]

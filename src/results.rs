@@ -178,6 +178,10 @@ pub struct Results {
     pub test_matched: Option<TestScores>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_mismatched: Option<TestScores>,
+    /// Per test set, the number of examples scored (runs written before it was recorded have
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_examples: Option<BTreeMap<String, u64>>,
     #[serde(deserialize_with = "number")]
     pub test_seconds: f64,
     pub train_examples: u64,

@@ -443,6 +443,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
     results.test_seconds = seconds_before + t_test.elapsed().as_secs_f64();
     // Beside every score, what always answering the most frequent class would get.
     for (name, data) in &tests {
+        results.test_examples.get_or_insert_default().insert(name.clone(), data.labels.len() as u64);
         if let Some(m) = crate::metrics::majority(&session.task.metrics, &data.labels) {
             results.majority.get_or_insert_default().insert(name.clone(), m.rate);
             results.majority_scores.get_or_insert_default().insert(name.clone(), Scores(m.scores));

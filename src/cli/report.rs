@@ -19,5 +19,8 @@ pub fn run(args: Args) -> Result<()> {
     // A file, a bench folder, or results that cannot be read: one line naming it.
     let rows = runs.iter().map(|r| prefix_subspace::report::read_run(r)).collect::<Result<Vec<_>, _>>()?;
     print!("{}", prefix_subspace::report::runs_table(&rows));
+    for note in prefix_subspace::report::mixed_test_sets(&rows) {
+        eprintln!("note: {note}");
+    }
     Ok(())
 }
