@@ -106,7 +106,7 @@ impl BenchConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         toml::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: {}", path.display(), e.to_string().replace('\n', " "))))
+            .map_err(|e| Error::Input(format!("{}: {}", path.display(), crate::config::toml_error(&e, &text))))
     }
 
     /// All cells, in a stable order (split seed, task, K, variant).

@@ -326,3 +326,18 @@ pub(super) fn plain_types(message: &str) -> String {
 pub(super) fn one_line(s: &str) -> String {
     s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
+
+/// A TOML error of `text` in one line: `line L, column C: what (`the line`)`, from the
+/// error's span (its message alone when it has none). The toml crate's own text draws the
+/// line with a caret under it, which a one-line message cannot show.
+pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = one_line(e.message());
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else { return message };
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    match text[line_start..].lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(shown) => format!("line {line}, column {column}: {message} (`{shown}`)"),
+        None => format!("line {line}, column {column}: {message}"),
+    }
+}

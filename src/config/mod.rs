@@ -14,7 +14,7 @@ mod keys;
 mod ranges;
 
 use keys::*;
-pub use keys::{key_docs, keys_markdown, keys_text, KeyDoc};
+pub use keys::{key_docs, keys_markdown, keys_text, toml_error, KeyDoc};
 pub use ranges::{KeyRange, Range, LORA_TARGETS, MAX_SAMPLES, MAX_SEED, RANGES};
 
 /// The number format of the backbone's dense-layer products.
@@ -428,7 +428,7 @@ impl RunConfig {
     }
 
     fn from_toml(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| with_key_hint(&plain_types(&one_line(&e.to_string()))))
+        toml::from_str(text).map_err(|e| with_key_hint(&plain_types(&toml_error(&e, text))))
     }
 
     /// Applies `key=value` overrides (the value is parsed as TOML, else taken as a string).
@@ -822,6 +822,12 @@ mod tests {
         // Other errors are left as they are.
         let e = RunConfig::from_toml("vertices = \"three\"\n").unwrap_err();
         assert!(!e.contains("prefix-subspace keys"), "{e}");
+        // Each names its line and column and shows the line (the toml crate's caret drawing
+        // does not survive one line).
+        let e = RunConfig::from_toml("seed = 2\nlr = \"a\"\n").unwrap_err();
+        assert_eq!(e, "line 2, column 6: invalid type: string \"a\", expected a number (`lr = \"a\"`)");
+        let e = RunConfig::from_toml("seed = 2\n[x\n").unwrap_err();
+        assert!(e.starts_with("line 2, column 3: ") && e.ends_with("(`[x`)") && !e.contains('|'), "{e}");
     }
 
     #[test]
