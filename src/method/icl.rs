@@ -83,10 +83,11 @@ impl Method for InContext {
         let (enc, pad) = (&*session.backbone, session.tokenizer.pad_id());
         let words = session.tokenizer.prompt().map_or(1, |p| p.words.len());
         let most = task.split.train.len().div_ceil(words.max(1));
-        let mut best_k: Option<(f64, usize)> = None;
+        let mut best_k: Option<(f64, usize, Vec<i64>)> = None;
         let mut tried = Vec::new();
         for k in SHOTS.into_iter().filter(|&k| k <= most.max(1)) {
-            if let Err(too_long) = demonstration_ids(session, k) {
+            let ids = demonstration_ids(session, k)?;
+            if let Err(too_long) = fits_context(session, k, ids.len()) {
                 // More demonstrations would not fit either: the larger counts are not tried.
                 if k == SHOTS[0] {
                     return Err(too_long);
@@ -94,17 +95,17 @@ impl Method for InContext {
                 tried.push(format!("{k}: over the model's context"));
                 break;
             }
-            use_demonstrations(session, ctx.subspace, k)?;
+            use_ids(session, ctx.subspace, k, &ids)?;
             seed_torch(cfg.seed, Stream::Dev, 0);
             let out = outputs(enc, ctx.subspace, ctx.dev, ctx.dev_at, ctx.dev_m, cfg.eval_batch_size, pad);
             let v = score(&out, &ctx.dev.labels, &task.metrics, true)[main];
             tried.push(format!("{k}: {v:.4}"));
-            if best_k.is_none_or(|(b, _)| v > b) {
-                best_k = Some((v, k));
+            if best_k.as_ref().is_none_or(|(b, _, _)| v > *b) {
+                best_k = Some((v, k, ids));
             }
         }
-        let (_, k) = best_k.expect("at least one demonstration count");
-        use_demonstrations(session, ctx.subspace, k)?;
+        let (_, k, ids) = best_k.expect("at least one demonstration count");
+        use_ids(session, ctx.subspace, k, &ids)?;
         (ctx.say)(format!("icl: {k} demonstrations per class, chosen on dev ({main}: {})", tried.join(", ")));
         Ok(Fitted::default())
     }
@@ -113,7 +114,14 @@ impl Method for InContext {
 /// In-context learning with `per_class` demonstrations per class (recorded in the
 /// checkpoint variable `icl_shots`), calibrated behind them when `calibrate` is on.
 pub fn use_demonstrations(session: &Session, s: &mut Subspace, per_class: usize) -> Result<()> {
-    s.set_context(demonstrations(session, per_class)?);
+    let ids = demonstration_ids(session, per_class)?;
+    fits_context(session, per_class, ids.len())?;
+    use_ids(session, s, per_class, &ids)
+}
+
+/// [`use_demonstrations`] with the demonstrations' token ids already built and checked.
+fn use_ids(session: &Session, s: &mut Subspace, per_class: usize, ids: &[i64]) -> Result<()> {
+    s.set_context(keys_values(session, ids));
     s.record_icl_shots(per_class);
     if session.cfg.calibrate {
         calibrate(session, s)?;
@@ -121,26 +129,46 @@ pub fn use_demonstrations(session: &Session, s: &mut Subspace, per_class: usize)
     Ok(())
 }
 
-/// In-context learning: the keys and values `(L, 2, 1, D, W)` of the demonstrations
-/// ([`demonstration_ids`]).
+/// In-context learning: the keys and values `(L, 2, 1, D, W)` of the `per_class`
+/// demonstrations per class ([`demonstration_ids`]), refused when they do not fit the
+/// model's context ([`fits_context`]).
 pub fn demonstrations(session: &Session, per_class: usize) -> Result<Tensor> {
     let ids = demonstration_ids(session, per_class)?;
+    fits_context(session, per_class, ids.len())?;
+    Ok(keys_values(session, &ids))
+}
+
+/// The keys and values `(L, 2, 1, D, W)` of one token sequence, computed without gradient.
+fn keys_values(session: &Session, ids: &[i64]) -> Tensor {
     let dev = session.backbone.device();
     let n = ids.len() as i64;
     let batch = crate::model::Batch {
-        input_ids: Tensor::from_slice(&ids).view([1, n]).to(dev),
+        input_ids: Tensor::from_slice(ids).view([1, n]).to(dev),
         attention_mask: Tensor::ones([1, n], (tch::Kind::Int64, dev)),
         token_type_ids: Tensor::zeros([1, n], (tch::Kind::Int64, dev)),
     };
-    Ok(tch::no_grad(|| session.backbone.keys_values(&batch)))
+    tch::no_grad(|| session.backbone.keys_values(&batch))
+}
+
+/// Whether `n` tokens of demonstrations (`per_class` per class) leave room for an input of
+/// `max_len` tokens in the model's context; the error says the counts.
+fn fits_context(session: &Session, per_class: usize, n: usize) -> Result<()> {
+    let n = n as i64;
+    if session.backbone.max_tokens(n) < session.cfg.max_len as i64 {
+        return Err(Error::Input(format!(
+            "icl: {per_class} demonstration(s) per class take {n} tokens, and with inputs of up to max_len = {} tokens that passes the model's context of {} tokens; set icl_shots lower (or max_len)",
+            session.cfg.max_len,
+            session.backbone.max_tokens(0)
+        )));
+    }
+    Ok(())
 }
 
 /// The token ids of the demonstrations: the few-shot train examples (`per_class` of each
 /// class, at most all) written with the template and their label word, one per paragraph, in
 /// an order drawn with the run's seed. A regression task's "classes" are its two poles: an
 /// example goes with the nearer one ([`crate::prompt::Prompt::word_index`]). Refused when no
-/// class has `per_class` examples, or when the demonstrations and an input of `max_len`
-/// tokens would not fit the model's context.
+/// class has `per_class` examples; whether they fit the model's context is [`fits_context`].
 pub fn demonstration_ids(session: &Session, per_class: usize) -> Result<Vec<i64>> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
@@ -175,15 +203,6 @@ pub fn demonstration_ids(session: &Session, per_class: usize) -> Result<Vec<i64>
     let mut ids = session.tokenizer.ids(&text)?;
     if let Some(bos) = session.tokenizer.bos() {
         ids.insert(0, bos);
-    }
-    let n = ids.len() as i64;
-    let room = session.backbone.max_tokens(n);
-    if room < session.cfg.max_len as i64 {
-        return Err(Error::Input(format!(
-            "icl: {per_class} demonstration(s) per class take {n} tokens, and with inputs of up to max_len = {} tokens that passes the model's context of {} tokens; set icl_shots lower (or max_len)",
-            session.cfg.max_len,
-            session.backbone.max_tokens(0)
-        )));
     }
     Ok(ids)
 }
