@@ -61,7 +61,7 @@ impl Session {
         }
         // The folder's config.json is checked before the method: a missing one, or another
         // architecture's, is what the user needs to hear, not that it "is an encoder".
-        crate::model::bert::Config::from_file(&Encoder::config_path(&dir)?)?;
+        let config = crate::model::bert::Config::from_file(&Encoder::config_path(&dir)?)?;
         if cfg.head == Some(HeadKind::Words) {
             return Err(Error::Input(format!(
                 "head = \"words\": label words are a decoder's (its language-model head); {} is an encoder, whose head is linear (set head = \"linear\" or leave head unset)",
@@ -77,7 +77,7 @@ impl Session {
             )));
         }
         cfg.method.check(&task, &dir, false)?;
-        let encoder = Encoder::load(&dir, device)?;
+        let encoder = Encoder::load_with(&dir, config, device)?;
         check_model_limits(&cfg, &encoder, &dir)?;
         let tokenizer = TextTokenizer::from_dir(&dir, cfg.max_len)?;
         crate::model::check_vocab(&tokenizer, &encoder.config, &dir)?;

@@ -127,7 +127,11 @@ impl Encoder {
 
     /// Loads `config.json` and `model.safetensors` from a Hugging Face model folder.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let config = Config::from_file(&Self::config_path(dir)?)?;
+        Self::load_with(dir, Config::from_file(&Self::config_path(dir)?)?, device)
+    }
+
+    /// [`Encoder::load`] with the folder's `config.json` already read.
+    pub fn load_with(dir: &Path, config: Config, device: Device) -> Result<Self> {
         let st_path = dir.join(crate::model::load::MODEL_WEIGHTS);
         if !st_path.is_file() {
             return Err(Error::Input(format!(
