@@ -237,6 +237,23 @@ impl Results {
             ))
         })
     }
+
+    /// The prompt the `results.json` at `path` records, alone: none when the file is missing
+    /// (an unfinished run) or records none (encoder runs, decoder runs written before it was
+    /// recorded); one line naming the file when it is not JSON or its `prompt` is malformed.
+    pub fn recorded_prompt(path: &Path) -> Result<Option<crate::prompt::Prompt>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let bad = |e: serde_json::Error| Error::Input(format!("{}: {e}", path.display()));
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        match v.get("prompt").filter(|p| !p.is_null()) {
+            None => Ok(None),
+            Some(p) => Ok(Some(serde_json::from_value(p.clone()).map_err(bad)?)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +268,22 @@ mod tests {
         assert_ne!(s(&[("accuracy", 0.5)]), s(&[("f1", 0.5)]));
         assert_ne!(s(&[("accuracy", 0.5)]), s(&[("accuracy", 0.5), ("f1", 0.5)]));
         assert_ne!(s(&[("mcc", f64::NAN)]), s(&[("mcc", 0.0)]));
+    }
+
+    #[test]
+    fn the_recorded_prompt_is_read_alone_and_a_broken_file_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("results.json");
+        assert_eq!(Results::recorded_prompt(&path).unwrap(), None, "missing file: an unfinished run");
+        std::fs::write(&path, r#"{"task": "sst2", "method": "lora"}"#).unwrap();
+        assert_eq!(Results::recorded_prompt(&path).unwrap(), None, "no prompt recorded");
+        std::fs::write(&path, r#"{"prompt": {"template": "{s} It was", "label_words": [" bad", " good"]}}"#).unwrap();
+        let p = Results::recorded_prompt(&path).unwrap().unwrap();
+        assert_eq!((p.template.as_str(), p.words.len()), ("{s} It was", 2));
+        for broken in [r#"{"prompt": "#, r#"{"prompt": {"template": 3}}"#] {
+            std::fs::write(&path, broken).unwrap();
+            let e = Results::recorded_prompt(&path).unwrap_err().to_string();
+            assert!(e.contains("results.json"), "{e}");
+        }
     }
 }

@@ -433,7 +433,7 @@ pub fn open_run(
     check_data_paths(&cfg, &cfg_path, flag)?;
     // A decoder run is read back through the prompt it was trained with, even where this
     // build's default template or label words for its task differ.
-    if let Some(p) = crate::report::read_results(&run.join("results.json")).ok().and_then(|r| r.prompt) {
+    if let Some(p) = crate::results::Results::recorded_prompt(&run.join("results.json"))? {
         cfg.template.get_or_insert(p.template);
         if !p.words.is_empty() {
             cfg.label_words.get_or_insert(p.words);
