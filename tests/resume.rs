@@ -1,6 +1,6 @@
 //! Interrupted runs: a run killed with SIGKILL, or stopped with Ctrl-C (SIGINT), and then
 //! resumed with `train --resume` ends with the same numbers, bit for bit, as a run that
-//! was never interrupted.
+//! was never interrupted; on the default encoder and on the decoder LLM SmolLM2 (GGUF).
 
 mod common;
 
@@ -34,6 +34,30 @@ fn train_args(out: &Path) -> Vec<String> {
     a
 }
 
+/// A short real run of the subspace (the decoder's defaults: vertices from demonstrations,
+/// shifted positions) on SmolLM2 and SST-2, saving its state every 3 steps.
+fn decoder_args(out: &Path) -> Vec<String> {
+    let glue = common::glue_dir();
+    let mut a: Vec<String> = ["train", "--task", "sst2", "--model", DECODER, "--quiet"].map(String::from).to_vec();
+    a.extend(["--data-dir".into(), glue.to_string_lossy().into_owned()]);
+    a.extend(["--out".into(), out.to_string_lossy().into_owned()]);
+    for s in [
+        "max_steps=10",
+        "eval_every=4",
+        "checkpoint_every=3",
+        "threads=1",
+        "test_limit=32",
+        "max_len=64",
+        "dev_samples=2",
+        "ensemble_samples=2",
+    ] {
+        a.extend(["--set".into(), s.into()]);
+    }
+    a
+}
+
+const DECODER: &str = "smollm2-135m-instruct";
+
 fn results(dir: &Path) -> serde_json::Value {
     let mut r = common::results_json(dir);
     for k in ["train_seconds", "train_samples_per_second", "test_seconds", "resumed"] {
@@ -49,7 +73,12 @@ fn start_until(out: &Path, step: usize) -> Child {
 
 /// Starts a run and waits, while it runs, until `reached` (`what` it waits for).
 fn start_and_wait(out: &Path, what: &str, reached: impl Fn() -> bool) -> Child {
-    let mut child = bin().args(train_args(out)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    start_args_and_wait(train_args(out), what, reached)
+}
+
+/// [`start_and_wait`] for the run of the arguments `args`.
+fn start_args_and_wait(args: Vec<String>, what: &str, reached: impl Fn() -> bool) -> Child {
+    let mut child = bin().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t0 = Instant::now();
     while !reached() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before {what}");
@@ -92,6 +121,28 @@ fn a_killed_run_resumes_to_bit_identical_numbers() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
         assert_eq!(r["resumed"], true);
     }
+}
+
+#[test]
+fn a_killed_decoder_run_resumes_to_bit_identical_numbers() {
+    if !common::decoder_installed(DECODER) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight");
+    let out = bin().args(decoder_args(&straight)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Killed after the dev evaluation of step 4, before the save of step 6.
+    let dir = tmp.path().join("killed");
+    let mut child = start_args_and_wait(decoder_args(&dir), "step 5", || common::last_step(&dir) >= 5);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!dir.join("results.json").exists(), "killed before the end");
+    assert!(dir.join("resume.safetensors").is_file());
+    let out = resume(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(results(&dir), results(&straight));
+    assert_eq!(common::step_log(&dir), common::step_log(&straight), "the log continues as the uninterrupted one");
 }
 
 #[test]
