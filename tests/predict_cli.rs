@@ -76,6 +76,31 @@ fn error(row: &serde_json::Value) -> &str {
 }
 
 #[test]
+fn a_run_without_its_weights_says_why_and_how_to_get_them() {
+    // A finished run whose checkpoint is gone (as a bench cell kept in git): named as finished,
+    // with the command that trains it again; an unfinished one as stopped before any weights.
+    let tmp = tempfile::tempdir().unwrap();
+    let cell = tmp.path().join("cell");
+    std::fs::create_dir(&cell).unwrap();
+    for f in ["config.toml", "split.json", "results.json"] {
+        std::fs::copy(polarity_run().join(f), cell.join(f)).unwrap();
+    }
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "a fine film\n").unwrap();
+    let config = cell.join("config.toml");
+    for args in [vec!["eval", "--run"], vec!["predict", "--input", input.to_str().unwrap(), "--run"]] {
+        let out = bin().args(&args).arg(&cell).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("the run finished, but its weights"), "{args:?}: {err}");
+        assert!(err.contains(&format!("train --config {}", config.display())), "{args:?}: {err}");
+    }
+    std::fs::remove_file(cell.join("results.json")).unwrap();
+    let err = String::from_utf8(bin().args(["eval", "--run"]).arg(&cell).output().unwrap().stderr).unwrap();
+    assert!(err.contains("stopped before its first dev evaluation"), "{err}");
+}
+
+#[test]
 fn every_input_line_gets_its_row_in_order() {
     // Line 2 is blank, line 4 is whitespace, line 5 has a CRLF ending, the last has no newline.
     let input = b"a gorgeous, moving film\n\na dull, lifeless mess\n   \nwarm and funny\r\nflat";
