@@ -88,13 +88,30 @@ fn model_name(r: &Results) -> String {
     name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
 }
 
-/// One row per run and test set: task, method, n, test set, centroid, ensemble, best vertex,
-/// train time (a `model` column after the task when the runs name more than one model); then
-/// one `majority` row per task and test set. Columns widen to their longest entry.
-pub fn runs_table(runs: &[Results]) -> String {
+/// The name of each run in a table: its directory's name, or the whole path as given when two
+/// runs share a directory name.
+pub fn run_names(dirs: &[std::path::PathBuf]) -> Vec<String> {
+    let short: Vec<String> = dirs
+        .iter()
+        .map(|d| d.file_name().map_or_else(|| d.display().to_string(), |n| n.to_string_lossy().into_owned()))
+        .collect();
+    let unique = short.iter().collect::<std::collections::BTreeSet<_>>().len() == short.len();
+    if unique {
+        short
+    } else {
+        dirs.iter().map(|d| d.display().to_string()).collect()
+    }
+}
+
+/// One row per run (its name, its results) and test set: task, method, n, test set, centroid,
+/// ensemble, best vertex, train time; a `model` column after the task when the runs name more
+/// than one model, and a last `run` column with the runs' names when two runs of a task share
+/// model, method and n (a variant such as `prefix-text` beside `prefix`); then one `majority`
+/// row per task and test set. Columns widen to their longest entry.
+pub fn runs_table(runs: &[(String, Results)]) -> String {
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    let mut rows: Vec<[String; 9]> = Vec::new();
-    for r in runs {
+    let mut rows: Vec<[String; 10]> = Vec::new();
+    for (name, r) in runs {
         for (key, t) in r.test_sets() {
             let Some((metric, centroid)) = t.get("centroid").and_then(Scores::main_value) else {
                 continue;
@@ -112,13 +129,17 @@ pub fn runs_table(runs: &[Results]) -> String {
                 fmt(get("ensemble")),
                 best.map_or("-".to_string(), |(i, v)| format!("{v:.4} (v{i})")),
                 format!("{:.1}", r.train_seconds),
+                name.clone(),
             ]);
         }
     }
+    let alike: std::collections::BTreeSet<_> =
+        runs.iter().map(|(_, r)| (&r.task, model_name(r), &r.method, r.vertices)).collect();
+    let show_names = alike.len() < runs.len();
     // Once per test set, the score of always answering its most frequent class in the main
     // metric (runs that recorded only its accuracy: that; older runs: nothing).
     let mut seen = std::collections::BTreeSet::new();
-    for r in runs {
+    for (_, r) in runs {
         let Some(m) = &r.majority else { continue };
         for (set, rate) in m {
             let task = &r.task;
@@ -133,22 +154,23 @@ pub fn runs_table(runs: &[Results]) -> String {
             if seen.insert((task.to_string(), set.clone(), value.to_bits())) {
                 let cells =
                     [task.to_string(), String::new(), "majority".into(), "-".into(), format!("{set} ({metric})")];
-                let mut row: [String; 9] = Default::default();
+                let mut row: [String; 10] = Default::default();
                 row[..5].clone_from_slice(&cells);
                 row[5] = format!("{value:.4}");
                 rows.push(row);
             }
         }
     }
-    let header = ["task", "model", "method", "n", "test (metric)", "centroid", "ensemble", "best vertex", "train s"];
-    let models: std::collections::BTreeSet<String> = runs.iter().map(model_name).collect();
+    let header =
+        ["task", "model", "method", "n", "test (metric)", "centroid", "ensemble", "best vertex", "train s", "run"];
+    let models: std::collections::BTreeSet<String> = runs.iter().map(|(_, r)| model_name(r)).collect();
     // Minimum widths (the table's layout before the model column existed); left-aligned text.
-    let min = [10, 0, 10, 2, 16, 9, 9, 12, 8];
-    let left = [true, true, true, false, true, false, false, false, false];
-    let shown: Vec<usize> = (0..9).filter(|&c| c != 1 || models.len() > 1).collect();
+    let min = [10, 0, 10, 2, 16, 9, 9, 12, 8, 0];
+    let left = [true, true, true, false, true, false, false, false, false, true];
+    let shown: Vec<usize> = (0..10).filter(|&c| (c != 1 || models.len() > 1) && (c != 9 || show_names)).collect();
     let width =
         |c: usize| rows.iter().map(|r| r[c].chars().count()).chain([min[c], header[c].len()]).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..9).map(width).collect();
+    let widths: Vec<usize> = (0..10).map(width).collect();
     let line = |cells: &[String]| {
         let mut l = String::new();
         for (k, &c) in shown.iter().enumerate() {
@@ -222,6 +244,29 @@ mod tests {
         }
     }
 
+    /// The runs named `r0`, `r1`, ...
+    fn named<const N: usize>(runs: [Results; N]) -> Vec<(String, Results)> {
+        runs.into_iter().enumerate().map(|(i, r)| (format!("r{i}"), r)).collect()
+    }
+
+    #[test]
+    fn runs_alike_but_for_their_settings_are_told_apart_by_name() {
+        // prefix and prefix-text (another init) of one task: same method and n, two rows.
+        let runs = vec![
+            ("rte-prefix".to_string(), run("rte", "accuracy", 0.51)),
+            ("rte-prefix-text".to_string(), run("rte", "accuracy", 0.52)),
+        ];
+        let t = runs_table(&runs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].ends_with("train s run"), "{t}");
+        assert!(lines[1].ends_with(" rte-prefix") && lines[2].ends_with(" rte-prefix-text"), "{t}");
+        let different = runs_table(&named([run("rte", "accuracy", 0.5), run("sst2", "accuracy", 0.8)]));
+        assert!(!different.contains(" run") && !different.contains("r1"), "no column when rows differ\n{different}");
+        let dirs = ["a/run", "b/run/", "c/other"].map(std::path::PathBuf::from);
+        assert_eq!(run_names(&dirs[2..]), ["other"]);
+        assert_eq!(run_names(&dirs), ["a/run", "b/run/", "c/other"], "the paths when two names clash");
+    }
+
     #[test]
     fn runs_scored_on_different_test_sets_are_said_not_to_compare() {
         let sized = |n: u64, rate: f64| {
@@ -237,7 +282,7 @@ mod tests {
         // Runs written before the count was recorded: told apart by their majority rates.
         assert_eq!(mixed_test_sets(&[run("sst2", "accuracy", 0.8), sized(24, 0.5)]).len(), 1);
         // One majority line per rate.
-        let t = runs_table(&[sized(872, 0.5092), sized(24, 0.5)]);
+        let t = runs_table(&named([sized(872, 0.5092), sized(24, 0.5)]));
         assert_eq!(t.lines().filter(|l| l.contains("majority")).count(), 2, "{t}");
     }
 
@@ -249,7 +294,7 @@ mod tests {
         let s = Scores(BTreeMap::from([("accuracy".to_string(), 0.684), ("mcc".to_string(), 0.0)]));
         new.majority_scores = Some(BTreeMap::from([("test".to_string(), s)]));
         let line = |t: &str| t.lines().find(|l| l.contains("majority")).unwrap().to_string();
-        let (new, old) = (runs_table(&[new]), runs_table(&[old]));
+        let (new, old) = (runs_table(&named([new])), runs_table(&named([old])));
         assert!(line(&new).ends_with("test (mcc)          0.0000"), "{new}");
         assert!(line(&old).ends_with("test (accuracy)     0.6840"), "{old}");
     }
@@ -261,13 +306,13 @@ mod tests {
         a.model = "/models/smollm2-135m-instruct".into();
         let mut b = run("rte", "accuracy", 0.25);
         b.model = "/elsewhere/gemma-3-270m.gguf".into();
-        let t = runs_table(&[a.clone(), b]);
+        let t = runs_table(&named([a.clone(), b]));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0].find("centroid"), lines[1].find("0.5000").map(|i| i - 2), "{t}");
         assert_eq!(lines[1].find("0.5000"), lines[2].find("0.2500"), "{t}");
         assert!(lines[0].starts_with("task       model                 method "), "{t}");
         assert!(lines[2].starts_with("rte        gemma-3-270m          prefix "), "{t}");
-        let one = runs_table(&[a]);
+        let one = runs_table(&named([a]));
         assert!(!one.contains("model") && !one.contains("smollm2"), "one model: no column\n{one}");
     }
 }
