@@ -100,6 +100,16 @@ fn resume(dir: &Path) -> std::process::Output {
     bin().args(["train", "--quiet", "--resume", dir.to_str().unwrap()]).output().unwrap()
 }
 
+/// Kills the run `child` (SIGKILL) before its end and resumes its directory `dir` to the end.
+fn kill_and_resume(mut child: Child, dir: &Path) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.join("results.json").exists(), "killed before the end");
+    assert!(dir.join("resume.safetensors").is_file());
+    let out = resume(dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn a_killed_run_resumes_to_bit_identical_numbers() {
     common::minilm_dir();
@@ -108,13 +118,8 @@ fn a_killed_run_resumes_to_bit_identical_numbers() {
     // Killed at two different points: between saves, and right after a dev evaluation.
     for kill_after in [8, 16] {
         let dir = tmp.path().join(format!("killed{kill_after}"));
-        let mut child = start_until(&dir, kill_after);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        assert!(!dir.join("results.json").exists(), "killed before the end");
-        assert!(dir.join("resume.safetensors").is_file());
-        let out = resume(&dir);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let child = start_until(&dir, kill_after);
+        kill_and_resume(child, &dir);
         assert_eq!(results(&dir), results(&straight), "killed after step {kill_after}");
         assert_eq!(common::step_log(&dir), common::step_log(&straight), "the log continues as the uninterrupted one");
         let r: serde_json::Value =
@@ -134,13 +139,8 @@ fn a_killed_decoder_run_resumes_to_bit_identical_numbers() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Killed after the dev evaluation of step 4, before the save of step 6.
     let dir = tmp.path().join("killed");
-    let mut child = start_args_and_wait(decoder_args(&dir), "step 5", || common::last_step(&dir) >= 5);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(!dir.join("results.json").exists(), "killed before the end");
-    assert!(dir.join("resume.safetensors").is_file());
-    let out = resume(&dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let child = start_args_and_wait(decoder_args(&dir), "step 5", || common::last_step(&dir) >= 5);
+    kill_and_resume(child, &dir);
     assert_eq!(results(&dir), results(&straight));
     assert_eq!(common::step_log(&dir), common::step_log(&straight), "the log continues as the uninterrupted one");
 }
