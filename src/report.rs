@@ -196,7 +196,7 @@ pub fn runs_table(runs: &[(String, Results)]) -> String {
 /// One line per task and test set whose runs scored different examples (different counts,
 /// or different majority-class rates): their scores do not compare. Runs that recorded
 /// neither are not counted.
-pub fn mixed_test_sets(runs: &[Results]) -> Vec<String> {
+pub fn mixed_test_sets<'a>(runs: impl IntoIterator<Item = &'a Results>) -> Vec<String> {
     use std::collections::{BTreeMap, BTreeSet};
     let mut seen: BTreeMap<(String, String), (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
     for r in runs {

@@ -459,19 +459,21 @@ pub fn open_run(
         }
     }
     let checkpoint = run.join("checkpoint.safetensors");
-    if !checkpoint.is_file() && run.join("results.json").is_file() {
-        // A finished run without its weights: deleted, or a bench cell kept in git.
-        return Err(Error::Input(format!(
-            "{}: the run finished, but its weights (checkpoint.safetensors) are not there (a bench folder kept in git holds each cell's config, split and results, not its weights); `prefix-subspace train --config {} --out DIR` trains it again to the same numbers",
-            run.display(),
-            cfg_path.display()
-        )));
-    }
     if !checkpoint.is_file() {
-        return Err(Error::Input(format!(
-            "{}: no checkpoint.safetensors: the run stopped before its first dev evaluation, so there is nothing to evaluate (train it again with --overwrite)",
-            run.display()
-        )));
+        // A finished run without its weights (deleted, or a bench cell kept in git), or one
+        // that stopped before it saved any.
+        return Err(Error::Input(if run.join("results.json").is_file() {
+            format!(
+                "{}: the run finished, but its weights (checkpoint.safetensors) are not there (a bench folder kept in git holds each cell's config, split and results, not its weights); `prefix-subspace train --config {} --out DIR` trains it again to the same numbers",
+                run.display(),
+                cfg_path.display()
+            )
+        } else {
+            format!(
+                "{}: no checkpoint.safetensors: the run stopped before its first dev evaluation, so there is nothing to evaluate (train it again with --overwrite)",
+                run.display()
+            )
+        }));
     }
     if !run.join("results.json").is_file() {
         let best = crate::state::log_lines(&run.join("metrics.jsonl"), "eval")

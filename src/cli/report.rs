@@ -18,9 +18,9 @@ pub fn run(args: Args) -> Result<()> {
     let Args { runs } = args;
     // A file, a bench folder, or results that cannot be read: one line naming it.
     let rows = runs.iter().map(|r| prefix_subspace::report::read_run(r)).collect::<Result<Vec<_>, _>>()?;
-    let named: Vec<_> = prefix_subspace::report::run_names(&runs).into_iter().zip(rows.iter().cloned()).collect();
+    let named: Vec<_> = prefix_subspace::report::run_names(&runs).into_iter().zip(rows).collect();
     print!("{}", prefix_subspace::report::runs_table(&named));
-    for note in prefix_subspace::report::mixed_test_sets(&rows) {
+    for note in prefix_subspace::report::mixed_test_sets(named.iter().map(|(_, r)| r)) {
         eprintln!("note: {note}");
     }
     Ok(())
