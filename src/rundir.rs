@@ -302,8 +302,13 @@ impl Writing {
             cfg.device = d.to_string();
         }
         check_data_paths(&cfg, &cfg_path, DataDirFlag::NoFlag)?;
+        let pos = crate::state::saved_position(dir)?
+            .ok_or_else(|| Error::Input(format!("{}: not found", state.display())))?;
+        if let Some(p) = &pos.prompt {
+            cfg.keep_prompt(p);
+        }
         let session = Session::open(cfg)?;
-        crate::state::check_resume(&session, dir)?;
+        crate::state::check_position(&pos, &session, dir)?;
         let lock = lock(dir, Kind::Run)?;
         Ok(Self { session, dir: dir.to_path_buf(), resuming: true, created: false, _lock: lock })
     }
@@ -431,13 +436,15 @@ pub fn open_run(
     }
     let flag = if data_dir.is_some() { DataDirFlag::Given } else { DataDirFlag::NotGiven };
     check_data_paths(&cfg, &cfg_path, flag)?;
-    // A decoder run is read back through the prompt it was trained with, even where this
-    // build's default template or label words for its task differ.
-    if let Some(p) = crate::results::Results::recorded_prompt(&run.join("results.json"))? {
-        cfg.template.get_or_insert(p.template);
-        if !p.words.is_empty() {
-            cfg.label_words.get_or_insert(p.words);
-        }
+    // A decoder run is read back through the prompt it was trained with (recorded in
+    // results.json, or in the resume state of an unfinished run), even where this build's
+    // default template or label words for its task differ.
+    let recorded = match crate::results::Results::recorded_prompt(&run.join("results.json"))? {
+        Some(p) => Some(p),
+        None => crate::state::saved_position(run)?.and_then(|pos| pos.prompt),
+    };
+    if let Some(p) = &recorded {
+        cfg.keep_prompt(p);
     }
     let mut session = Session::open(cfg)?;
     let split_path = run.join("split.json");

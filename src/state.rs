@@ -83,6 +83,12 @@ pub(crate) struct Position {
     /// [`Session::data_hash`] when the run started (absent in states of older builds).
     #[serde(default)]
     pub(crate) data_hash: Option<String>,
+    /// A decoder's prompt when the run started (template and label words, defaults
+    /// resolved): resuming or evaluating the unfinished run uses it, even where a later
+    /// build's default prompt for the task differs. None for encoders; absent in states of
+    /// older builds.
+    #[serde(default)]
+    pub(crate) prompt: Option<crate::prompt::Prompt>,
 }
 
 impl Position {
@@ -155,12 +161,16 @@ pub(crate) fn load_state(path: &Path, vs: &nn::VarStore, opt: &mut AdamW) -> Res
     Ok((pos, best))
 }
 
-/// Checks that the interrupted run in `dir` can continue with `session`: its saved state is
-/// readable, the config's numbers-changing keys are those it started with (config.toml was not
-/// edited), and its examples' texts and labels are unchanged. Reads only the saved position.
-pub fn check_resume(session: &Session, dir: &Path) -> Result<()> {
+/// The training position saved in `dir`'s resume state, read without its tensors: none when
+/// the run has no resume state (it finished, or stopped before its first save); one line
+/// naming the file when it is truncated or corrupted.
+pub(crate) fn saved_position(dir: &Path) -> Result<Option<Position>> {
     let path = dir.join(RESUME_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
     let bad = |why: String| Error::Input(format!("{}: {why}; the file is truncated or corrupted", path.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
@@ -168,9 +178,9 @@ pub fn check_resume(session: &Session, dir: &Path) -> Result<()> {
     if t.dtype() != safetensors::Dtype::I64 {
         return Err(bad("the \"position\" tensor is not int64".into()));
     }
-    let pos = parse_position(t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))))
-        .map_err(bad)?;
-    check_position(&pos, session, dir)
+    parse_position(t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))))
+        .map(Some)
+        .map_err(bad)
 }
 
 /// The position [`save_state`] stored as the JSON bytes of an int64 tensor, one byte each.
@@ -179,12 +189,17 @@ fn parse_position(bytes: impl IntoIterator<Item = i64>) -> std::result::Result<P
     serde_json::from_slice(&json).map_err(|e| format!("unreadable training position ({e})"))
 }
 
-/// The checks of [`check_resume`] on a position already read.
+/// Checks that the interrupted run in `dir`, at `pos`, can continue with `session`: the
+/// config's numbers-changing keys are those it started with (config.toml was not edited; the
+/// prompt it started with counts as set) and its examples' texts and labels are unchanged.
 pub(crate) fn check_position(pos: &Position, session: &Session, dir: &Path) -> Result<()> {
     let cfg = &session.cfg;
     if let Some(saved) = &pos.config {
-        let started = RunConfig::from_toml_text(saved)
+        let mut started = RunConfig::from_toml_text(saved)
             .map_err(|e| Error::Input(format!("{}: unreadable saved config ({e})", dir.join(RESUME_FILE).display())))?;
+        if let Some(p) = &pos.prompt {
+            started.keep_prompt(p);
+        }
         let keys = started.differing_keys(&cfg.comparable());
         if !keys.is_empty() {
             return Err(Error::Input(format!(

@@ -183,6 +183,7 @@ fn run(session: &mut Session, dir: &Path, quiet: bool, resuming: bool) -> Result
             trained: false,
             config: Some(cfg.comparable().to_toml()),
             data_hash: Some(session.data_hash().to_string()),
+            prompt: session.tokenizer.prompt().cloned(),
         };
         (pos, Vec::new())
     };

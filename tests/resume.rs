@@ -145,6 +145,55 @@ fn a_killed_decoder_run_resumes_to_bit_identical_numbers() {
     assert_eq!(common::step_log(&dir), common::step_log(&straight), "the log continues as the uninterrupted one");
 }
 
+/// The prompt (template and label words) a decoder run started with is kept in its resume
+/// state: the unfinished run is evaluated and resumed with it, not with the prompt a later
+/// build would choose for the task. Here the saved prompt's label words are swapped, as a
+/// build with another default would leave them: `predict` on the unfinished run swaps its
+/// two probabilities, and the resumed run records the saved prompt in its results.
+#[test]
+fn an_unfinished_decoder_run_keeps_the_prompt_it_started_with() {
+    if !common::decoder_installed(DECODER) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("killed");
+    let mut child = start_args_and_wait(decoder_args(&dir), "step 5", || common::last_step(&dir) >= 5);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state = dir.join("resume.safetensors");
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text_a\": \"a gorgeous, moving film\"}\n{\"text_a\": \"dull and far too long\"}\n")
+        .unwrap();
+    let before = common::predict_rows(&dir, &input);
+
+    // Swap the label words of the saved position (JSON bytes, one per int64).
+    let bytes = std::fs::read(&state).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let json: Vec<u8> = st.tensor("position").unwrap().data().chunks_exact(8).map(|c| c[0]).collect();
+    let mut pos: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let words = pos["prompt"]["label_words"].as_array().unwrap().clone();
+    assert_eq!(words.len(), 2, "the run started with the task's two label words: {}", pos["prompt"]);
+    pos["prompt"]["label_words"] = serde_json::json!([words[1], words[0]]);
+    let json: Vec<u8> = serde_json::to_vec(&pos).unwrap().iter().flat_map(|&b| i64::from(b).to_le_bytes()).collect();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(name, _)| name != "position").collect();
+    tensors.push((
+        "position".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![json.len() / 8], &json).unwrap(),
+    ));
+    safetensors::serialize_to_file(tensors, &None, &state).unwrap();
+
+    let after = common::predict_rows(&dir, &input);
+    for (b, a) in before.iter().zip(&after) {
+        let probs: Vec<f64> = b["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).collect();
+        let swapped: Vec<f64> = a["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).collect();
+        assert!((probs[0] - swapped[1]).abs() < 1e-6 && (probs[1] - swapped[0]).abs() < 1e-6, "{b} then {a}");
+    }
+    let out = resume(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(common::results_json(&dir)["prompt"], pos["prompt"], "the resumed run used the saved prompt");
+}
+
 #[test]
 fn ctrl_c_saves_the_state_and_says_how_to_resume() {
     common::minilm_dir();

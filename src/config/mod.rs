@@ -573,6 +573,16 @@ impl RunConfig {
         }
     }
 
+    /// Sets `template` and `label_words` to a run's recorded prompt where the config leaves
+    /// them to the task's default, so that the run is read back with the prompt it was
+    /// trained with even where this build's default differs.
+    pub fn keep_prompt(&mut self, p: &crate::prompt::Prompt) {
+        self.template.get_or_insert_with(|| p.template.clone());
+        if !p.words.is_empty() {
+            self.label_words.get_or_insert_with(|| p.words.clone());
+        }
+    }
+
     /// The keys whose values differ between `self` and `other` (as their TOML forms).
     pub fn differing_keys(&self, other: &RunConfig) -> Vec<String> {
         let table =
