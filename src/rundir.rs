@@ -440,8 +440,8 @@ pub fn open_run(
     // results.json, or in the resume state of an unfinished run), even where this build's
     // default template or label words for its task differ.
     let recorded = match crate::results::Results::recorded_prompt(&run.join("results.json"))? {
-        Some(p) => Some(p),
         None => crate::state::saved_position(run)?.and_then(|pos| pos.prompt),
+        found => found,
     };
     if let Some(p) = &recorded {
         cfg.keep_prompt(p);
